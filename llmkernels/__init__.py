@@ -1,0 +1,32 @@
+"""llmkernels: fused kernels for the hot spots of transformer training.
+
+Each operation is a real ``torch.ops.llmkernels.*`` operator with a plain-PyTorch reference
+backend and, where built or installed, ``cpp`` (CPU), ``triton`` and ``cuda`` kernels. The
+functions below are thin wrappers that validate arguments and call those ops.
+"""
+
+__version__ = "0.1.0"
+
+import torch  # noqa: F401  (the extension, when built, links against torch: load it first)
+
+from llmkernels import ops  # noqa: F401  (registers the ops)
+from llmkernels.backends import BACKEND_NAMES, available_backends, use_backend
+from llmkernels.diagnostics import info
+from llmkernels.ops.rotary.api import apply_rotary, rotary_embedding
+from llmkernels.ops.rotary.cache import rope_cache
+from llmkernels.ops.sinusoidal.api import add_sinusoidal_position_encoding, sinusoidal_table
+from llmkernels import nn  # noqa: E402  (modules build on the functions above)
+
+__all__ = [
+    "BACKEND_NAMES",
+    "__version__",
+    "add_sinusoidal_position_encoding",
+    "apply_rotary",
+    "available_backends",
+    "info",
+    "nn",
+    "rope_cache",
+    "rotary_embedding",
+    "sinusoidal_table",
+    "use_backend",
+]

@@ -1,0 +1,5 @@
+"""Modules built on the llmkernels ops."""
+
+from llmkernels.nn.positional import RotaryEmbedding, SinusoidalPositionEncoding
+
+__all__ = ["RotaryEmbedding", "SinusoidalPositionEncoding"]

@@ -1,0 +1,48 @@
+"""Argument checks shared by every op family: one copy of each, with messages that name the
+argument, what was seen and what was expected."""
+
+from __future__ import annotations
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def check_tensor(name: str, value, *, ndims: tuple[int, ...] | None = None, dtypes=None) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
+    if ndims is not None and value.dim() not in ndims:
+        expected = " or ".join(str(n) for n in ndims)
+        raise ValueError(f"{name} must have {expected} dimensions; got shape {tuple(value.shape)}")
+    if dtypes is not None and value.dtype not in dtypes:
+        names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise ValueError(f"{name} must have dtype in ({names}); got {value.dtype}")
+
+
+def check_same_device(name: str, value: torch.Tensor, reference_name: str, reference: torch.Tensor):
+    if value.device != reference.device:
+        raise ValueError(
+            f"{name} is on {value.device} but {reference_name} is on {reference.device}; "
+            "they must be on the same device"
+        )
+
+
+def check_dim_size(name: str, value: torch.Tensor, dim: int, expected: int, what: str) -> None:
+    if value.shape[dim] != expected:
+        raise ValueError(
+            f"{name} dimension {dim} must be {expected} ({what}); got shape {tuple(value.shape)}"
+        )
+
+
+def is_fake(tensor: torch.Tensor) -> bool:
+    """True while tracing (fake or meta tensors): value checks must wait for real data."""
+    from torch._subclasses.fake_tensor import is_fake as _is_fake
+
+    return tensor.device.type == "meta" or _is_fake(tensor)
+
+
+def can_check_values(tensor: torch.Tensor) -> bool:
+    """Value checks read data on the host: only for real CPU tensors (never sync a GPU)."""
+    return tensor.device.type == "cpu" and not is_fake(tensor)
