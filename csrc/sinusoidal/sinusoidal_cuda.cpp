@@ -1,0 +1,100 @@
+// Torch glue for the sinusoidal-encoding CUDA kernel: checks, device guard, current stream,
+// dtype dispatch. Built only with -DLLMK_WITH_CUDA; the kernel is sinusoidal_cuda.cu.
+#ifdef LLMK_WITH_CUDA
+
+#include <ATen/MemoryOverlap.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "../common/checks.h"
+#include "sinusoidal.h"
+#include "sinusoidal_cuda_launch.h"
+
+namespace llmkernels {
+namespace {
+
+// Spelled out rather than LLMK_CHECK_DEVICE: that macro's `device` parameter is substituted into
+// its own `(t).device()` call, so it does not compile with any argument.
+void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& ref) {
+  LLMK_CHECK_ARG(t.device() == ref.device(), name, "expected a tensor on ", ref.device(), ", got ",
+                 t.device());
+}
+
+}  // namespace
+
+void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor& inv_freq,
+                         const std::optional<at::Tensor>& position_ids, double scale) {
+  LLMK_CHECK_DEVICE_TYPE(x, "x", at::kCUDA);
+  LLMK_CHECK_FLOATING(x, "x");
+  LLMK_CHECK_DIM(x, "x", 3);
+  LLMK_CHECK_LAST_DIM_CONTIGUOUS(x, "x");
+  check_same_device(out, "out", x);
+  LLMK_CHECK_DTYPE(out, "out", x.scalar_type());
+  LLMK_CHECK_SHAPE(out, "out", x.sizes());
+  LLMK_CHECK_LAST_DIM_CONTIGUOUS(out, "out");
+
+  const int64_t batch = x.size(0), seq = x.size(1), d_model = x.size(2);
+
+  LLMK_CHECK_DIM(inv_freq, "inv_freq", 1);
+  LLMK_CHECK_DTYPE(inv_freq, "inv_freq", at::kFloat);
+  check_same_device(inv_freq, "inv_freq", x);
+  LLMK_CHECK_CONTIGUOUS(inv_freq, "inv_freq");
+  LLMK_CHECK_SIZE(inv_freq, "inv_freq", 0, (d_model + 1) / 2);
+
+  if (position_ids.has_value()) {
+    const at::Tensor& pos = *position_ids;
+    LLMK_CHECK_DIM(pos, "position_ids", 2);
+    LLMK_CHECK_DTYPE(pos, "position_ids", at::kLong);
+    check_same_device(pos, "position_ids", x);
+    LLMK_CHECK_CONTIGUOUS(pos, "position_ids");
+    LLMK_CHECK_ARG(pos.size(1) == seq && (pos.size(0) == 1 || pos.size(0) == batch),
+                   "position_ids", "expected shape (1, ", seq, ") or (", batch, ", ", seq,
+                   "), got ", pos.sizes());
+  }
+
+  // Each element is read before it is written by the same thread: exact aliasing is fine.
+  at::assert_no_internal_overlap(out);
+  at::assert_no_partial_overlap(out, x);
+
+  SinusoidalCudaParams p;
+  p.x = x.data_ptr();
+  p.out = out.data_ptr();
+  p.batch = batch;
+  p.seq = seq;
+  p.d_model = d_model;
+  p.x_stride_b = x.stride(0);
+  p.x_stride_s = x.stride(1);
+  p.out_stride_b = out.stride(0);
+  p.out_stride_s = out.stride(1);
+  p.inv_freq = inv_freq.data_ptr<float>();
+  if (position_ids.has_value()) {
+    p.position_ids = position_ids->data_ptr<int64_t>();
+    p.position_batch_stride = position_ids->size(0) == 1 ? 0 : seq;
+  }
+  p.scale = static_cast<float>(scale);
+
+  const c10::cuda::CUDAGuard guard(x.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
+  cudaError_t err = cudaSuccess;
+  switch (x.scalar_type()) {
+    case at::kFloat:
+      err = launch_add_sinusoidal<float>(p, stream);
+      break;
+    case at::kHalf:
+      err = launch_add_sinusoidal<__half>(p, stream);
+      break;
+    case at::kBFloat16:
+      err = launch_add_sinusoidal<__nv_bfloat16>(p, stream);
+      break;
+    default:
+      TORCH_CHECK(false, "llmkernels: add_sinusoidal_cuda: unhandled dtype ", x.scalar_type());
+  }
+  TORCH_CHECK(err == cudaSuccess, "llmkernels: sinusoidal CUDA kernel launch failed: ",
+              cudaGetErrorString(err));
+}
+
+}  // namespace llmkernels
+
+#endif  // LLMK_WITH_CUDA
