@@ -1,0 +1,44 @@
+// Opens the code-generation region of one CPU kernel variant.
+//
+// Used by the small per-ISA translation units (e.g. rotary_cpu_avx512.cpp):
+//   #include <cstddef>, <cstdint> (and <immintrin.h> on x86)  -- standard headers first
+//   #define LLMK_ISA_LEVEL 2          // 0 generic, 1 avx2, 2 avx512, 3 avx512bf16
+//   #define LLMK_ISA_NS cpu_avx512    // namespace the variant's code lives in
+//   #include "../common/isa_begin.h"
+//   #include "<family>_cpu_kernel_impl.h"
+//   #include "../common/isa_end.h"
+//
+// Why a pragma and not -march flags: the extension is one setuptools target with one set of
+// compiler flags, and -march=native would tie a wheel to the build machine. Everything between
+// begin and end is compiled for the level; nothing with external inline definitions (std::
+// templates, torch headers) may be included there, because the linker could otherwise keep an
+// AVX-512 copy of, say, std::min and call it from the generic path. Helpers live in an unnamed
+// namespace inside LLMK_ISA_NS, so only the entry points have external linkage, each under a
+// namespace named after its level.
+//
+// fp-contract=off: products and sums round separately exactly as in the PyTorch reference, so
+// every variant gives bitwise the same float32 result (no FMA contraction in the AVX2+ ones).
+#if !defined(LLMK_ISA_LEVEL) || !defined(LLMK_ISA_NS)
+#error "define LLMK_ISA_LEVEL and LLMK_ISA_NS before including isa_begin.h"
+#endif
+
+#if defined(__clang__)
+#if LLMK_ISA_LEVEL == 1
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#elif LLMK_ISA_LEVEL == 2
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512"))), apply_to = function)
+#elif LLMK_ISA_LEVEL == 3
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,prefer-vector-width=512"))), apply_to = function)
+#endif
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#if LLMK_ISA_LEVEL == 1
+#pragma GCC target("avx2,fma,f16c")
+#elif LLMK_ISA_LEVEL == 2
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512")
+#elif LLMK_ISA_LEVEL == 3
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,prefer-vector-width=512")
+#endif
+#pragma GCC optimize("fp-contract=off")
+#endif

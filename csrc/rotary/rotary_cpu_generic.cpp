@@ -1,0 +1,9 @@
+// The rotary CPU kernel compiled for the generic level (see common/isa_begin.h).
+#include <cstddef>
+#include <cstdint>
+
+#define LLMK_ISA_LEVEL 0
+#define LLMK_ISA_NS cpu_generic
+#include "../common/isa_begin.h"
+#include "rotary_cpu_kernel_impl.h"
+#include "../common/isa_end.h"

@@ -1,0 +1,116 @@
+// Torch glue for the sinusoidal CPU kernel: checks, dtype mapping, threading and ISA dispatch.
+// The arithmetic lives in sinusoidal_cpu_kernel_impl.h, compiled per ISA level.
+#include <algorithm>
+
+#include <ATen/MemoryOverlap.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+
+#include "../common/checks.h"
+#include "../common/cpu_isa.h"
+#include "sinusoidal.h"
+#include "sinusoidal_cpu_kernel.h"
+
+namespace llmkernels {
+namespace {
+
+cpu::SinusoidalRowsFn sinusoidal_variant(cpu::Isa isa) {
+  switch (isa) {
+#if LLMK_CPU_X86
+    case cpu::Isa::avx512bf16: return &cpu_avx512bf16::add_sinusoidal_rows;
+    case cpu::Isa::avx512: return &cpu_avx512::add_sinusoidal_rows;
+    case cpu::Isa::avx2: return &cpu_avx2::add_sinusoidal_rows;
+#endif
+    default: return &cpu_generic::add_sinusoidal_rows;
+  }
+}
+
+cpu::ElemType elem_type(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return cpu::ElemType::f32;
+    case at::kHalf: return cpu::ElemType::f16;
+    case at::kBFloat16: return cpu::ElemType::bf16;
+    default: TORCH_CHECK_VALUE(false, "llmkernels: unsupported dtype ", t);
+  }
+}
+
+}  // namespace
+
+void add_sinusoidal_cpu(const at::Tensor& x, at::Tensor& out, const at::Tensor& table,
+                        const std::optional<at::Tensor>& position_ids, double scale) {
+  LLMK_CHECK_DEVICE_TYPE(x, "x", at::kCPU);
+  LLMK_CHECK_FLOATING(x, "x");
+  LLMK_CHECK_DIM(x, "x", 3);
+  LLMK_CHECK_LAST_DIM_CONTIGUOUS(x, "x");
+  LLMK_CHECK_DEVICE_TYPE(out, "out", at::kCPU);
+  LLMK_CHECK_DTYPE(out, "out", x.scalar_type());
+  LLMK_CHECK_SHAPE(out, "out", x.sizes());
+  LLMK_CHECK_LAST_DIM_CONTIGUOUS(out, "out");
+  LLMK_CHECK_ARG(at::has_internal_overlap(out) != at::MemOverlap::Yes, "out",
+                 "has internally overlapping memory (an expanded tensor?), shape ", out.sizes(),
+                 " strides ", out.strides());
+  const auto status = at::get_overlap_status(x, out);
+  LLMK_CHECK_ARG(status == at::MemOverlapStatus::Full || status == at::MemOverlapStatus::No, "out",
+                 "partially overlaps x; it must be x itself (in place) or separate memory");
+
+  const int64_t batch = x.size(0), seq = x.size(1), d_model = x.size(2);
+  LLMK_CHECK_DEVICE_TYPE(table, "table", at::kCPU);
+  LLMK_CHECK_DIM(table, "table", 2);
+  LLMK_CHECK_DTYPE(table, "table", at::kFloat);
+  LLMK_CHECK_CONTIGUOUS(table, "table");
+  LLMK_CHECK_SIZE(table, "table", 1, d_model);
+  const int64_t num_positions = table.size(0);
+
+  const int64_t* pos_ptr = nullptr;
+  int64_t pos_stride_b = 0;
+  if (position_ids.has_value()) {
+    const at::Tensor& pos = *position_ids;
+    LLMK_CHECK_DEVICE_TYPE(pos, "position_ids", at::kCPU);
+    LLMK_CHECK_DIM(pos, "position_ids", 2);
+    LLMK_CHECK_DTYPE(pos, "position_ids", at::kLong);
+    LLMK_CHECK_CONTIGUOUS(pos, "position_ids");
+    LLMK_CHECK_ARG(pos.size(1) == seq && (pos.size(0) == 1 || pos.size(0) == batch),
+                   "position_ids", "expected shape (1, ", seq, ") or (", batch, ", ", seq,
+                   "), got ", pos.sizes());
+    pos_ptr = pos.data_ptr<int64_t>();
+    pos_stride_b = pos.size(0) == 1 ? 0 : seq;
+    const int64_t n = pos.numel();
+    int64_t bad = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      if (pos_ptr[i] < 0 || pos_ptr[i] >= num_positions) {
+        bad = i;
+        break;
+      }
+    }
+    LLMK_CHECK_ARG(bad < 0, "position_ids", "expected values in [0, ", num_positions,
+                   ") (the rows of table), got ", bad < 0 ? 0 : pos_ptr[bad], " at flat index ",
+                   bad);
+  } else {
+    LLMK_CHECK_ARG(seq <= num_positions, "table", "has ", num_positions,
+                   " positions but seq = ", seq, " needs one per sequence index");
+  }
+
+  const int64_t rows = batch * seq;
+  if (rows == 0 || d_model == 0) return;
+
+  cpu::SinusoidalRowsArgs args{};
+  args.x = x.data_ptr();
+  args.out = out.data_ptr();
+  args.x_stride_b = x.stride(0);
+  args.x_stride_s = x.stride(1);
+  args.out_stride_b = out.stride(0);
+  args.out_stride_s = out.stride(1);
+  args.dtype = elem_type(x.scalar_type());
+  args.table = table.data_ptr<float>();
+  args.position_ids = pos_ptr;
+  args.position_stride_b = pos_stride_b;
+  args.seq = seq;
+  args.d_model = d_model;
+  args.scale = static_cast<float>(scale);
+
+  const cpu::SinusoidalRowsFn fn = sinusoidal_variant(cpu::selected_isa());
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / d_model);
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { fn(args, begin, end); });
+}
+
+}  // namespace llmkernels
