@@ -22,6 +22,18 @@ void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& 
                  t.device());
 }
 
+// A thread reads each element before writing it, so out == in (same pointer, same strides) is
+// safe in place; any other overlap between what is written and what is read would race.
+void check_alias(const at::Tensor& out, const char* out_name, const at::Tensor& in,
+                 const char* in_name) {
+  at::assert_no_internal_overlap(out);
+  at::assert_no_partial_overlap(out, in);
+  if (out.numel() > 0 && out.data_ptr() == in.data_ptr()) {
+    LLMK_CHECK_ARG(out.strides() == in.strides(), out_name, "shares its data with ", in_name,
+                   " but has strides ", out.strides(), " instead of ", in.strides());
+  }
+}
+
 void check_activation(const at::Tensor& t, const char* name, const at::Tensor& q) {
   LLMK_CHECK_DIM(t, name, 4);
   check_same_device(t, name, q);
@@ -99,13 +111,9 @@ void rotary_cuda(const at::Tensor& q, at::Tensor& q_out, const std::optional<at:
                    " positions, got shape ", cos.sizes());
   }
 
-  // A thread reads each element before writing it, so exact aliasing (in place) is fine; any
-  // other overlap between what is written and what is read would race.
-  at::assert_no_internal_overlap(q_out);
-  at::assert_no_partial_overlap(q_out, q);
+  check_alias(q_out, "q_out", q, "q");
   if (has_k) {
-    at::assert_no_internal_overlap(*k_out);
-    at::assert_no_partial_overlap(*k_out, *k);
+    check_alias(*k_out, "k_out", *k, "k");
     at::assert_no_overlap(q_out, *k_out);
     at::assert_no_overlap(q_out, *k);
     at::assert_no_overlap(*k_out, q);

@@ -22,6 +22,18 @@ void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& 
                  t.device());
 }
 
+// A thread reads each element before writing it, so out == in (same pointer, same strides) is
+// safe in place; any other overlap between what is written and what is read would race.
+void check_alias(const at::Tensor& out, const char* out_name, const at::Tensor& in,
+                 const char* in_name) {
+  at::assert_no_internal_overlap(out);
+  at::assert_no_partial_overlap(out, in);
+  if (out.numel() > 0 && out.data_ptr() == in.data_ptr()) {
+    LLMK_CHECK_ARG(out.strides() == in.strides(), out_name, "shares its data with ", in_name,
+                   " but has strides ", out.strides(), " instead of ", in.strides());
+  }
+}
+
 }  // namespace
 
 void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor& inv_freq,
@@ -54,9 +66,7 @@ void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor&
                    "), got ", pos.sizes());
   }
 
-  // Each element is read before it is written by the same thread: exact aliasing is fine.
-  at::assert_no_internal_overlap(out);
-  at::assert_no_partial_overlap(out, x);
+  check_alias(out, "out", x, "x");
 
   SinusoidalCudaParams p;
   p.x = x.data_ptr();
