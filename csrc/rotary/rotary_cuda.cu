@@ -68,9 +68,12 @@ __device__ __forceinline__ void rotate(float a, float b, float c, float s, float
 template <typename T, int VEC, bool INTERLEAVED>
 __global__ void rotary_kernel(const RotaryCudaParams p, const int64_t rows_q,
                               const int64_t total_rows) {
-  const int half = static_cast<int>(p.rotary_dim / 2);
+  // 32-bit column indices (the launcher checks head_dim fits): with 64-bit ones nvcc cannot
+  // prove the Pack accesses aligned and splits them into scalar ones.
+  const int head_dim = static_cast<int>(p.head_dim);
+  const int rotary_dim = static_cast<int>(p.rotary_dim);
+  const int half = rotary_dim / 2;
   const int units = half / VEC;  // VEC pairs per unit
-  const int64_t head_dim = p.head_dim;
   const float sin_sign = p.conjugate ? -1.0f : 1.0f;
 
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y; row < total_rows;
@@ -135,8 +138,8 @@ __global__ void rotary_kernel(const RotaryCudaParams p, const int64_t rows_q,
     }
 
     if (op.copy_passthrough) {
-      for (int64_t col = p.rotary_dim + static_cast<int64_t>(threadIdx.x) * VEC; col < head_dim;
-           col += static_cast<int64_t>(blockDim.x) * VEC) {
+      for (int col = rotary_dim + static_cast<int>(threadIdx.x) * VEC; col < head_dim;
+           col += static_cast<int>(blockDim.x) * VEC) {
         store_pack<T, VEC>(y + col, load_pack<T, VEC>(x + col));
       }
     }
@@ -189,6 +192,7 @@ cudaError_t launch_vec(const RotaryCudaParams& p, cudaStream_t stream) {
   const int64_t rows_k = p.k.heads > 0 ? p.batch * p.k.heads * p.seq : 0;
   const int64_t total_rows = rows_q + rows_k;
   if (total_rows == 0 || p.head_dim == 0) return cudaSuccess;
+  if (p.head_dim > INT_MAX - 16) return cudaErrorInvalidValue;
 
   constexpr int kThreads = 256;
   const int64_t units = p.rotary_dim / 2 / VEC;

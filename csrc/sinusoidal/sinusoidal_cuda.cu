@@ -51,8 +51,10 @@ __device__ __forceinline__ float scale_add(float x, float scale, float pe) {
 
 template <typename T, int E>
 __global__ void add_sinusoidal_kernel(const SinusoidalCudaParams p, const int64_t rows) {
-  const int64_t d_model = p.d_model;
-  const int64_t units = (d_model + E - 1) / E;  // exact for E > 1 (launcher checks d_model % E)
+  // 32-bit column indices (the launcher checks d_model fits): with 64-bit ones nvcc cannot
+  // prove the Pack store aligned and splits it into scalar stores.
+  const int d_model = static_cast<int>(p.d_model);
+  const int units = (d_model + E - 1) / E;  // exact for E > 1 (launcher checks d_model % E)
 
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y; row < rows;
        row += static_cast<int64_t>(gridDim.x) * blockDim.y) {
@@ -64,8 +66,8 @@ __global__ void add_sinusoidal_kernel(const SinusoidalCudaParams p, const int64_
         p.position_ids != nullptr ? p.position_ids[b * p.position_batch_stride + s] : s;
     const float posf = static_cast<float>(pos);
 
-    for (int64_t u = threadIdx.x; u < units; u += blockDim.x) {
-      const int64_t c0 = u * E;
+    for (int u = threadIdx.x; u < units; u += blockDim.x) {
+      const int c0 = u * E;
       if constexpr (E == 1) {
         // column c: sin for even c, cos for odd, of angle index c / 2 (odd d_model: the last
         // column is even, so it is the sin of i = d_model / 2)
@@ -116,6 +118,7 @@ template <typename T, int E>
 cudaError_t launch_e(const SinusoidalCudaParams& p, cudaStream_t stream) {
   const int64_t rows = p.batch * p.seq;
   if (rows == 0 || p.d_model == 0) return cudaSuccess;
+  if (p.d_model > INT_MAX - 16) return cudaErrorInvalidValue;
   constexpr int kThreads = 256;
   const int64_t units = (p.d_model + E - 1) / E;
   const int tx = std::min(kThreads, next_pow2(units));
@@ -130,7 +133,9 @@ cudaError_t launch_e(const SinusoidalCudaParams& p, cudaStream_t stream) {
 
 template <typename T>
 cudaError_t launch_add_sinusoidal(const SinusoidalCudaParams& params, cudaStream_t stream) {
-  if (can_vectorise<T>(params, 8)) return launch_e<T, 8>(params, stream);
+  if constexpr (sizeof(T) <= 2) {  // 8 elements in one 16-byte access
+    if (can_vectorise<T>(params, 8)) return launch_e<T, 8>(params, stream);
+  }
   if (can_vectorise<T>(params, 4)) return launch_e<T, 4>(params, stream);
   if (can_vectorise<T>(params, 2)) return launch_e<T, 2>(params, stream);
   return launch_e<T, 1>(params, stream);
