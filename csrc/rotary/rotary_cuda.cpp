@@ -15,13 +15,6 @@
 namespace llmkernels {
 namespace {
 
-// Spelled out rather than LLMK_CHECK_DEVICE: that macro's `device` parameter is substituted into
-// its own `(t).device()` call, so it does not compile with any argument.
-void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& ref) {
-  LLMK_CHECK_ARG(t.device() == ref.device(), name, "expected a tensor on ", ref.device(), ", got ",
-                 t.device());
-}
-
 // A thread reads each element before writing it, so out == in (same pointer, same strides) is
 // safe in place; any other overlap between what is written and what is read would race.
 void check_alias(const at::Tensor& out, const char* out_name, const at::Tensor& in,
@@ -36,7 +29,7 @@ void check_alias(const at::Tensor& out, const char* out_name, const at::Tensor& 
 
 void check_activation(const at::Tensor& t, const char* name, const at::Tensor& q) {
   LLMK_CHECK_DIM(t, name, 4);
-  check_same_device(t, name, q);
+  LLMK_CHECK_DEVICE(t, name, q.device());
   LLMK_CHECK_DTYPE(t, name, q.scalar_type());
   LLMK_CHECK_LAST_DIM_CONTIGUOUS(t, name);
 }
@@ -85,11 +78,11 @@ void rotary_cuda(const at::Tensor& q, at::Tensor& q_out, const std::optional<at:
 
   LLMK_CHECK_DIM(cos, "cos", 2);
   LLMK_CHECK_DTYPE(cos, "cos", at::kFloat);
-  check_same_device(cos, "cos", q);
+  LLMK_CHECK_DEVICE(cos, "cos", q.device());
   LLMK_CHECK_CONTIGUOUS(cos, "cos");
   LLMK_CHECK_SHAPE(sin, "sin", cos.sizes());
   LLMK_CHECK_DTYPE(sin, "sin", at::kFloat);
-  check_same_device(sin, "sin", q);
+  LLMK_CHECK_DEVICE(sin, "sin", q.device());
   LLMK_CHECK_CONTIGUOUS(sin, "sin");
   const int64_t rotary_dim = 2 * cos.size(1);
   LLMK_CHECK_ARG(rotary_dim <= head_dim, "cos", "rotary_dim = 2 * cos.size(1) = ", rotary_dim,
@@ -101,7 +94,7 @@ void rotary_cuda(const at::Tensor& q, at::Tensor& q_out, const std::optional<at:
     const at::Tensor& pos = *position_ids;
     LLMK_CHECK_DIM(pos, "position_ids", 2);
     LLMK_CHECK_DTYPE(pos, "position_ids", at::kLong);
-    check_same_device(pos, "position_ids", q);
+    LLMK_CHECK_DEVICE(pos, "position_ids", q.device());
     LLMK_CHECK_CONTIGUOUS(pos, "position_ids");
     LLMK_CHECK_ARG(pos.size(1) == seq && (pos.size(0) == 1 || pos.size(0) == batch),
                    "position_ids", "expected shape (1, ", seq, ") or (", batch, ", ", seq,

@@ -15,13 +15,6 @@
 namespace llmkernels {
 namespace {
 
-// Spelled out rather than LLMK_CHECK_DEVICE: that macro's `device` parameter is substituted into
-// its own `(t).device()` call, so it does not compile with any argument.
-void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& ref) {
-  LLMK_CHECK_ARG(t.device() == ref.device(), name, "expected a tensor on ", ref.device(), ", got ",
-                 t.device());
-}
-
 // A thread reads each element before writing it, so out == in (same pointer, same strides) is
 // safe in place; any other overlap between what is written and what is read would race.
 void check_alias(const at::Tensor& out, const char* out_name, const at::Tensor& in,
@@ -42,7 +35,7 @@ void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor&
   LLMK_CHECK_FLOATING(x, "x");
   LLMK_CHECK_DIM(x, "x", 3);
   LLMK_CHECK_LAST_DIM_CONTIGUOUS(x, "x");
-  check_same_device(out, "out", x);
+  LLMK_CHECK_DEVICE(out, "out", x.device());
   LLMK_CHECK_DTYPE(out, "out", x.scalar_type());
   LLMK_CHECK_SHAPE(out, "out", x.sizes());
   LLMK_CHECK_LAST_DIM_CONTIGUOUS(out, "out");
@@ -51,7 +44,7 @@ void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor&
 
   LLMK_CHECK_DIM(inv_freq, "inv_freq", 1);
   LLMK_CHECK_DTYPE(inv_freq, "inv_freq", at::kFloat);
-  check_same_device(inv_freq, "inv_freq", x);
+  LLMK_CHECK_DEVICE(inv_freq, "inv_freq", x.device());
   LLMK_CHECK_CONTIGUOUS(inv_freq, "inv_freq");
   LLMK_CHECK_SIZE(inv_freq, "inv_freq", 0, (d_model + 1) / 2);
 
@@ -59,7 +52,7 @@ void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor&
     const at::Tensor& pos = *position_ids;
     LLMK_CHECK_DIM(pos, "position_ids", 2);
     LLMK_CHECK_DTYPE(pos, "position_ids", at::kLong);
-    check_same_device(pos, "position_ids", x);
+    LLMK_CHECK_DEVICE(pos, "position_ids", x.device());
     LLMK_CHECK_CONTIGUOUS(pos, "position_ids");
     LLMK_CHECK_ARG(pos.size(1) == seq && (pos.size(0) == 1 || pos.size(0) == batch),
                    "position_ids", "expected shape (1, ", seq, ") or (", batch, ", ", seq,
