@@ -1,0 +1,45 @@
+"""Tolerances (one table, never loosened to pass) and backend parametrisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import llmkernels
+
+# Max |a - b| <= atol + rtol * |b|, against a float64 reference.
+TOLERANCES = {
+    torch.float64: dict(rtol=1e-10, atol=1e-10),
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.float16: dict(rtol=1e-2, atol=1e-2),
+    torch.bfloat16: dict(rtol=1e-2, atol=1e-2),
+}
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None):
+    tol = TOLERANCES[dtype or actual.dtype]
+    torch.testing.assert_close(actual.double(), expected.double(), **tol)
+
+
+def backend_cases(op: str, dtypes=(torch.float32, torch.float16, torch.bfloat16)):
+    """(device, backend, dtype) for every non-reference backend; absent ones skip with the reason."""
+    cases = []
+    for device in ["cpu", "cuda"]:
+        for backend in ("cpp", "triton", "cuda"):
+            for dtype in dtypes:
+                marks = [pytest.mark.gpu] if device == "cuda" else []
+                cases.append(pytest.param(device, backend, dtype, marks=marks, id=f"{device}-{backend}-{str(dtype)[6:]}"))
+    return cases
+
+
+def skip_unless_present(op: str, device: str, backend: str, dtype: torch.dtype) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    if backend not in llmkernels.available_backends(device, op):
+        pytest.skip(f"{backend} not present on {device}")
+    if backend == "triton" and device == "cpu" and dtype == torch.bfloat16:
+        pytest.skip("the Triton interpreter refuses bf16 (tested separately)")
+    if backend == "cpp" and device != "cpu" or backend == "cuda" and device != "cuda":
+        pytest.skip(f"{backend} does not run on {device}")
