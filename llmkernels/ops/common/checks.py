@@ -44,5 +44,8 @@ def is_fake(tensor: torch.Tensor) -> bool:
 
 
 def can_check_values(tensor: torch.Tensor) -> bool:
-    """Value checks read data on the host: only for real CPU tensors (never sync a GPU)."""
+    """Value checks read data on the host: only for real CPU tensors (never sync a GPU). While
+    dynamo traces, the op's own run-time check does it instead."""
+    if torch.compiler.is_compiling():
+        return False
     return tensor.device.type == "cpu" and not is_fake(tensor)

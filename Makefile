@@ -1,0 +1,28 @@
+# The two commands a newcomer types: `make test` and `make demo`. Each sets itself up.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu') setup.py pyproject.toml
+
+.PHONY: test demo bench cuda-check setup clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: $(SOURCES) tools/setup_env.sh
+	VENV=$(VENV) bash tools/setup_env.sh
+	touch $@
+
+test: setup cuda-check
+	$(PY) -m pytest tests -q --durations=15 --timeout=900
+
+demo: setup
+	$(PY) -m llmkernels demo
+
+bench: setup
+	$(PY) -m pytest benchmarks -q
+
+cuda-check:
+	@if command -v nvcc >/dev/null 2>&1; then PYTHON=$(PY) bash tools/cuda_check.sh; \
+	else echo "cuda-check: nvcc not found, skipped"; fi
+
+clean:
+	rm -rf build *.egg-info llmkernels/_C*.so

@@ -1,0 +1,5 @@
+import sys
+
+from llmkernels.cli import main
+
+sys.exit(main())

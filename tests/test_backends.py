@@ -1,0 +1,128 @@
+"""The op contract: backend selection, errors, logging, info(), backward on the forward's backend."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import llmkernels
+from llmkernels import backends
+
+
+def test_available_backends_per_op_and_device():
+    present = llmkernels.available_backends("cpu")
+    assert "reference" in present and "cuda" not in present
+    for op in backends.registered_ops():
+        assert set(llmkernels.available_backends("cpu", op)) <= set(present)
+    assert llmkernels.available_backends(torch.device("cpu"), "apply_rotary")[0] == "reference"
+    with pytest.raises(ValueError, match="op must be one of"):
+        llmkernels.available_backends("cpu", "no_such_op")
+
+
+def test_unknown_backend_name_is_rejected():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        with llmkernels.use_backend("fastest"):
+            pass
+
+
+def test_absent_backend_names_what_is_present():
+    q = torch.randn(1, 1, 2, 4)
+    cos, sin = llmkernels.rope_cache(2, 4)
+    with pytest.raises(RuntimeError, match=r"backend 'cuda' does not run on cpu.*present: reference"):
+        with llmkernels.use_backend("cuda"):
+            llmkernels.apply_rotary(q, q, cos, sin)
+
+
+def test_reference_serves_float64_and_auto_falls_back_to_it():
+    q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
+    cos, sin = llmkernels.rope_cache(3, 4)
+    assert backends.resolve("apply_rotary", q.device, torch.float64, "auto") == "reference"
+    out, _ = llmkernels.apply_rotary(q, q, cos, sin)
+    assert out.dtype == torch.float64
+    if "cpp" in llmkernels.available_backends("cpu", "apply_rotary"):
+        with pytest.raises(RuntimeError, match="does not support torch.float64"):
+            with llmkernels.use_backend("cpp"):
+                llmkernels.apply_rotary(q, q, cos, sin)
+
+
+def test_auto_never_picks_the_interpreter():
+    for op in backends.registered_ops():
+        chosen = backends.resolve(op, torch.device("cpu"), torch.float32, "auto")
+        assert chosen == ("cpp" if "cpp" in llmkernels.available_backends("cpu", op) else "reference")
+
+
+def test_use_backend_nests_and_env_is_the_default(monkeypatch):
+    monkeypatch.setenv("LLMKERNELS_BACKEND", "reference")
+    assert backends.requested_backend() == "reference"
+    with llmkernels.use_backend("auto"):
+        assert backends.requested_backend() == "auto"
+        with llmkernels.use_backend("reference"):
+            assert backends.requested_backend() == "reference"
+        assert backends.requested_backend() == "auto"
+    monkeypatch.setenv("LLMKERNELS_BACKEND", "bogus")
+    with pytest.raises(ValueError, match="bogus"):
+        backends.requested_backend()
+
+
+def test_backward_runs_on_the_forward_backend(monkeypatch):
+    present = [b for b in llmkernels.available_backends("cpu", "apply_rotary") if b != "reference"]
+    chosen_backend = present[0] if present else "reference"
+    seen = []
+    original = backends.resolve
+
+    def spy(op, device, dtype, requested="auto"):
+        seen.append(requested)
+        return original(op, device, dtype, requested)
+
+    monkeypatch.setattr(backends, "resolve", spy)
+    q = torch.randn(1, 2, 3, 8, requires_grad=True)
+    cos, sin = llmkernels.rope_cache(3, 8)
+    with llmkernels.use_backend(chosen_backend):
+        out, _ = llmkernels.apply_rotary(q, q.detach(), cos, sin)
+    with llmkernels.use_backend("reference"):  # the block has ended; another one is active
+        out.sum().backward()
+    assert seen == [chosen_backend, chosen_backend]
+
+
+def test_log_names_the_backend_that_ran():
+    code = (
+        "import torch, llmkernels\n"
+        "cos, sin = llmkernels.rope_cache(3, 4)\n"
+        "llmkernels.apply_rotary(torch.randn(1, 1, 3, 4), torch.randn(1, 1, 3, 4), cos, sin)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ, "LLMKERNELS_LOG": "1"},
+        check=True,
+    )
+    assert "llmkernels: apply_rotary ->" in result.stderr
+
+
+def test_info_reports_build_and_choices(capsys):
+    report = llmkernels.info()
+    assert "apply_rotary" in capsys.readouterr().out
+    assert report["version"] == llmkernels.__version__
+    assert set(report["ops"]) == set(backends.registered_ops())
+    assert report["ops"]["apply_rotary"]["cpu"]["float32"]["auto"] in ("cpp", "reference")
+    if report["extension"]["built"]:
+        assert {"compiler", "openmp", "cpu_isa_variants", "cuda_archs"} <= set(report["extension"])
+
+
+def test_package_imports_and_works_without_the_extension():
+    # Hide llmkernels._C: the package must still import and run on the reference backend.
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'llmkernels._C': raise ImportError('hidden for the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import torch, llmkernels\n"
+        "assert llmkernels.available_backends('cpu', 'apply_rotary') == ['reference'] or "
+        "'cpp' not in llmkernels.available_backends('cpu', 'apply_rotary')\n"
+        "cos, sin = llmkernels.rope_cache(3, 4)\n"
+        "print(llmkernels.rotary_embedding(torch.randn(1, 1, 3, 4), cos, sin).shape)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "torch.Size([1, 1, 3, 4])" in result.stdout
