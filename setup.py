@@ -4,6 +4,7 @@
     LLMKERNELS_NO_EXTENSION=1 pip install .  # pure-Python package
     LLMKERNELS_NO_CUDA=1 ...                 # CPU-only extension even where CUDA is present
     LLMKERNELS_CUDA_ARCHS="90a" ...          # CUDA architectures (default "80;90a")
+    LLMKERNELS_DEBUG=1 ...                   # keep debug info (-g)
     MAX_JOBS=2 ...                           # parallel compile jobs (ninja)
 
 The extension is optional: if it fails to compile, the install still succeeds with a warning and
@@ -87,7 +88,10 @@ def extension_modules():
 
     # -ffp-contract is left to the per-ISA kernel files (see csrc/common/isa_begin.h); no
     # -march=native: per-ISA variants are selected at run time instead.
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp"]
+    # -g0 by default: debug info for the torch headers doubles compile time and the .so size;
+    # LLMKERNELS_DEBUG=1 keeps it.
+    debug = env_flag("LLMKERNELS_DEBUG")
+    cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-g" if debug else "-g0"]
     macros = [("LLMK_TORCH_VERSION", f'"{torch.__version__}"')]
     sources = cpu_sources
     archs = ""

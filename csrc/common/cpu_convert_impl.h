@@ -42,8 +42,10 @@ inline float f16_to_f32_portable(uint16_t h) {
   const float magic_bias = 0.5f;
   const float denormalized = f32_from_bits((two_w >> 17) | magic_mask) - magic_bias;
   const uint32_t denormalized_cutoff = UINT32_C(1) << 27;
-  const uint32_t result =
-      sign | (two_w < denormalized_cutoff ? f32_to_bits(denormalized) : f32_to_bits(normalized));
+  // Selects by mask rather than ?: so the loop if-converts and vectorises at the generic level.
+  const uint32_t use_denormal = 0u - static_cast<uint32_t>(two_w < denormalized_cutoff);
+  const uint32_t result = sign | (f32_to_bits(denormalized) & use_denormal) |
+                          (f32_to_bits(normalized) & ~use_denormal);
   return f32_from_bits(result);
 }
 
@@ -55,14 +57,15 @@ inline uint16_t f16_from_f32_portable(float f) {
   const uint32_t shl1_w = w + w;
   const uint32_t sign = w & UINT32_C(0x80000000);
   uint32_t bias = shl1_w & UINT32_C(0xFF000000);
-  if (bias < UINT32_C(0x71000000)) bias = UINT32_C(0x71000000);
+  const uint32_t small = 0u - static_cast<uint32_t>(bias < UINT32_C(0x71000000));
+  bias = (UINT32_C(0x71000000) & small) | (bias & ~small);
   base = f32_from_bits((bias >> 1) + UINT32_C(0x07800000)) + base;
   const uint32_t bits = f32_to_bits(base);
   const uint32_t exp_bits = (bits >> 13) & UINT32_C(0x00007C00);
   const uint32_t mantissa_bits = bits & UINT32_C(0x00000FFF);
   const uint32_t nonsign = exp_bits + mantissa_bits;
-  return static_cast<uint16_t>((sign >> 16) |
-                               (shl1_w > UINT32_C(0xFF000000) ? UINT32_C(0x7E00) : nonsign));
+  const uint32_t is_nan = 0u - static_cast<uint32_t>(shl1_w > UINT32_C(0xFF000000));
+  return static_cast<uint16_t>((sign >> 16) | (UINT32_C(0x7E00) & is_nan) | (nonsign & ~is_nan));
 }
 
 // load_f32(src, dst, n): n stored elements -> float32; store_f32(src, dst, n): the reverse.
