@@ -124,10 +124,65 @@ inline void store_f32(const float* src, F16* dst, int64_t n) {
 }
 #endif
 
+
+inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+
 // Raw element copy for columns that pass through unchanged.
 template <typename T>
 inline void copy_elems(const T* src, T* dst, int64_t n) {
-  if (n > 0) __builtin_memcpy(dst, src, static_cast<size_t>(n) * sizeof(T));
+  if (n > 0) __builtin_memcpy(dst, src, static_cast<uint64_t>(n) * sizeof(T));
 }
 
-inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+// Non-temporal (streaming) stores for outputs much larger than the caches: they skip the
+// read-for-ownership of each destination line, which otherwise makes an out-of-place pass move
+// 3 bytes per byte written instead of 2. Unaligned head and tail bytes use plain stores.
+// Call stream_fence() before the results are handed to another thread.
+#if LLMK_CPU_X86
+#if LLMK_ISA_LEVEL >= 2
+constexpr int64_t kStreamBytes = 64;
+inline void stream_chunk(char* d, const char* s) {
+  _mm512_stream_si512(reinterpret_cast<__m512i*>(d), _mm512_loadu_si512(s));
+}
+#elif LLMK_ISA_LEVEL == 1
+constexpr int64_t kStreamBytes = 32;
+inline void stream_chunk(char* d, const char* s) {
+  _mm256_stream_si256(reinterpret_cast<__m256i*>(d),
+                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
+}
+#else
+constexpr int64_t kStreamBytes = 16;
+inline void stream_chunk(char* d, const char* s) {
+  _mm_stream_si128(reinterpret_cast<__m128i*>(d),
+                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+}
+#endif
+inline void stream_store_bytes(void* dst, const void* src, int64_t nbytes) {
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  const int64_t misaligned = static_cast<int64_t>(reinterpret_cast<uintptr_t>(d) &
+                                                  static_cast<uintptr_t>(kStreamBytes - 1));
+  const int64_t head = misaligned ? min_i64(nbytes, kStreamBytes - misaligned) : 0;
+  if (head > 0) __builtin_memcpy(d, s, static_cast<uint64_t>(head));
+  int64_t i = head;
+  for (; i + kStreamBytes <= nbytes; i += kStreamBytes) stream_chunk(d + i, s + i);
+  if (i < nbytes) __builtin_memcpy(d + i, s + i, static_cast<uint64_t>(nbytes - i));
+}
+inline void stream_fence() { _mm_sfence(); }
+#else
+inline void stream_store_bytes(void* dst, const void* src, int64_t nbytes) {
+  if (nbytes > 0) __builtin_memcpy(dst, src, static_cast<uint64_t>(nbytes));
+}
+inline void stream_fence() {}
+#endif
+
+// Converts n floats and writes them to dst, streaming when kStream.
+template <bool kStream, typename T>
+inline void store_out(const float* src, T* dst, int64_t n) {
+  if (kStream) {
+    alignas(64) T tmp[cpu::kMaxStoreBlock];
+    store_f32(src, tmp, n);
+    stream_store_bytes(dst, tmp, n * static_cast<int64_t>(sizeof(T)));
+  } else {
+    store_f32(src, dst, n);
+  }
+}

@@ -166,11 +166,16 @@ void rotary_cpu(const at::Tensor& q, at::Tensor& q_out, const std::optional<at::
   args.rotary_dim = rotary_dim;
   args.interleaved = interleaved;
   args.conjugate = conjugate;
+  const bool in_place =
+      q_out.data_ptr() == q.data_ptr() || (has_k && k_out->data_ptr() == k->data_ptr());
+  const int64_t out_bytes = (q_out.numel() + (has_k ? k_out->numel() : 0)) * q.element_size();
+  args.stream_out = !in_place && out_bytes >= cpu::kStreamingMinBytes;
 
   const cpu::RotaryRowsFn fn = rotary_variant(cpu::selected_isa());
   const int64_t heads = q.size(1) + (has_k ? k->size(1) : 0);
   // ~64K elements per task: enough to amortise scheduling, small enough to balance.
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, heads * head_dim));
+  const int64_t grain =
+      std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, heads * head_dim));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { fn(args, begin, end); });
 }
 

@@ -28,6 +28,7 @@ struct RotaryRowsArgs {
   int64_t position_stride_b;    // 0 when shared by the batch, else seq
   int64_t seq, head_dim, rotary_dim;
   bool interleaved, conjugate;
+  bool stream_out;  // non-temporal stores (large outputs that do not alias an input)
 };
 
 // Rotates rows [row_begin, row_end) of the flattened (batch, seq) range, every head of every

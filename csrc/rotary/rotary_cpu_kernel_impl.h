@@ -13,9 +13,10 @@ namespace {
 constexpr int64_t kPairBlock = 64;
 // Rows per tile: heads are looped inside a tile so the tile's cos/sin rows stay in L1 while each
 // head streams through a contiguous run of rows in the (batch, heads, seq, dim) layout.
-constexpr int64_t kTileRows = 16;
+constexpr int64_t kTileRows = 64;
+static_assert(2 * kPairBlock <= cpu::kMaxStoreBlock, "store blocks exceed the scratch buffer");
 
-template <typename T, bool kInterleaved>
+template <typename T, bool kInterleaved, bool kStream>
 void rotate_row(const T* in, T* out, const float* cos_row, const float* sin_row, float sin_sign,
                 int64_t half, int64_t head_dim) {
   alignas(64) float x[2 * kPairBlock];
@@ -31,7 +32,7 @@ void rotate_row(const T* in, T* out, const float* cos_row, const float* sin_row,
         y[2 * i] = a * c[i] - b * si;
         y[2 * i + 1] = b * c[i] + a * si;
       }
-      store_f32(y, out + 2 * i0, 2 * n);
+      store_out<kStream>(y, out + 2 * i0, 2 * n);
     } else {
       float* xa = x;
       float* xb = x + kPairBlock;
@@ -44,14 +45,19 @@ void rotate_row(const T* in, T* out, const float* cos_row, const float* sin_row,
         ya[i] = xa[i] * c[i] - xb[i] * si;
         yb[i] = xb[i] * c[i] + xa[i] * si;
       }
-      store_f32(ya, out + i0, n);
-      store_f32(yb, out + half + i0, n);
+      store_out<kStream>(ya, out + i0, n);
+      store_out<kStream>(yb, out + half + i0, n);
     }
   }
-  if (out != in) copy_elems(in + 2 * half, out + 2 * half, head_dim - 2 * half);
+  if (out == in) return;
+  if (kStream)
+    stream_store_bytes(out + 2 * half, in + 2 * half,
+                       (head_dim - 2 * half) * static_cast<int64_t>(sizeof(T)));
+  else
+    copy_elems(in + 2 * half, out + 2 * half, head_dim - 2 * half);
 }
 
-template <typename T, bool kInterleaved>
+template <typename T, bool kInterleaved, bool kStream>
 void rotary_rows_typed(const cpu::RotaryRowsArgs& a, int64_t row_begin, int64_t row_end) {
   const int64_t half = a.rotary_dim / 2;
   const float sin_sign = a.conjugate ? -1.0f : 1.0f;
@@ -69,7 +75,7 @@ void rotary_rows_typed(const cpu::RotaryRowsArgs& a, int64_t row_begin, int64_t 
         T* out_h = out_b + h * tv.out_stride_h;
         for (int64_t j = 0; j < n; ++j) {
           const int64_t p = pos ? pos[j] : s0 + j;
-          rotate_row<T, kInterleaved>(in_h + j * tv.in_stride_s, out_h + j * tv.out_stride_s,
+          rotate_row<T, kInterleaved, kStream>(in_h + j * tv.in_stride_s, out_h + j * tv.out_stride_s,
                                       a.cos + p * half, a.sin + p * half, sin_sign, half,
                                       a.head_dim);
         }
@@ -77,14 +83,18 @@ void rotary_rows_typed(const cpu::RotaryRowsArgs& a, int64_t row_begin, int64_t 
     }
     r0 += n;
   }
+  if (kStream) stream_fence();
 }
 
 template <typename T>
 void rotary_rows_dispatch_layout(const cpu::RotaryRowsArgs& a, int64_t begin, int64_t end) {
-  if (a.interleaved)
-    rotary_rows_typed<T, true>(a, begin, end);
-  else
-    rotary_rows_typed<T, false>(a, begin, end);
+  if (a.interleaved) {
+    if (a.stream_out) rotary_rows_typed<T, true, true>(a, begin, end);
+    else rotary_rows_typed<T, true, false>(a, begin, end);
+  } else {
+    if (a.stream_out) rotary_rows_typed<T, false, true>(a, begin, end);
+    else rotary_rows_typed<T, false, false>(a, begin, end);
+  }
 }
 
 }  // namespace

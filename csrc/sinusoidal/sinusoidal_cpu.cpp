@@ -111,6 +111,8 @@ void add_sinusoidal_cpu(const at::Tensor& x, at::Tensor& out, const at::Tensor& 
   args.seq = seq;
   args.d_model = d_model;
   args.scale = static_cast<float>(scale);
+  args.stream_out = out.data_ptr() != x.data_ptr() &&
+                    out.numel() * out.element_size() >= cpu::kStreamingMinBytes;
 
   const cpu::SinusoidalRowsFn fn = sinusoidal_variant(cpu::selected_isa());
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / d_model);

@@ -20,6 +20,7 @@ struct SinusoidalRowsArgs {
   int64_t position_stride_b;    // 0 when shared by the batch, else seq
   int64_t seq, d_model;
   float scale;
+  bool stream_out;  // non-temporal stores (large outputs that do not alias x)
 };
 
 // out = x * scale + table[pos] for rows [row_begin, row_end) of the flattened (batch, seq) range.

@@ -8,38 +8,47 @@ namespace {
 
 #include "../common/cpu_convert_impl.h"
 
-constexpr int64_t kBlock = 256;
+constexpr int64_t kBlock = cpu::kMaxStoreBlock;
 
-template <typename T>
+template <typename T, bool kStream>
 void add_row(const T* x, T* out, const float* pe, float scale, int64_t d_model) {
   alignas(64) float buf[kBlock];
   for (int64_t i0 = 0; i0 < d_model; i0 += kBlock) {
     const int64_t n = min_i64(kBlock, d_model - i0);
     load_f32(x + i0, buf, n);
     for (int64_t i = 0; i < n; ++i) buf[i] = buf[i] * scale + pe[i0 + i];
-    store_f32(buf, out + i0, n);
+    store_out<kStream>(buf, out + i0, n);
   }
 }
 
-template <typename T>
+template <typename T, bool kStream>
 void add_rows_typed(const cpu::SinusoidalRowsArgs& a, int64_t row_begin, int64_t row_end) {
   for (int64_t r = row_begin; r < row_end; ++r) {
     const int64_t b = r / a.seq;
     const int64_t s = r - b * a.seq;
     const int64_t p = a.position_ids ? a.position_ids[b * a.position_stride_b + s] : s;
-    add_row(static_cast<const T*>(a.x) + b * a.x_stride_b + s * a.x_stride_s,
+    add_row<T, kStream>(static_cast<const T*>(a.x) + b * a.x_stride_b + s * a.x_stride_s,
             static_cast<T*>(a.out) + b * a.out_stride_b + s * a.out_stride_s,
             a.table + p * a.d_model, a.scale, a.d_model);
   }
+  if (kStream) stream_fence();
+}
+
+template <typename T>
+void add_rows_dispatch(const cpu::SinusoidalRowsArgs& a, int64_t row_begin, int64_t row_end) {
+  if (a.stream_out)
+    add_rows_typed<T, true>(a, row_begin, row_end);
+  else
+    add_rows_typed<T, false>(a, row_begin, row_end);
 }
 
 }  // namespace
 
 void add_sinusoidal_rows(const cpu::SinusoidalRowsArgs& a, int64_t row_begin, int64_t row_end) {
   switch (a.dtype) {
-    case cpu::ElemType::f32: add_rows_typed<float>(a, row_begin, row_end); break;
-    case cpu::ElemType::f16: add_rows_typed<F16>(a, row_begin, row_end); break;
-    case cpu::ElemType::bf16: add_rows_typed<Bf16>(a, row_begin, row_end); break;
+    case cpu::ElemType::f32: add_rows_dispatch<float>(a, row_begin, row_end); break;
+    case cpu::ElemType::f16: add_rows_dispatch<F16>(a, row_begin, row_end); break;
+    case cpu::ElemType::bf16: add_rows_dispatch<Bf16>(a, row_begin, row_end); break;
   }
 }
 
