@@ -12,6 +12,7 @@ import torch  # noqa: F401  (the extension, when built, links against torch: loa
 from llmkernels import ops  # noqa: F401  (registers the ops)
 from llmkernels.backends import BACKEND_NAMES, available_backends, use_backend
 from llmkernels.diagnostics import info
+from llmkernels.ops.cross_entropy.api import cross_entropy
 from llmkernels.ops.rotary.api import apply_rotary, rotary_embedding
 from llmkernels.ops.rotary.cache import rope_cache
 from llmkernels.ops.sinusoidal.api import add_sinusoidal_position_encoding, sinusoidal_table
@@ -23,6 +24,7 @@ __all__ = [
     "add_sinusoidal_position_encoding",
     "apply_rotary",
     "available_backends",
+    "cross_entropy",
     "info",
     "nn",
     "rope_cache",

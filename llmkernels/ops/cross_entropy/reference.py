@@ -1,0 +1,86 @@
+"""Softmax cross-entropy in plain PyTorch: the specification.
+
+The cross-entropy part is exactly ``F.cross_entropy`` with class-index targets (class weights,
+label smoothing, ignore_index, reductions); on top of it:
+
+* ``softcap`` replaces each logit x by softcap * tanh(x / softcap) first (Gemma 2);
+* ``z_loss`` adds z_loss * lse^2 for each non-ignored row, unweighted by class weights; ``mean``
+  divides that sum by the number of non-ignored rows (PaLM's z-loss);
+* a ``mean`` over zero non-ignored rows is 0 (torch gives NaN), with zero gradients.
+
+Per row, with z the capped logits, t the target, w the class weights (1 when absent), W = sum w,
+eps = label_smoothing:  ce_row = (1 - eps) w_t (lse - z_t) + eps / C * (W lse - sum_c w_c z_c).
+``mean`` divides sum(ce_row) by sum(w_t) over non-ignored rows, as torch does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def row_terms(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap):
+    """(ce_rows, z_rows, lse, weight_of_target, valid) for logits (N, C) and target (N,)."""
+    compute = torch.promote_types(logits.dtype, torch.float32)
+    z = logits.to(compute)
+    if softcap:
+        z = softcap * torch.tanh(z / softcap)
+    classes = z.shape[-1]
+    lse = torch.logsumexp(z, dim=-1)
+    valid = target != ignore_index
+    safe_target = torch.where(valid, target, torch.zeros_like(target))
+    weight = torch.ones(classes, dtype=compute, device=z.device) if class_weight is None else class_weight.to(compute)
+    weight_of_target = weight[safe_target] * valid
+    nll = lse - z.gather(-1, safe_target.unsqueeze(-1)).squeeze(-1)
+    smooth = weight.sum() * lse - (z * weight).sum(-1)
+    ce_rows = (1 - label_smoothing) * weight_of_target * nll + (label_smoothing / classes) * smooth * valid
+    z_rows = z_loss * lse.square() * valid
+    return ce_rows, z_rows, lse, weight_of_target, valid
+
+
+def _safe_divide(numerator, denominator):
+    # A mean over nothing is 0, not NaN, and its gradient is 0 too.
+    return numerator / torch.where(denominator == 0, torch.ones_like(denominator), denominator)
+
+
+def cross_entropy(logits, target, class_weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
+    """(loss, lse) for logits (N, C), target (N,); loss per row for 'none', else a scalar (float32)."""
+    ce_rows, z_rows, lse, weight_of_target, valid = row_terms(
+        logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap
+    )
+    if reduction == "none":
+        return ce_rows + z_rows, lse
+    if reduction == "sum":
+        return ce_rows.sum() + z_rows.sum(), lse
+    count = valid.sum().to(ce_rows.dtype)
+    return _safe_divide(ce_rows.sum(), weight_of_target.sum()) + _safe_divide(z_rows.sum(), count), lse
+
+
+def cross_entropy_grad(grad_loss, logits, target, class_weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
+    """d(loss)/d(logits) for an upstream grad_loss, in closed form (an op's implementation runs
+    below autograd, so the formula above cannot be differentiated here):
+    d ce_row / d z = (1 - eps) w_t (p - onehot_t) + eps / C (W p - w);  d z_row / d z = 2 z_loss lse p.
+    """
+    compute = torch.promote_types(logits.dtype, torch.float32)
+    raw = logits.to(compute)
+    z = softcap * torch.tanh(raw / softcap) if softcap else raw
+    classes = z.shape[-1]
+    _, _, lse, weight_of_target, valid = row_terms(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap)
+    p = torch.exp(z - lse.unsqueeze(-1))
+    weight = torch.ones(classes, dtype=compute, device=z.device) if class_weight is None else class_weight.to(compute)
+    safe_target = torch.where(valid, target, torch.zeros_like(target))
+    onehot = torch.nn.functional.one_hot(safe_target, classes).to(compute)
+    mask = valid.to(compute).unsqueeze(-1)
+    d_ce = ((1 - label_smoothing) * weight_of_target.unsqueeze(-1) * (p - onehot)
+            + (label_smoothing / classes) * (weight.sum() * p - weight)) * mask
+    d_z = 2 * z_loss * lse.unsqueeze(-1) * p * mask
+    upstream = grad_loss.to(compute)
+    if reduction == "none":
+        grad = (d_ce + d_z) * upstream.unsqueeze(-1)
+    elif reduction == "sum":
+        grad = (d_ce + d_z) * upstream
+    else:
+        count = valid.sum().to(compute)
+        grad = d_ce * _safe_divide(upstream, weight_of_target.sum()) + d_z * _safe_divide(upstream, count)
+    if softcap:
+        grad = grad * (1 - (z / softcap).square())
+    return grad
