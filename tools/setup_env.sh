@@ -20,4 +20,4 @@ fi
 $PIP install -q "triton>=3.2" pytest pytest-benchmark pytest-timeout numpy ninja pybind11 transformers
 # --no-build-isolation: the build must see the torch installed above (never a second one).
 MAX_JOBS=${MAX_JOBS:-2} $PIP install -q --no-build-isolation -e .
-"$VENV/bin/python" -c "import llmkernels; llmkernels.info()" | head -3
+"$VENV/bin/python" -c "import llmkernels; r = llmkernels.info(print_report=False); print(\"llmkernels extension:\", r[\"extension\"])"
