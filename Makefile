@@ -12,7 +12,7 @@ $(VENV)/.installed: $(SOURCES) tools/setup_env.sh
 	touch $@
 
 test: setup cuda-check
-	$(PY) -m pytest tests -q --durations=15 --timeout=900
+	LLMKERNELS_REQUIRE_EXTENSION=1 $(PY) -m pytest tests -q --durations=15 --timeout=900
 
 demo: setup
 	$(PY) -m llmkernels demo
