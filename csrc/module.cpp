@@ -18,6 +18,7 @@ namespace py = pybind11;
 namespace llmkernels {
 void register_rotary(py::module_& m);
 void register_sinusoidal(py::module_& m);
+void register_cross_entropy(py::module_& m);
 }  // namespace llmkernels
 
 namespace {
@@ -71,4 +72,5 @@ PYBIND11_MODULE(_C, m) {
         "ValueError if this build or CPU cannot run it.");
   llmkernels::register_rotary(m);
   llmkernels::register_sinusoidal(m);
+  llmkernels::register_cross_entropy(m);
 }

@@ -1,0 +1,20 @@
+// Python bindings of the cross-entropy entry points (registered into _C by module.cpp).
+#include <torch/extension.h>
+
+#include "cross_entropy.h"
+
+namespace py = pybind11;
+
+namespace llmkernels {
+
+void register_cross_entropy(py::module_& m) {
+  m.def("cross_entropy_cpu", &cross_entropy_cpu, py::arg("logits"), py::arg("target"),
+        py::arg("class_weight"), py::arg("loss_rows"), py::arg("lse"), py::arg("grad"),
+        py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("z_loss"),
+        py::arg("softcap"), py::arg("ce_scale"), py::arg("z_scale"),
+        py::call_guard<py::gil_scoped_release>(),
+        "Softmax cross-entropy over CPU logits (N, C): writes loss_rows (N,), lse (N,) and, when "
+        "given, grad (N, C) for an upstream gradient of 1 (see cross_entropy.h).");
+}
+
+}  // namespace llmkernels
