@@ -19,6 +19,15 @@ def _cases():
     yield "apply_rotary", lambda: torch.cat([t.flatten() for t in llmkernels.apply_rotary(q, k, cos, sin, positions)])
     yield "rotary_embedding", lambda: llmkernels.rotary_embedding(q, cos[:, :16], sin[:, :16], interleaved=True)
     yield "add_sinusoidal_position_encoding", lambda: llmkernels.add_sinusoidal_position_encoding(x, scale=2.0)
+    logits = torch.randn(512, 8000, requires_grad=True)
+    target = torch.randint(0, 8000, (512,))
+
+    def loss_and_grad():
+        loss = llmkernels.cross_entropy(logits, target, label_smoothing=0.1)
+        (grad,) = torch.autograd.grad(loss, logits)
+        return torch.cat((loss.reshape(1), grad.flatten()))
+
+    yield "cross_entropy (fwd+bwd)", loss_and_grad
 
 
 def _time(fn, repeats=10) -> float:
@@ -40,7 +49,7 @@ def run() -> None:
         with llmkernels.use_backend("reference"):
             expected = fn()
         reference_time = None
-        for backend in llmkernels.available_backends("cpu", op):
+        for backend in llmkernels.available_backends("cpu", op.split(" ")[0]):
             if backend == "triton":  # the CPU interpreter checks kernels; it does not race them
                 continue
             with llmkernels.use_backend(backend):
