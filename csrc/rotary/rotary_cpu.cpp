@@ -7,7 +7,9 @@
 #include <ATen/core/Tensor.h>
 
 #include "../common/checks.h"
+#include "../common/cpu_elem_type.h"
 #include "../common/cpu_isa.h"
+#include "../common/position_ids.h"
 #include "rotary.h"
 #include "rotary_cpu_kernel.h"
 
@@ -22,15 +24,6 @@ cpu::RotaryRowsFn rotary_variant(cpu::Isa isa) {
     case cpu::Isa::avx2: return &cpu_avx2::rotary_rows;
 #endif
     default: return &cpu_generic::rotary_rows;
-  }
-}
-
-cpu::ElemType elem_type(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return cpu::ElemType::f32;
-    case at::kHalf: return cpu::ElemType::f16;
-    case at::kBFloat16: return cpu::ElemType::bf16;
-    default: TORCH_CHECK_VALUE(false, "llmkernels: unsupported dtype ", t);
   }
 }
 
@@ -115,33 +108,9 @@ void rotary_cpu(const at::Tensor& q, at::Tensor& q_out, const std::optional<at::
   LLMK_CHECK_ARG(rotary_dim <= head_dim, "cos", "expected shape (max_positions, rotary_dim / 2) ",
                  "with rotary_dim <= head_dim = ", head_dim, ", got ", cos.sizes());
 
-  const int64_t* pos_ptr = nullptr;
-  int64_t pos_stride_b = 0;
-  if (position_ids.has_value()) {
-    const at::Tensor& pos = *position_ids;
-    LLMK_CHECK_DEVICE_TYPE(pos, "position_ids", at::kCPU);
-    LLMK_CHECK_DIM(pos, "position_ids", 2);
-    LLMK_CHECK_DTYPE(pos, "position_ids", at::kLong);
-    LLMK_CHECK_CONTIGUOUS(pos, "position_ids");
-    LLMK_CHECK_ARG(pos.size(1) == seq && (pos.size(0) == 1 || pos.size(0) == batch),
-                   "position_ids", "expected shape (1, ", seq, ") or (", batch, ", ", seq,
-                   "), got ", pos.sizes());
-    pos_ptr = pos.data_ptr<int64_t>();
-    pos_stride_b = pos.size(0) == 1 ? 0 : seq;
-    // Host-side range check: one pass over a (P, seq) int64 tensor, and an out-of-range index
-    // would read outside the tables.
-    const int64_t n = pos.numel();
-    int64_t bad = -1;
-    for (int64_t i = 0; i < n; ++i) {
-      if (pos_ptr[i] < 0 || pos_ptr[i] >= max_positions) {
-        bad = i;
-        break;
-      }
-    }
-    LLMK_CHECK_ARG(bad < 0, "position_ids", "expected values in [0, ", max_positions,
-                   ") (the rows of cos/sin), got ", bad < 0 ? 0 : pos_ptr[bad], " at flat index ",
-                   bad);
-  } else {
+  const PositionIds pos =
+      check_position_ids(position_ids, batch, seq, max_positions, "cos/sin", at::kCPU);
+  if (!position_ids.has_value()) {
     LLMK_CHECK_ARG(seq <= max_positions, "cos", "has ", max_positions,
                    " positions but seq = ", seq, " needs one per sequence index");
   }
@@ -156,11 +125,11 @@ void rotary_cpu(const at::Tensor& q, at::Tensor& q_out, const std::optional<at::
     args.tensors[1] = view(*k, *k_out);
     args.num_tensors = 2;
   }
-  args.dtype = elem_type(q.scalar_type());
+  args.dtype = cpu::elem_type(q.scalar_type());
   args.cos = cos.data_ptr<float>();
   args.sin = sin.data_ptr<float>();
-  args.position_ids = pos_ptr;
-  args.position_stride_b = pos_stride_b;
+  args.position_ids = pos.data;
+  args.position_stride_b = pos.batch_stride;
   args.seq = seq;
   args.head_dim = head_dim;
   args.rotary_dim = rotary_dim;

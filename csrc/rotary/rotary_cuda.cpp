@@ -2,30 +2,19 @@
 // Built only with -DLLMK_WITH_CUDA (setup.py on a CUDA torch); the kernel is rotary_cuda.cu.
 #ifdef LLMK_WITH_CUDA
 
-#include <ATen/MemoryOverlap.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "../common/checks.h"
+#include "../common/cuda_alias.h"
+#include "../common/position_ids.h"
 #include "rotary.h"
 #include "rotary_cuda_launch.h"
 
 namespace llmkernels {
 namespace {
-
-// A thread reads each element before writing it, so out == in (same pointer, same strides) is
-// safe in place; any other overlap between what is written and what is read would race.
-void check_alias(const at::Tensor& out, const char* out_name, const at::Tensor& in,
-                 const char* in_name) {
-  at::assert_no_internal_overlap(out);
-  at::assert_no_partial_overlap(out, in);
-  if (out.numel() > 0 && out.data_ptr() == in.data_ptr()) {
-    LLMK_CHECK_ARG(out.strides() == in.strides(), out_name, "shares its data with ", in_name,
-                   " but has strides ", out.strides(), " instead of ", in.strides());
-  }
-}
 
 void check_activation(const at::Tensor& t, const char* name, const at::Tensor& q) {
   LLMK_CHECK_DIM(t, name, 4);
@@ -90,23 +79,17 @@ void rotary_cuda(const at::Tensor& q, at::Tensor& q_out, const std::optional<at:
   LLMK_CHECK_ARG(cos.size(0) > 0 || q.numel() == 0, "cos",
                  "expected at least one position, got shape ", cos.sizes());
 
-  if (position_ids.has_value()) {
-    const at::Tensor& pos = *position_ids;
-    LLMK_CHECK_DIM(pos, "position_ids", 2);
-    LLMK_CHECK_DTYPE(pos, "position_ids", at::kLong);
-    LLMK_CHECK_DEVICE(pos, "position_ids", q.device());
-    LLMK_CHECK_CONTIGUOUS(pos, "position_ids");
-    LLMK_CHECK_ARG(pos.size(1) == seq && (pos.size(0) == 1 || pos.size(0) == batch),
-                   "position_ids", "expected shape (1, ", seq, ") or (", batch, ", ", seq,
-                   "), got ", pos.sizes());
-  } else {
+  // No range check here: the values live on the device.
+  const PositionIds pos =
+      check_position_ids(position_ids, batch, seq, -1, "cos/sin", q.device());
+  if (!position_ids.has_value()) {
     LLMK_CHECK_ARG(seq <= cos.size(0), "cos", "expected at least seq = ", seq,
                    " positions, got shape ", cos.sizes());
   }
 
-  check_alias(q_out, "q_out", q, "q");
+  check_cuda_alias(q_out, "q_out", q, "q");
   if (has_k) {
-    check_alias(*k_out, "k_out", *k, "k");
+    check_cuda_alias(*k_out, "k_out", *k, "k");
     at::assert_no_overlap(q_out, *k_out);
     at::assert_no_overlap(q_out, *k);
     at::assert_no_overlap(*k_out, q);
@@ -121,10 +104,8 @@ void rotary_cuda(const at::Tensor& q, at::Tensor& q_out, const std::optional<at:
   p.rotary_dim = rotary_dim;
   p.cos = cos.data_ptr<float>();
   p.sin = sin.data_ptr<float>();
-  if (position_ids.has_value()) {
-    p.position_ids = position_ids->data_ptr<int64_t>();
-    p.position_batch_stride = position_ids->size(0) == 1 ? 0 : seq;
-  }
+  p.position_ids = pos.data;
+  p.position_batch_stride = pos.batch_stride;
   p.interleaved = interleaved;
   p.conjugate = conjugate;
 

@@ -7,7 +7,9 @@
 #include <ATen/core/Tensor.h>
 
 #include "../common/checks.h"
+#include "../common/cpu_elem_type.h"
 #include "../common/cpu_isa.h"
+#include "../common/position_ids.h"
 #include "sinusoidal.h"
 #include "sinusoidal_cpu_kernel.h"
 
@@ -22,15 +24,6 @@ cpu::SinusoidalRowsFn sinusoidal_variant(cpu::Isa isa) {
     case cpu::Isa::avx2: return &cpu_avx2::add_sinusoidal_rows;
 #endif
     default: return &cpu_generic::add_sinusoidal_rows;
-  }
-}
-
-cpu::ElemType elem_type(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return cpu::ElemType::f32;
-    case at::kHalf: return cpu::ElemType::f16;
-    case at::kBFloat16: return cpu::ElemType::bf16;
-    default: TORCH_CHECK_VALUE(false, "llmkernels: unsupported dtype ", t);
   }
 }
 
@@ -65,31 +58,9 @@ void add_sinusoidal_cpu(const at::Tensor& x, at::Tensor& out, const at::Tensor& 
   LLMK_CHECK_SIZE(table, "table", 1, d_model);
   const int64_t num_positions = table.size(0);
 
-  const int64_t* pos_ptr = nullptr;
-  int64_t pos_stride_b = 0;
-  if (position_ids.has_value()) {
-    const at::Tensor& pos = *position_ids;
-    LLMK_CHECK_DEVICE_TYPE(pos, "position_ids", at::kCPU);
-    LLMK_CHECK_DIM(pos, "position_ids", 2);
-    LLMK_CHECK_DTYPE(pos, "position_ids", at::kLong);
-    LLMK_CHECK_CONTIGUOUS(pos, "position_ids");
-    LLMK_CHECK_ARG(pos.size(1) == seq && (pos.size(0) == 1 || pos.size(0) == batch),
-                   "position_ids", "expected shape (1, ", seq, ") or (", batch, ", ", seq,
-                   "), got ", pos.sizes());
-    pos_ptr = pos.data_ptr<int64_t>();
-    pos_stride_b = pos.size(0) == 1 ? 0 : seq;
-    const int64_t n = pos.numel();
-    int64_t bad = -1;
-    for (int64_t i = 0; i < n; ++i) {
-      if (pos_ptr[i] < 0 || pos_ptr[i] >= num_positions) {
-        bad = i;
-        break;
-      }
-    }
-    LLMK_CHECK_ARG(bad < 0, "position_ids", "expected values in [0, ", num_positions,
-                   ") (the rows of table), got ", bad < 0 ? 0 : pos_ptr[bad], " at flat index ",
-                   bad);
-  } else {
+  const PositionIds pos =
+      check_position_ids(position_ids, batch, seq, num_positions, "table", at::kCPU);
+  if (!position_ids.has_value()) {
     LLMK_CHECK_ARG(seq <= num_positions, "table", "has ", num_positions,
                    " positions but seq = ", seq, " needs one per sequence index");
   }
@@ -104,10 +75,10 @@ void add_sinusoidal_cpu(const at::Tensor& x, at::Tensor& out, const at::Tensor& 
   args.x_stride_s = x.stride(1);
   args.out_stride_b = out.stride(0);
   args.out_stride_s = out.stride(1);
-  args.dtype = elem_type(x.scalar_type());
+  args.dtype = cpu::elem_type(x.scalar_type());
   args.table = table.data_ptr<float>();
-  args.position_ids = pos_ptr;
-  args.position_stride_b = pos_stride_b;
+  args.position_ids = pos.data;
+  args.position_stride_b = pos.batch_stride;
   args.seq = seq;
   args.d_model = d_model;
   args.scale = static_cast<float>(scale);

@@ -2,32 +2,18 @@
 // dtype dispatch. Built only with -DLLMK_WITH_CUDA; the kernel is sinusoidal_cuda.cu.
 #ifdef LLMK_WITH_CUDA
 
-#include <ATen/MemoryOverlap.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "../common/checks.h"
+#include "../common/cuda_alias.h"
+#include "../common/position_ids.h"
 #include "sinusoidal.h"
 #include "sinusoidal_cuda_launch.h"
 
 namespace llmkernels {
-namespace {
-
-// A thread reads each element before writing it, so out == in (same pointer, same strides) is
-// safe in place; any other overlap between what is written and what is read would race.
-void check_alias(const at::Tensor& out, const char* out_name, const at::Tensor& in,
-                 const char* in_name) {
-  at::assert_no_internal_overlap(out);
-  at::assert_no_partial_overlap(out, in);
-  if (out.numel() > 0 && out.data_ptr() == in.data_ptr()) {
-    LLMK_CHECK_ARG(out.strides() == in.strides(), out_name, "shares its data with ", in_name,
-                   " but has strides ", out.strides(), " instead of ", in.strides());
-  }
-}
-
-}  // namespace
 
 void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor& inv_freq,
                          const std::optional<at::Tensor>& position_ids, double scale) {
@@ -48,18 +34,10 @@ void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor&
   LLMK_CHECK_CONTIGUOUS(inv_freq, "inv_freq");
   LLMK_CHECK_SIZE(inv_freq, "inv_freq", 0, (d_model + 1) / 2);
 
-  if (position_ids.has_value()) {
-    const at::Tensor& pos = *position_ids;
-    LLMK_CHECK_DIM(pos, "position_ids", 2);
-    LLMK_CHECK_DTYPE(pos, "position_ids", at::kLong);
-    LLMK_CHECK_DEVICE(pos, "position_ids", x.device());
-    LLMK_CHECK_CONTIGUOUS(pos, "position_ids");
-    LLMK_CHECK_ARG(pos.size(1) == seq && (pos.size(0) == 1 || pos.size(0) == batch),
-                   "position_ids", "expected shape (1, ", seq, ") or (", batch, ", ", seq,
-                   "), got ", pos.sizes());
-  }
+  const PositionIds pos =
+      check_position_ids(position_ids, batch, seq, -1, "inv_freq", x.device());
 
-  check_alias(out, "out", x, "x");
+  check_cuda_alias(out, "out", x, "x");
 
   SinusoidalCudaParams p;
   p.x = x.data_ptr();
@@ -72,10 +50,8 @@ void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor&
   p.out_stride_b = out.stride(0);
   p.out_stride_s = out.stride(1);
   p.inv_freq = inv_freq.data_ptr<float>();
-  if (position_ids.has_value()) {
-    p.position_ids = position_ids->data_ptr<int64_t>();
-    p.position_batch_stride = position_ids->size(0) == 1 ? 0 : seq;
-  }
+  p.position_ids = pos.data;
+  p.position_batch_stride = pos.batch_stride;
   p.scale = static_cast<float>(scale);
 
   const c10::cuda::CUDAGuard guard(x.device());
