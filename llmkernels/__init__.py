@@ -13,6 +13,7 @@ from llmkernels import ops  # noqa: F401  (registers the ops)
 from llmkernels.backends import BACKEND_NAMES, available_backends, use_backend
 from llmkernels.diagnostics import info
 from llmkernels.ops.cross_entropy.api import cross_entropy
+from llmkernels.ops.linear_cross_entropy.api import linear_cross_entropy
 from llmkernels.ops.rotary.api import apply_rotary, rotary_embedding
 from llmkernels.ops.rotary.cache import rope_cache
 from llmkernels.ops.sinusoidal.api import add_sinusoidal_position_encoding, sinusoidal_table
@@ -26,6 +27,7 @@ __all__ = [
     "available_backends",
     "cross_entropy",
     "info",
+    "linear_cross_entropy",
     "nn",
     "rope_cache",
     "rotary_embedding",

@@ -55,11 +55,13 @@ def cross_entropy(logits, target, class_weight, ignore_index, reduction, label_s
     return _safe_divide(ce_rows.sum(), weight_of_target.sum()) + _safe_divide(z_rows.sum(), count), lse
 
 
-def cross_entropy_grad(grad_loss, logits, target, class_weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
-    """d(loss)/d(logits) for an upstream grad_loss, in closed form (an op's implementation runs
-    below autograd, so the formula above cannot be differentiated here):
-    d ce_row / d z = (1 - eps) w_t (p - onehot_t) + eps / C (W p - w);  d z_row / d z = 2 z_loss lse p.
-    """
+def _part_gradients(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap):
+    """Per-row gradients w.r.t. the raw logits of the CE part and of the z-loss part, in closed
+    form (an op's implementation runs below autograd, so the formula above cannot be
+    differentiated there):
+    d ce_row / d z = (1 - eps) w_t (p - onehot_t) + eps / C (W p - w);  d z_row / d z = 2 z_loss lse p;
+    d z / d x = 1 - (z / softcap)^2 with the softcap on.
+    Also returns (weight_of_target, valid) for the mean's denominators."""
     compute = torch.promote_types(logits.dtype, torch.float32)
     raw = logits.to(compute)
     z = softcap * torch.tanh(raw / softcap) if softcap else raw
@@ -70,17 +72,30 @@ def cross_entropy_grad(grad_loss, logits, target, class_weight, ignore_index, re
     safe_target = torch.where(valid, target, torch.zeros_like(target))
     onehot = torch.nn.functional.one_hot(safe_target, classes).to(compute)
     mask = valid.to(compute).unsqueeze(-1)
+    chain = (1 - (z / softcap).square()) if softcap else 1.0
     d_ce = ((1 - label_smoothing) * weight_of_target.unsqueeze(-1) * (p - onehot)
-            + (label_smoothing / classes) * (weight.sum() * p - weight)) * mask
-    d_z = 2 * z_loss * lse.unsqueeze(-1) * p * mask
-    upstream = grad_loss.to(compute)
+            + (label_smoothing / classes) * (weight.sum() * p - weight)) * mask * chain
+    d_z = 2 * z_loss * lse.unsqueeze(-1) * p * mask * chain
+    return d_ce, d_z, weight_of_target, valid
+
+
+def cross_entropy_grad(grad_loss, logits, target, class_weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
+    """d(loss)/d(logits) for an upstream grad_loss."""
+    d_ce, d_z, weight_of_target, valid = _part_gradients(
+        logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap
+    )
+    upstream = grad_loss.to(d_ce.dtype)
     if reduction == "none":
-        grad = (d_ce + d_z) * upstream.unsqueeze(-1)
-    elif reduction == "sum":
-        grad = (d_ce + d_z) * upstream
-    else:
-        count = valid.sum().to(compute)
-        grad = d_ce * _safe_divide(upstream, weight_of_target.sum()) + d_z * _safe_divide(upstream, count)
-    if softcap:
-        grad = grad * (1 - (z / softcap).square())
-    return grad
+        return (d_ce + d_z) * upstream.unsqueeze(-1)
+    if reduction == "sum":
+        return (d_ce + d_z) * upstream
+    count = valid.sum().to(d_ce.dtype)
+    return d_ce * _safe_divide(upstream, weight_of_target.sum()) + d_z * _safe_divide(upstream, count)
+
+
+def rows_with_gradient(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, ce_scale, z_scale):
+    """The kernels' row contract (csrc/cross_entropy/cross_entropy.h) in plain PyTorch:
+    (loss_rows, lse, grad) with grad = ce_scale * d ce_row / d logits + z_scale * d z_row / d logits."""
+    ce_rows, z_rows, lse, _, _ = row_terms(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap)
+    d_ce, d_z, _, _ = _part_gradients(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap)
+    return (ce_rows + z_rows).float(), lse.float(), (ce_scale * d_ce + z_scale * d_z).to(logits.dtype)

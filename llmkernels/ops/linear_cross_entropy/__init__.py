@@ -1,0 +1,196 @@
+"""Fused linear cross-entropy: cross_entropy(input @ weight.T + bias, target) without the (N, V) logits.
+
+* ``llmkernels::linear_cross_entropy(input, weight, bias, target, class_weight, ignore_index,
+  reduction, label_smoothing, z_loss, softcap, chunk_size, accumulate_fp32, compute_grad, backend)
+  -> (loss, lse, grad_input, grad_weight, grad_bias)``: chunked over rows; each chunk's logits
+  live only while that chunk is processed. For 'mean'/'sum' with ``compute_grad``, the gradients
+  for an upstream gradient of 1 are formed in the same pass (three GEMMs in all, as the plain
+  path needs) and returned; otherwise the grad outputs are empty.
+* ``llmkernels::linear_cross_entropy_backward(grad_loss, ..., saved grads)``: scales the saved
+  gradients by the upstream scalar, or, for 'none' (per-row upstream, unknown in the forward),
+  recomputes each chunk's logits and forms the gradients then.
+
+The row math is the cross_entropy family's (reference, cpp or triton rows); the GEMMs are torch's.
+Weight-gradient accumulation across chunks runs in float32 when ``accumulate_fp32``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from llmkernels import _native, _triton, backends
+from llmkernels.ops import cross_entropy as ce
+from llmkernels.ops.common.checks import FLOAT_DTYPES, KERNEL_DTYPES
+from llmkernels.ops.cross_entropy import reference as ce_reference
+from llmkernels.ops.linear_cross_entropy.arguments import check_arguments
+
+OP = "linear_cross_entropy"
+_CHUNK_ELEMENTS = 1 << 23  # logits per chunk (32 MB in float32): big GEMMs, small peak memory
+
+backends.register(OP, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, lambda d: (True, "plain PyTorch")))
+backends.register(OP, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, ce._cpp_probe))
+backends.register(OP, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses))
+
+
+def rows_per_chunk(rows: int, classes: int, chunk_size: int) -> int:
+    if chunk_size > 0:
+        return chunk_size
+    return max(1, min(rows, _CHUNK_ELEMENTS // max(classes, 1)))
+
+
+def _rows(backend, logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, want_grad, ce_scale, z_scale):
+    if backend == "reference":
+        loss_rows, lse, grad = ce_reference.rows_with_gradient(
+            logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, ce_scale, z_scale
+        )
+        return loss_rows, lse, grad if want_grad else None
+    grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device) if want_grad else None
+    loss_rows, lse = ce._run_rows(backend, logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, grad, ce_scale, z_scale)
+    return loss_rows, lse, grad
+
+
+def _reduce(loss_rows, lse, target, class_weight, ignore_index, reduction, z_loss):
+    if reduction == "none":
+        return loss_rows
+    if reduction == "sum":
+        return loss_rows.sum()
+    ce_denominator, count = ce._denominators(target, class_weight, ignore_index)
+    valid = target != ignore_index
+    z_rows = z_loss * lse.square() * valid if z_loss else torch.zeros_like(lse)
+    ce_sum = (loss_rows - z_rows).sum()
+    loss = ce_sum / ce_denominator if ce_denominator else ce_sum * 0.0
+    return loss + (z_rows.sum() / count if count else 0.0)
+
+
+def _scales(target, class_weight, ignore_index, reduction, upstream=1.0):
+    if reduction != "mean":
+        return upstream, upstream
+    ce_denominator, count = ce._denominators(target, class_weight, ignore_index)
+    return (upstream / ce_denominator if ce_denominator else 0.0), (upstream / count if count else 0.0)
+
+
+def _chunked_pass(backend, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
+                  chunk, want_grads, ce_scale, z_scale, accumulate_fp32, row_upstream=None):
+    """One pass over row chunks: loss rows and lse, and (optionally) the three gradients."""
+    rows, classes = input.shape[0], weight.shape[0]
+    loss_rows = torch.empty(rows, dtype=torch.float32, device=input.device)
+    lse = torch.empty(rows, dtype=torch.float32, device=input.device)
+    grad_input = grad_weight = grad_bias = None
+    if want_grads:
+        grad_input = torch.empty_like(input, memory_format=torch.contiguous_format)
+        accum = torch.float32 if accumulate_fp32 else weight.dtype
+        grad_weight = torch.zeros(weight.shape, dtype=accum, device=weight.device)
+        grad_bias = None if bias is None else torch.zeros(classes, dtype=accum, device=weight.device)
+    for start in range(0, rows, chunk):
+        stop = min(start + chunk, rows)
+        x = input[start:stop]
+        logits = torch.addmm(bias, x, weight.t()) if bias is not None else torch.mm(x, weight.t())
+        loss_rows[start:stop], lse[start:stop], grad = _rows(
+            backend, logits, target[start:stop], class_weight, ignore_index, label_smoothing, z_loss, softcap,
+            want_grads, ce_scale, z_scale,
+        )
+        del logits
+        if not want_grads:
+            continue
+        if row_upstream is not None:
+            grad.mul_(row_upstream[start:stop].to(grad.dtype).unsqueeze(-1))
+        torch.mm(grad, weight, out=grad_input[start:stop])
+        if grad_weight.dtype == grad.dtype:
+            grad_weight.addmm_(grad.t(), x)
+        else:  # bf16/fp16 GEMM (fp32 accumulation inside), summed across chunks in fp32
+            grad_weight.add_(torch.mm(grad.t(), x))
+        if grad_bias is not None:
+            grad_bias.add_(grad.sum(0, dtype=grad_bias.dtype))
+    return loss_rows, lse, grad_input, grad_weight, grad_bias
+
+
+def _empty(like):
+    return like.new_empty(0)
+
+
+@torch.library.custom_op("llmkernels::linear_cross_entropy", mutates_args=())
+def linear_cross_entropy_op(
+    input: Tensor, weight: Tensor, bias: Optional[Tensor], target: Tensor, class_weight: Optional[Tensor],
+    ignore_index: int, reduction: str, label_smoothing: float, z_loss: float, softcap: Optional[float],
+    chunk_size: int, accumulate_fp32: bool, compute_grad: bool, backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    check_arguments(input, weight, bias, target, class_weight, reduction, label_smoothing, z_loss, softcap, ignore_index)
+    chosen = backends.resolve(OP, input.device, input.dtype, backend)
+    chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size)
+    want_grads = compute_grad and reduction != "none"
+    ce_scale, z_scale = _scales(target, class_weight, ignore_index, reduction) if want_grads else (1.0, 1.0)
+    loss_rows, lse, gi, gw, gb = _chunked_pass(
+        chosen, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
+        chunk, want_grads, ce_scale, z_scale, accumulate_fp32,
+    )
+    loss = _reduce(loss_rows, lse, target, class_weight, ignore_index, reduction, z_loss)
+    if not want_grads:
+        return loss, lse, _empty(input), _empty(weight), _empty(weight)
+    return loss, lse, gi, gw.to(weight.dtype), _empty(weight) if gb is None else gb.to(weight.dtype)
+
+
+@linear_cross_entropy_op.register_fake
+def _(input, weight, bias, target, class_weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+      chunk_size, accumulate_fp32, compute_grad, backend):
+    check_arguments(input, weight, bias, target, class_weight, reduction, label_smoothing, z_loss, softcap, ignore_index)
+    rows = input.shape[0]
+    loss = input.new_empty(rows if reduction == "none" else (), dtype=torch.float32)
+    lse = input.new_empty(rows, dtype=torch.float32)
+    if not (compute_grad and reduction != "none"):
+        return loss, lse, input.new_empty(0), weight.new_empty(0), weight.new_empty(0)
+    grad_bias = weight.new_empty(0) if bias is None else weight.new_empty(weight.shape[0])
+    return loss, lse, torch.empty_like(input, memory_format=torch.contiguous_format), torch.empty_like(weight, memory_format=torch.contiguous_format), grad_bias
+
+
+@torch.library.custom_op("llmkernels::linear_cross_entropy_backward", mutates_args=())
+def linear_cross_entropy_backward_op(
+    grad_loss: Tensor, input: Tensor, weight: Tensor, bias: Optional[Tensor], target: Tensor,
+    class_weight: Optional[Tensor], saved_grad_input: Tensor, saved_grad_weight: Tensor, saved_grad_bias: Tensor,
+    ignore_index: int, reduction: str, label_smoothing: float, z_loss: float, softcap: Optional[float],
+    chunk_size: int, accumulate_fp32: bool, backend: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    if saved_grad_input.numel() or input.numel() == 0:
+        # Formed in the forward for an upstream of 1: scale by the (scalar) upstream gradient.
+        upstream = grad_loss.to(input.dtype)
+        grad_bias = saved_grad_bias * upstream if bias is not None else weight.new_empty(0)
+        return saved_grad_input * upstream, saved_grad_weight * upstream, grad_bias
+    chosen = backends.resolve(OP, input.device, input.dtype, backend)
+    chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size)
+    row_upstream = grad_loss if reduction == "none" else None
+    ce_scale, z_scale = (1.0, 1.0) if reduction == "none" else _scales(target, class_weight, ignore_index, reduction, float(grad_loss))
+    _, _, gi, gw, gb = _chunked_pass(
+        chosen, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
+        chunk, True, ce_scale, z_scale, accumulate_fp32, row_upstream,
+    )
+    return gi, gw.to(weight.dtype), weight.new_empty(0) if gb is None else gb.to(weight.dtype)
+
+
+@linear_cross_entropy_backward_op.register_fake
+def _(grad_loss, input, weight, bias, target, class_weight, saved_grad_input, saved_grad_weight, saved_grad_bias,
+      ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size, accumulate_fp32, backend):
+    grad_bias = weight.new_empty(0) if bias is None else weight.new_empty(weight.shape[0])
+    return torch.empty_like(input, memory_format=torch.contiguous_format), torch.empty_like(weight, memory_format=torch.contiguous_format), grad_bias
+
+
+def _setup(ctx, inputs, output):
+    (input, weight, bias, target, class_weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
+     chunk_size, accumulate_fp32, compute_grad, backend) = inputs
+    _, _, gi, gw, gb = output
+    ctx.save_for_backward(input, weight, bias, target, class_weight, gi, gw, gb)
+    ctx.options = (ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size, accumulate_fp32, backend)
+
+
+def _backward(ctx, grad_loss, grad_lse, *unused_grads_of_grads):
+    if ctx.needs_input_grad[4]:
+        raise RuntimeError("llmkernels.linear_cross_entropy does not compute gradients for the class weights")
+    input, weight, bias, target, class_weight, gi, gw, gb = ctx.saved_tensors
+    grad_input, grad_weight, grad_bias = torch.ops.llmkernels.linear_cross_entropy_backward(
+        grad_loss, input, weight, bias, target, class_weight, gi, gw, gb, *ctx.options
+    )
+    return (grad_input, grad_weight, grad_bias if bias is not None else None) + (None,) * 11
+
+
+linear_cross_entropy_op.register_autograd(_backward, setup_context=_setup)

@@ -1,0 +1,52 @@
+"""Public fused linear cross-entropy, with ``F.linear_cross_entropy``'s signature."""
+
+from __future__ import annotations
+
+import torch
+
+from llmkernels import backends
+from llmkernels.ops.linear_cross_entropy.arguments import check_arguments
+
+
+def linear_cross_entropy(
+    input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean", ignore_index=-100,
+    label_smoothing=0.0, z_loss=0.0, softcap=None, chunk_size=None, accum_dtype=torch.float32, options=None,
+):
+    """``cross_entropy(input @ linear_weight.T + linear_bias, target, ...)`` without the full logits.
+
+    ``input`` is (..., H), ``target`` (...). Rows are processed in chunks (``chunk_size`` rows, by
+    default ~8M logits per chunk), and for 'mean'/'sum' the gradients of input, weight and bias are
+    formed chunk by chunk in the forward (three GEMMs in all). Weight-gradient accumulation runs
+    in ``accum_dtype`` (float32 by default). Under autocast, input/weight/bias are cast to the
+    autocast dtype first (the GEMMs then run in it with float32 accumulation). ``options`` is
+    accepted for torch's signature and ignored. Other options as in ``llmkernels.cross_entropy``.
+    """
+    del options  # torch's LinearCrossEntropyOptions: chunking is ours
+    if not isinstance(input, torch.Tensor) or input.dim() < 1:
+        raise ValueError("input must be a tensor of shape (..., hidden)")
+    if accum_dtype not in (torch.float32, torch.float64, linear_weight.dtype):
+        raise ValueError(f"accum_dtype must be torch.float32 or the weight's dtype; got {accum_dtype}")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}")
+    if torch.is_autocast_enabled(input.device.type):
+        dtype = torch.get_autocast_dtype(input.device.type)
+        input, linear_weight = input.to(dtype), linear_weight.to(dtype)
+        linear_bias = None if linear_bias is None else linear_bias.to(dtype)
+    softcap = None if softcap in (None, 0, 0.0) else float(softcap)
+    row_shape = input.shape[:-1]
+    rows_input = input.reshape(-1, input.shape[-1])
+    if target.shape != row_shape:
+        raise ValueError(f"target must have shape {tuple(row_shape)} (input's leading dims); got {tuple(target.shape)}")
+    rows_target = target.reshape(-1)
+    check_arguments(rows_input, linear_weight, linear_bias, rows_target, weight, reduction, float(label_smoothing), float(z_loss), softcap, ignore_index)
+    compute_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (rows_input, linear_weight, linear_bias)
+    )
+    loss, _, _, _, _ = torch.ops.llmkernels.linear_cross_entropy(
+        rows_input, linear_weight, linear_bias, rows_target, weight, ignore_index, reduction, float(label_smoothing),
+        float(z_loss), softcap, chunk_size or 0, accum_dtype != linear_weight.dtype or accum_dtype == torch.float32,
+        compute_grad, backends.requested_backend(),
+    )
+    if reduction == "none":
+        loss = loss.reshape(row_shape)
+    return loss if torch.is_autocast_enabled(input.device.type) else loss.to(input.dtype)
