@@ -1,0 +1,43 @@
+"""Loss modules with torch's constructor arguments, backed by the fused llmkernels ops."""
+
+from __future__ import annotations
+
+import torch
+
+from llmkernels.ops.cross_entropy.api import cross_entropy
+from llmkernels.ops.linear_cross_entropy.api import linear_cross_entropy
+
+
+class CrossEntropyLoss(torch.nn.Module):
+    """``torch.nn.CrossEntropyLoss`` (class-index targets) plus ``z_loss`` and ``softcap``."""
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, *, z_loss=0.0, softcap=None):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
+        self.z_loss, self.softcap = z_loss, softcap
+
+    def forward(self, input, target):
+        return cross_entropy(
+            input, target, self.weight, self.ignore_index, self.reduction, self.label_smoothing,
+            z_loss=self.z_loss, softcap=self.softcap,
+        )
+
+
+class LinearCrossEntropyLoss(torch.nn.Module):
+    """``forward(input, linear_weight, target, linear_bias=None)``: the loss of the output projection
+    without materialising the logits (see ``llmkernels.linear_cross_entropy``)."""
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, *, z_loss=0.0,
+                 softcap=None, chunk_size=None, accum_dtype=torch.float32):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
+        self.z_loss, self.softcap, self.chunk_size, self.accum_dtype = z_loss, softcap, chunk_size, accum_dtype
+
+    def forward(self, input, linear_weight, target, linear_bias=None):
+        return linear_cross_entropy(
+            input, linear_weight, target, linear_bias=linear_bias, weight=self.weight, reduction=self.reduction,
+            ignore_index=self.ignore_index, label_smoothing=self.label_smoothing, z_loss=self.z_loss,
+            softcap=self.softcap, chunk_size=self.chunk_size, accum_dtype=self.accum_dtype,
+        )

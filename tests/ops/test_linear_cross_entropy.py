@@ -1,0 +1,121 @@
+"""Fused linear cross-entropy against F.cross_entropy on full logits (and F.linear_cross_entropy)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import llmkernels
+from tests.helpers import TOLERANCES, backend_cases, skip_unless_present
+
+
+def _problem(rows, hidden, vocab, dtype, device="cpu", bias=True):
+    x = (torch.randn(rows, hidden, device=device) / hidden**0.25).to(dtype)
+    w = (torch.randn(vocab, hidden, device=device) / hidden**0.25).to(dtype)
+    b = torch.randn(vocab, device=device).to(dtype) if bias else None
+    t = torch.randint(0, vocab, (rows,), device=device)
+    t[torch.rand(rows, device=device) < 0.15] = -100
+    return x, w, b, t
+
+
+def _check(actual, expected, dtype):
+    tol = TOLERANCES[dtype]
+    scale = expected.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(actual.double() / scale, expected.double() / scale, **tol)
+
+
+@pytest.mark.parametrize("device,backend,dtype", backend_cases("linear_cross_entropy", dtypes=(torch.float32, torch.bfloat16)) + [pytest.param("cpu", "reference", torch.float32, id="cpu-reference-float32")])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "z_loss": 1e-3, "softcap": 20.0, "weight": True}], ids=["plain", "all-options"])
+@pytest.mark.parametrize("chunk_size", [None, 5])
+def test_matches_full_logits(device, backend, dtype, reduction, options, chunk_size):
+    if backend != "reference":
+        skip_unless_present("linear_cross_entropy", device, backend, dtype)
+    rows, hidden, vocab = (23, 16, 50) if backend == "triton" else (97, 48, 1000)
+    x, w, b, t = _problem(rows, hidden, vocab, dtype, device)
+    class_weight = torch.rand(vocab, device=device) + 0.2 if options.get("weight") else None
+    kwargs = {k: v for k, v in options.items() if k != "weight"}
+    leaves = [x.clone().requires_grad_(True), w.clone().requires_grad_(True), b.clone().requires_grad_(True)]
+    with llmkernels.use_backend(backend):
+        loss = llmkernels.linear_cross_entropy(
+            leaves[0], leaves[1], t, linear_bias=leaves[2], weight=class_weight, reduction=reduction, chunk_size=chunk_size, **kwargs
+        )
+    ref = [p.detach().double().requires_grad_(True) for p in (x, w, b)]
+    logits = ref[0] @ ref[1].T + ref[2]
+    with llmkernels.use_backend("reference"):
+        expected = llmkernels.cross_entropy(
+            logits, t, None if class_weight is None else class_weight.double(), reduction=reduction, **kwargs
+        )
+    if not options:
+        torch.testing.assert_close(expected, F.cross_entropy(logits, t, reduction=reduction).nan_to_num(0.0))
+    _check(loss, expected, dtype)
+    upstream = torch.randn_like(expected)
+    grads = torch.autograd.grad(loss, leaves, upstream.to(loss.dtype))
+    expected_grads = torch.autograd.grad(expected, ref, upstream)
+    for got, want in zip(grads, expected_grads):
+        _check(got, want, dtype)
+
+
+def test_matches_torch_linear_cross_entropy_and_leading_dims():
+    x, w, _, t = _problem(24, 16, 40, torch.float32, bias=False)
+    x3, t2 = x.reshape(2, 12, 16), t.reshape(2, 12)
+    ours = llmkernels.linear_cross_entropy(x3, w, t2, reduction="none", options=object())
+    assert ours.shape == (2, 12)
+    expected = F.cross_entropy(x @ w.T, t, reduction="none").reshape(2, 12)
+    torch.testing.assert_close(ours, expected)
+    if hasattr(F, "linear_cross_entropy"):
+        torch.testing.assert_close(llmkernels.linear_cross_entropy(x, w, t), F.linear_cross_entropy(x, w, t))
+
+
+def test_bf16_autocast_runs_matmuls_in_bf16():
+    x, w, _, t = _problem(31, 16, 64, torch.float32, bias=False)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = llmkernels.linear_cross_entropy(x, w, t)
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert x.grad.dtype == torch.float32 and w.grad.dtype == torch.float32
+    expected = F.cross_entropy((x.bfloat16() @ w.bfloat16().T).float(), t)
+    torch.testing.assert_close(loss, expected, rtol=1e-2, atol=1e-2)
+
+
+def test_all_ignored_and_modules():
+    x, w, _, t = _problem(9, 8, 20, torch.float32, bias=False)
+    x.requires_grad_(True)
+    loss = llmkernels.nn.LinearCrossEntropyLoss()(x, w, torch.full_like(t, -100))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(x.grad, torch.zeros_like(x))
+    logits = torch.randn(9, 20)
+    torch.testing.assert_close(llmkernels.nn.CrossEntropyLoss(label_smoothing=0.2)(logits, t), F.cross_entropy(logits, t, label_smoothing=0.2))
+
+
+def test_opcheck_and_compile():
+    x, w, b, t = _problem(13, 8, 30, torch.float32)
+    for compute_grad, reduction in ((True, "mean"), (False, "none")):
+        torch.library.opcheck(
+            torch.ops.llmkernels.linear_cross_entropy,
+            (x.requires_grad_(compute_grad), w.requires_grad_(compute_grad), b, t, None, -100, reduction, 0.0, 0.0, None, 4, True, compute_grad, "auto"),
+        )
+    x, w = x.detach().requires_grad_(True), w.detach().requires_grad_(True)
+    step = torch.compile(lambda a, c: llmkernels.linear_cross_entropy(a * 1.5, c, t, chunk_size=4), fullgraph=True, backend="aot_eager")
+    loss = step(x, w)
+    grads = torch.autograd.grad(loss, (x, w))
+    eager = llmkernels.linear_cross_entropy(x * 1.5, w, t, chunk_size=4)
+    for got, want in zip(grads, torch.autograd.grad(eager, (x, w))):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda x, w, t: (x, w[:, :4], t), r"linear_weight must be \(vocab, 8\)"),
+        (lambda x, w, t: (x, w.double(), t), "linear_weight must have input's dtype"),
+        (lambda x, w, t: (x, w, t[:-1]), "target must have shape"),
+        (lambda x, w, t: (x, w, t.float()), "class indices"),
+        (lambda x, w, t: (x, w, t + 1000), "target values must lie"),
+    ],
+)
+def test_bad_inputs(make, match):
+    x, w, _, t = _problem(9, 8, 20, torch.float32, bias=False)
+    with pytest.raises(ValueError, match=match):
+        llmkernels.linear_cross_entropy(*make(x, w, t))
