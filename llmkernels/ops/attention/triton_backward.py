@@ -1,0 +1,238 @@
+"""Triton kernels for the fused attention backward (CUDA GPUs; on a CPU only under TRITON_INTERPRET=1).
+
+Contract: csrc/attention/attention.h. Three launches, all deterministic (no atomics):
+  1. Delta = rowsum(dout * out), fp32 (B, Hq, Sq);
+  2. dK/dV, one program per key block and key/value head: it loops over the query heads of its
+     GQA group and the query blocks whose band reaches the key block, so the group sum of dk/dv
+     stays in registers;
+  3. dQ, one program per query block and query head, over the key blocks of the forward's band.
+P is recomputed from the forward's lse; rows with lse = -inf read it as +inf so that P = 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_kernels import (
+    _AUTOTUNE_KEY, _key_range, _query_range, _scores, block_d, configs, dot_precision,
+    mask_flags, prune_for_head_dim, score_args, seq_bucket,
+)
+
+
+@triton.jit
+def _attn_bwd_delta_kernel(
+    out_ptr, do_ptr, delta_ptr, sob, soh, som, sdb, sdh, sdm, heads, Sq, head_dim,
+    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // heads).to(tl.int64)
+    h = (bh % heads).to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    mask = (rows < Sq)[:, None] & (offs_d < head_dim)[None, :]
+    o = tl.load(out_ptr + b * sob + h * soh + rows[:, None] * som + offs_d[None, :], mask=mask, other=0.0)
+    do = tl.load(do_ptr + b * sdb + h * sdh + rows[:, None] * sdm + offs_d[None, :], mask=mask, other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(delta_ptr + (b * heads + h) * Sq + rows, delta, mask=rows < Sq)
+
+
+@triton.jit
+def _load_lse2(lse_ptr, rows, row_ok):
+    """lse * log2(e); +inf for rows that saw no key (and padding rows), so their P is 0."""
+    lse = tl.load(lse_ptr + rows, mask=row_ok, other=float("inf"))
+    lse = tl.where(lse == float("-inf"), float("inf"), lse)
+    return lse * 1.4426950408889634
+
+
+@triton.autotune(
+    configs=configs([
+        (32, 64, 4, 2), (64, 64, 4, 2), (64, 128, 8, 2), (32, 128, 4, 2), (64, 64, 8, 3),
+        (16, 64, 4, 2),
+    ]),
+    key=_AUTOTUNE_KEY,
+    prune_configs_by={"early_config_prune": prune_for_head_dim(32 * 64)},
+)
+@triton.jit
+def _attn_bwd_dkdv_kernel(
+    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, slopes_ptr, kpm_ptr,
+    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm,
+    heads, heads_kv, group, Sq, Sk, head_dim, offset, window_left, window_right,
+    scale, qk_scale, cap_in, cap_out, sq_bucket, sk_bucket,
+    IS_CAUSAL: tl.constexpr, HAS_WL: tl.constexpr, HAS_WR: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr, HAS_KPM: tl.constexpr,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    bhk = tl.program_id(1)
+    b = (bhk // heads_kv).to(tl.int64)
+    hk = (bhk % heads_kv).to(tl.int64)
+    n_start = pid_n * BLOCK_N
+    cols = n_start + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < head_dim
+    col_ok = cols < Sk
+    kv_mask = col_ok[:, None] & d_ok[None, :]
+    k = tl.load(k_ptr + b * skb + hk * skh + cols[:, None] * skn + offs_d[None, :], mask=kv_mask, other=0.0)
+    v = tl.load(v_ptr + b * svb + hk * svh + cols[:, None] * svn + offs_d[None, :], mask=kv_mask, other=0.0)
+    if HAS_KPM:
+        key_ok = tl.load(kpm_ptr + b * Sk + cols, mask=col_ok, other=0) != 0
+    else:
+        key_ok = col_ok
+
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    lo, hi = _query_range(n_start, Sq, Sk, offset, window_left, window_right,
+                          IS_CAUSAL, HAS_WL, HAS_WR, BLOCK_M, BLOCK_N)
+    for g in range(0, group):
+        h = hk * group + g
+        q_base = q_ptr + b * sqb + h * sqh
+        do_base = do_ptr + b * sdb + h * sdh
+        row_base = (b * heads + h) * Sq
+        slope2 = 0.0
+        if HAS_ALIBI:
+            slope2 = tl.load(slopes_ptr + b * heads + h) * 1.4426950408889634
+        for m_start in range(lo, hi, BLOCK_M):
+            rows = m_start + offs_m
+            row_ok = rows < Sq
+            qt = tl.load(q_base + rows[None, :] * sqm + offs_d[:, None],
+                         mask=row_ok[None, :] & d_ok[:, None], other=0.0)
+            qk_t = tl.dot(k, qt, input_precision=PRECISION)  # (keys, queries)
+            s_t, t_t = _scores(qk_t, rows[None, :], cols[:, None], key_ok[:, None], slope2, Sq, Sk,
+                               offset, window_left, window_right, qk_scale, cap_in, cap_out,
+                               IS_CAUSAL, HAS_WL, HAS_WR, HAS_SOFTCAP, HAS_ALIBI, HAS_KPM)
+            lse2 = _load_lse2(lse_ptr + row_base, rows, row_ok)
+            p_t = tl.exp2(s_t - lse2[None, :])
+            do = tl.load(do_base + rows[:, None] * sdm + offs_d[None, :],
+                         mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+            dv += tl.dot(p_t.to(do.dtype), do, input_precision=PRECISION)
+            dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+            delta = tl.load(delta_ptr + row_base + rows, mask=row_ok, other=0.0)
+            ds_t = p_t * (dp_t - delta[None, :])
+            if HAS_SOFTCAP:
+                ds_t = ds_t * (1.0 - t_t * t_t)
+            dk += tl.dot(ds_t.to(qt.dtype), tl.trans(qt), input_precision=PRECISION)
+
+    # dk/dv are contiguous (B, Hkv, Sk, D)
+    out_offs = (b * heads_kv + hk) * Sk * head_dim + cols[:, None] * head_dim + offs_d[None, :]
+    tl.store(dk_ptr + out_offs, (dk * scale).to(dk_ptr.dtype.element_ty), mask=kv_mask)
+    tl.store(dv_ptr + out_offs, dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
+
+
+@triton.autotune(
+    configs=configs([
+        (64, 64, 4, 2), (128, 64, 8, 2), (64, 32, 4, 2), (128, 32, 4, 2), (64, 64, 4, 3),
+        (32, 64, 4, 2),
+    ]),
+    key=_AUTOTUNE_KEY,
+    prune_configs_by={"early_config_prune": prune_for_head_dim(32 * 64)},
+)
+@triton.jit
+def _attn_bwd_dq_kernel(
+    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, slopes_ptr, kpm_ptr,
+    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm,
+    heads, group, Sq, Sk, head_dim, offset, window_left, window_right,
+    scale, qk_scale, cap_in, cap_out, sq_bucket, sk_bucket,
+    IS_CAUSAL: tl.constexpr, HAS_WL: tl.constexpr, HAS_WR: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr, HAS_KPM: tl.constexpr,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // heads).to(tl.int64)
+    h = (bh % heads).to(tl.int64)
+    hk = h // group
+    m_start = pid_m * BLOCK_M
+    rows = m_start + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < head_dim
+    row_ok = rows < Sq
+    q_mask = row_ok[:, None] & d_ok[None, :]
+    q = tl.load(q_ptr + b * sqb + h * sqh + rows[:, None] * sqm + offs_d[None, :], mask=q_mask, other=0.0)
+    do = tl.load(do_ptr + b * sdb + h * sdh + rows[:, None] * sdm + offs_d[None, :], mask=q_mask, other=0.0)
+    row_base = (b * heads + h) * Sq
+    lse2 = _load_lse2(lse_ptr + row_base, rows, row_ok)
+    delta = tl.load(delta_ptr + row_base + rows, mask=row_ok, other=0.0)
+    k_base = k_ptr + b * skb + hk * skh
+    v_base = v_ptr + b * svb + hk * svh
+    slope2 = 0.0
+    if HAS_ALIBI:
+        slope2 = tl.load(slopes_ptr + b * heads + h) * 1.4426950408889634
+
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    lo, hi = _key_range(m_start, Sq, Sk, offset, window_left, window_right,
+                        IS_CAUSAL, HAS_WL, HAS_WR, BLOCK_M, BLOCK_N)
+    for n_start in range(lo, hi, BLOCK_N):
+        cols = n_start + offs_n
+        col_ok = cols < Sk
+        kt_mask = col_ok[None, :] & d_ok[:, None]
+        kt = tl.load(k_base + cols[None, :] * skn + offs_d[:, None], mask=kt_mask, other=0.0)
+        vt = tl.load(v_base + cols[None, :] * svn + offs_d[:, None], mask=kt_mask, other=0.0)
+        qk = tl.dot(q, kt, input_precision=PRECISION)
+        if HAS_KPM:
+            key_ok = tl.load(kpm_ptr + b * Sk + cols, mask=col_ok, other=0) != 0
+        else:
+            key_ok = col_ok
+        s, t = _scores(qk, rows[:, None], cols[None, :], key_ok[None, :], slope2, Sq, Sk, offset,
+                       window_left, window_right, qk_scale, cap_in, cap_out,
+                       IS_CAUSAL, HAS_WL, HAS_WR, HAS_SOFTCAP, HAS_ALIBI, HAS_KPM)
+        p = tl.exp2(s - lse2[:, None])
+        dp = tl.dot(do, vt, input_precision=PRECISION)
+        ds = p * (dp - delta[:, None])
+        if HAS_SOFTCAP:
+            ds = ds * (1.0 - t * t)
+        dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), input_precision=PRECISION)
+
+    dq_offs = (b * heads + h) * Sq * head_dim + rows[:, None] * head_dim + offs_d[None, :]
+    tl.store(dq_ptr + dq_offs, (dq * scale).to(dq_ptr.dtype.element_ty), mask=q_mask)
+
+
+def attention_backward(q, k, v, out, dout, lse, dq, dk, dv, scale, causal, window_left,
+                       window_right, softcap, alibi_slopes, key_padding_mask) -> None:
+    """Same contract as csrc/attention/attention.h: writes contiguous dq, dk, dv in place."""
+    batch, heads, sq, head_dim = q.shape
+    heads_kv, sk = k.shape[1], k.shape[2]
+    if sq == 0 or sk == 0:
+        dq.zero_()
+        dk.zero_()
+        dv.zero_()
+        return
+    if batch * heads == 0:
+        return
+    slopes, kpm, scalars, flags = score_args(scale, softcap, alibi_slopes, key_padding_mask, q)
+    common = dict(
+        sq_bucket=seq_bucket(sq), sk_bucket=seq_bucket(sk), scale=float(scale),
+        **scalars, **flags, **mask_flags(causal, window_left, window_right),
+        PRECISION=dot_precision(q.dtype), BLOCK_D=block_d(head_dim),
+    )
+    strides = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+               v.stride(0), v.stride(1), v.stride(2), dout.stride(0), dout.stride(1), dout.stride(2))
+    bands = (sq, sk, head_dim, sk - sq, int(window_left), int(window_right))
+
+    delta = torch.empty((batch, heads, sq), dtype=torch.float32, device=q.device)
+    block_m = 16 if q.device.type == "cpu" else 64
+    _attn_bwd_delta_kernel[(triton.cdiv(sq, block_m), batch * heads)](
+        out, dout, delta, out.stride(0), out.stride(1), out.stride(2),
+        dout.stride(0), dout.stride(1), dout.stride(2), heads, sq, head_dim,
+        BLOCK_M=block_m, BLOCK_D=block_d(head_dim),
+    )
+
+    def grid_kv(meta):
+        return (triton.cdiv(sk, meta["BLOCK_N"]), batch * heads_kv)
+
+    _attn_bwd_dkdv_kernel[grid_kv](
+        q, k, v, dout, lse, delta, dk, dv, slopes, kpm, *strides,
+        heads, heads_kv, heads // heads_kv, *bands, **common,
+    )
+
+    def grid_q(meta):
+        return (triton.cdiv(sq, meta["BLOCK_M"]), batch * heads)
+
+    _attn_bwd_dq_kernel[grid_q](
+        q, k, v, dout, lse, delta, dq, slopes, kpm, *strides,
+        heads, heads // heads_kv, *bands, **common,
+    )
