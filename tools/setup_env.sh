@@ -17,7 +17,8 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     $PIP install -q "torch==2.13.0"  # the CPU wheel on this machine's disk
   fi
 fi
-$PIP install -q "triton>=3.2" pytest pytest-benchmark pytest-timeout numpy ninja pybind11 transformers
+$PIP install -q "triton>=3.2" pytest pytest-benchmark pytest-timeout numpy ninja pybind11 transformers \
+  tokenizers safetensors tqdm matplotlib
 # --no-build-isolation: the build must see the torch installed above (never a second one).
 MAX_JOBS=${MAX_JOBS:-2} $PIP install -q --no-build-isolation -e .
 "$VENV/bin/python" -c "import llmkernels; r = llmkernels.info(print_report=False); print(\"llmkernels extension:\", r[\"extension\"])"

@@ -1,0 +1,1 @@
+"""Training: data, tokenizer, loop, checkpoints, reports."""

@@ -1,0 +1,301 @@
+"""The training loop: AdamW, warmup + cosine, clipping, accumulation, bf16 autocast, DDP, exact resume.
+
+Rank 0 prepares the data and the run dir and writes everything; the other ranks read the cache it
+built. The data a step sees depends on (seed, step) alone and every piece of state lives in the
+checkpoint, so ``--stop-at K`` then ``--resume`` reproduces the uninterrupted run's losses exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+import llmkernels
+from llmkernels.models import GPT, GPTConfig
+from llmkernels.training import checkpoint, data, report
+from llmkernels.training.config import TrainConfig, TrainingError, merge_for_resume
+
+CHECKSUM_ENV = "LLMKERNELS_TRAIN_CHECKSUM_DIR"  # tests: each rank writes its final loss and weight hash here
+
+
+def lr_at(config: TrainConfig, step: int) -> float:
+    """Linear warmup to ``lr`` over the warmup steps, then cosine down to ``lr * min_lr_ratio`` at ``steps``."""
+    warmup = config.warmup
+    if step <= warmup:
+        return config.lr * step / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, config.steps - warmup))
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def read_run_config(run_dir: str) -> dict:
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TrainingError(f"{run_dir!r} holds no run (config.json missing)") from None
+    except (OSError, ValueError) as e:
+        raise TrainingError(f"cannot read {path}: {e}") from None
+
+
+def resolve_config(given: dict, out: str | None, resume: bool) -> TrainConfig:
+    """The run's config: the preset with the given flags, or, on resume, the saved one they must agree with."""
+    from llmkernels.training import config as configs
+
+    if not resume:
+        return configs.build(given.get("preset") or "tiny", **{k: v for k, v in given.items() if k != "preset"})
+    if out is None:
+        raise TrainingError("--resume needs --out DIR, the run to continue")
+    saved = read_run_config(out)
+    try:
+        saved_config = TrainConfig.from_dict(saved["train"])
+    except (KeyError, TypeError) as e:
+        raise TrainingError(f"{out}/config.json is not a training config: {e}") from None
+    return merge_for_resume(saved_config, given)
+
+
+class _Dist:
+    def __init__(self, device_kind: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1 and not torch.distributed.is_initialized():
+            if device_kind == "cuda":
+                torch.cuda.set_device(self.local_rank)
+            torch.distributed.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+
+    def broadcast(self, value):
+        if self.world == 1:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def mean(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return t.item() / self.world
+
+    def close(self):
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _device(config: TrainConfig, local_rank: int) -> torch.device:
+    if config.device == "cuda" or config.device == "auto" and torch.cuda.is_available():
+        if not torch.cuda.is_available():
+            raise TrainingError("--device cuda asked for, but no CUDA device is present")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _check_backend(config: TrainConfig, device: torch.device) -> None:
+    if config.backend == "auto":
+        return
+    present = llmkernels.available_backends(device.type)
+    if config.backend not in present:
+        raise TrainingError(f"backend {config.backend!r} is not present on {device.type}; present: {', '.join(present)}")
+
+
+def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool) -> tuple[str, str]:
+    """Builds the corpus cache and checks/creates the run dir; returns (run_dir, corpus key)."""
+    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction)
+    data.check_sizes(corpus, config.context)
+    run_dir = out or os.path.join("runs", f"{config.preset}-{datetime.now():%Y%m%d-%H%M%S}")
+    if resume:
+        saved = read_run_config(run_dir)
+        if saved.get("corpus_key") != corpus.key:
+            raise TrainingError(f"cannot resume: the data or tokenizer differs from the run's ({saved.get('corpus_key')})")
+        if saved.get("world_size") != int(os.environ.get("WORLD_SIZE", "1")):
+            raise TrainingError(f"cannot resume: the run used {saved.get('world_size')} processes")
+        checkpoint.read_state(run_dir)  # refuses a damaged checkpoint before anything is written
+    else:
+        if os.path.exists(os.path.join(run_dir, "config.json")) or checkpoint.folder(run_dir):
+            raise TrainingError(f"{run_dir!r} already holds a run; pass --resume to continue it or choose another --out")
+        os.makedirs(run_dir, exist_ok=True)
+        shutil.copyfile(corpus.tokenizer_path, os.path.join(run_dir, "tokenizer.json"))
+        model_config = config.model_config(corpus.vocab_size)
+        payload = {"train": config.to_dict(), "model": model_config.to_dict(), "corpus_key": corpus.key,
+                   "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+        Path(run_dir, "config.json").write_text(json.dumps(payload, indent=1))
+    return run_dir, corpus.key
+
+
+def _optimizer(model: GPT, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), foreach=device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: GPT, windows: torch.Tensor, batch: int, autocast, dist: _Dist) -> float:
+    mine = windows[dist.rank::dist.world]
+    total, count = torch.zeros((), dtype=torch.float64), 0
+    device = next(model.parameters()).device
+    for i in range(0, len(mine), batch):
+        chunk = mine[i:i + batch].to(device)
+        with autocast():
+            loss = model(chunk[:, :-1], chunk[:, 1:])
+        total += loss.double().cpu() * chunk.shape[0]
+        count += chunk.shape[0]
+    if dist.world > 1:
+        both = torch.stack([total, torch.tensor(float(count), dtype=torch.float64)])
+        torch.distributed.all_reduce(both)
+        total, count = both[0], both[1].item()
+    return (total / count).item()
+
+
+def sample_text(model: GPT, tok, prompt: str, tokens: int, seed: int, temperature=0.8, top_k=40) -> str:
+    ids = tok.encode(prompt) or [tok.eot_id]
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    out = model.generate(torch.tensor([ids], device=device), tokens, temperature=temperature, top_k=top_k, generator=g)
+    model.train(was_training)
+    return tok.decode(out[0].tolist())
+
+
+def _weights_sha(model: GPT) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode() + p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def train(config: TrainConfig, out: str | None = None, resume: bool = False, stop_at: int | None = None,
+          quiet: bool = False) -> dict:
+    """Trains to ``config.steps`` (or stops after ``stop_at``) and returns a summary dict."""
+    config.validate()
+    if stop_at is not None and stop_at <= 0:
+        raise TrainingError(f"--stop-at must be a positive integer; got {stop_at}")
+    device = _device(config, int(os.environ.get("LOCAL_RANK", "0")))
+    _check_backend(config, device)
+    dist = _Dist(device.type)
+    try:
+        context = llmkernels.use_backend(config.backend) if config.backend != "auto" else contextlib.nullcontext()
+        with context:
+            return _train(config, out, resume, stop_at, quiet, device, dist)
+    finally:
+        dist.close()
+
+
+def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
+    outcome = None
+    if dist.rank == 0:
+        try:
+            outcome = _prepare_on_rank0(config, out, resume)
+        except TrainingError as e:
+            outcome = str(e)
+    outcome = dist.broadcast(outcome)
+    if isinstance(outcome, str):
+        raise TrainingError(outcome)
+    run_dir, _ = outcome
+    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction, build=False)
+    model_config = GPTConfig.from_dict(read_run_config(run_dir)["model"]) if dist.rank else None
+    if model_config is None:
+        model_config = config.model_config(corpus.vocab_size)
+    model_config.ops = config.ops
+
+    torch.manual_seed(config.seed)
+    model = GPT(model_config).to(device)
+    optimizer = _optimizer(model, config, device)
+    start = 0
+    if resume:
+        start = checkpoint.load(run_dir, model, optimizer)["step"]
+        if dist.rank == 0:
+            report.truncate_metrics(run_dir, start)
+    trained = model
+    if dist.world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)  # noqa: E731
+
+    seq = config.context
+    batches = data.Batches(corpus.train, seq, config.batch_size, config.grad_accum, config.seed, dist.world, dist.rank)
+    val = data.val_windows(corpus.val, seq, config.eval_batches * config.batch_size)
+    prompt = corpus.tokenizer.decode(corpus.val[: min(8, len(corpus.val))].tolist())
+    tokens_per_step = seq * config.batch_size * config.grad_accum * dist.world
+    last = min(config.steps, stop_at) if stop_at else config.steps
+    save_every = config.save_every or config.eval_every
+    lead = dist.rank == 0
+
+    progress = None
+    if lead and not quiet:
+        from tqdm import tqdm
+
+        progress = tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr)
+        progress.write(f"model: {model.num_parameters():,} parameters, ops={config.ops}, {dist.world} process(es); run dir {run_dir}")
+
+    loss_value, val_loss, sample = float("nan"), None, None
+    window_tokens, window_time = 0, 0.0
+    model.train()
+    for step in range(start + 1, last + 1):
+        began = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(config, step)
+        total = 0.0
+        for micro in range(config.grad_accum):
+            x, y = (t.to(device) for t in batches.get(step, micro))
+            sync = micro == config.grad_accum - 1 or dist.world == 1
+            with (contextlib.nullcontext() if sync else trained.no_sync()), autocast():
+                loss = trained(x, y) / config.grad_accum
+            loss.backward()
+            total += loss.item()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = dist.mean(total)
+        window_time += time.perf_counter() - began
+        window_tokens += tokens_per_step
+        if not math.isfinite(loss_value):
+            raise TrainingError(f"the loss became {loss_value} at step {step}; lower --lr or use fp32")
+
+        evaluate_now = step % config.eval_every == 0 or step == config.steps
+        row = None
+        if step % config.log_every == 0 or evaluate_now or step == last:
+            row = {"step": step, "train_loss": loss_value, "lr": lr_at(config, step),
+                   "tokens_per_s": window_tokens / window_time}
+            window_tokens, window_time = 0, 0.0
+        if evaluate_now:
+            model.eval()
+            val_loss = evaluate(model, val, config.batch_size, autocast, dist)
+            model.train()
+            row.update(val_loss=val_loss, val_perplexity=math.exp(val_loss))
+            if lead:
+                with autocast():
+                    sample = sample_text(model, corpus.tokenizer, prompt, config.sample_tokens, config.seed + step)
+        if lead and row is not None:
+            report.append_metrics(run_dir, row)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_step / (time.perf_counter() - began):,.0f}")
+            if evaluate_now:
+                progress.write(f"step {step}: val loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}")
+        if lead and (step % save_every == 0 or step == last):
+            checkpoint.save(run_dir, model, optimizer, {"step": step, "train_loss": loss_value})
+        if lead and step == last:
+            report.plot_losses(run_dir)
+    if progress is not None:
+        progress.close()
+
+    weights_sha = _weights_sha(model)
+    if os.environ.get(CHECKSUM_ENV):
+        Path(os.environ[CHECKSUM_ENV]).mkdir(parents=True, exist_ok=True)
+        Path(os.environ[CHECKSUM_ENV], f"rank{dist.rank}.json").write_text(
+            json.dumps({"rank": dist.rank, "step": last, "train_loss": loss_value, "weights_sha256": weights_sha}))
+    return {"run_dir": run_dir, "step": last, "train_loss": loss_value, "val_loss": val_loss,
+            "sample": sample, "weights_sha256": weights_sha, "parameters": model.num_parameters()}

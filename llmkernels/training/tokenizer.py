@@ -1,0 +1,81 @@
+"""Tokenizers: byte-level BPE trained locally with Hugging Face `tokenizers`, or raw bytes.
+
+Both end each document with an end-of-text id and save to / load from one JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+EOT = "<|endoftext|>"
+
+
+class ByteTokenizer:
+    """One id per UTF-8 byte (0..255), plus 256 for end-of-text."""
+
+    kind = "bytes"
+    vocab_size = 257
+    eot_id = 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"llmkernels_tokenizer": "bytes"}, f)
+
+
+class BPETokenizer:
+    """Byte-level BPE (GPT-2 style pre-tokenisation), so any text round-trips."""
+
+    kind = "bpe"
+
+    def __init__(self, tokenizer):
+        self._tok = tokenizer
+        self.eot_id = tokenizer.token_to_id(EOT)
+        self.vocab_size = tokenizer.get_vocab_size()
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int) -> "BPETokenizer":
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=[EOT],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(texts, trainer=trainer)
+        return cls(tok)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(texts)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode([i for i in ids if i != self.eot_id])
+
+    def save(self, path: str) -> None:
+        self._tok.save(path)
+
+
+def load(path: str):
+    with open(path, encoding="utf-8") as f:
+        payload = json.load(f)
+    if payload.get("llmkernels_tokenizer") == "bytes":
+        return ByteTokenizer()
+    from tokenizers import Tokenizer
+
+    return BPETokenizer(Tokenizer.from_str(json.dumps(payload)))
