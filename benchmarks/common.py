@@ -49,6 +49,8 @@ def format_table() -> str:
         for name, seconds in row["medians_s"].items():
             marker = " (ours)" if name == row["ours"] else ""
             lines.append(f"      {name:<40} {seconds * 1e3:10.2f} ms{marker}")
+        for name, megabytes in row.get("memory_mb", {}).items():
+            lines.append(f"      {name:<40} {megabytes:10.1f} MB")
         for name, ratio in row["speedup_vs"].items():
             target = row["target"].get(name)
             goal = f"   target >= {target}x: {'met' if ratio >= target else 'NOT met'}" if target else ""

@@ -23,12 +23,12 @@ from torch import Tensor
 
 from llmkernels import _native, _triton, backends
 from llmkernels.ops import cross_entropy as ce
-from llmkernels.ops.common.checks import FLOAT_DTYPES, KERNEL_DTYPES
+from llmkernels.ops.common.checks import FLOAT_DTYPES, KERNEL_DTYPES, can_check_values
 from llmkernels.ops.cross_entropy import reference as ce_reference
 from llmkernels.ops.linear_cross_entropy.arguments import check_arguments
 
 OP = "linear_cross_entropy"
-_CHUNK_ELEMENTS = 1 << 23  # logits per chunk (32 MB in float32): big GEMMs, small peak memory
+_CHUNK_ELEMENTS = 1 << 21  # logits per chunk (8 MB in float32): GEMMs still large, peak memory small
 
 backends.register(OP, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, lambda d: (True, "plain PyTorch")))
 backends.register(OP, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, ce._cpp_probe))
@@ -178,15 +178,28 @@ def _(grad_loss, input, weight, bias, target, class_weight, saved_grad_input, sa
 def _setup(ctx, inputs, output):
     (input, weight, bias, target, class_weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
      chunk_size, accumulate_fp32, compute_grad, backend) = inputs
-    _, _, gi, gw, gb = output
-    ctx.save_for_backward(input, weight, bias, target, class_weight, gi, gw, gb)
+    ctx.save_for_backward(input, weight, bias, target, class_weight)
+    # The forward's gradients are held as plain attributes, not saved tensors: the backward hands
+    # them on and drops its reference, so autograd can adopt them as .grad without a copy.
+    ctx.formed = list(output[2:])
     ctx.options = (ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size, accumulate_fp32, backend)
+
+
+def _upstream_is_one(grad_loss: Tensor) -> bool:
+    # A host read, so only for real CPU tensors (never while tracing, never a GPU sync).
+    return can_check_values(grad_loss) and grad_loss.numel() == 1 and bool(grad_loss == 1)
 
 
 def _backward(ctx, grad_loss, grad_lse, *unused_grads_of_grads):
     if ctx.needs_input_grad[4]:
         raise RuntimeError("llmkernels.linear_cross_entropy does not compute gradients for the class weights")
-    input, weight, bias, target, class_weight, gi, gw, gb = ctx.saved_tensors
+    if ctx.formed is None:
+        raise RuntimeError("llmkernels.linear_cross_entropy: backward through the same graph twice is not supported")
+    input, weight, bias, target, class_weight = ctx.saved_tensors
+    gi, gw, gb = ctx.formed
+    ctx.formed = None
+    if gi.numel() and _upstream_is_one(grad_loss):
+        return (gi, gw, gb if bias is not None else None) + (None,) * 11
     grad_input, grad_weight, grad_bias = torch.ops.llmkernels.linear_cross_entropy_backward(
         grad_loss, input, weight, bias, target, class_weight, gi, gw, gb, *ctx.options
     )
