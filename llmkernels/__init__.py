@@ -12,6 +12,7 @@ import torch  # noqa: F401  (the extension, when built, links against torch: loa
 from llmkernels import ops  # noqa: F401  (registers the ops)
 from llmkernels.backends import BACKEND_NAMES, available_backends, use_backend
 from llmkernels.diagnostics import info
+from llmkernels.ops.attention.api import attention, attention_varlen, scaled_dot_product_attention
 from llmkernels.ops.cross_entropy.api import cross_entropy
 from llmkernels.ops.linear_cross_entropy.api import linear_cross_entropy
 from llmkernels.ops.rotary.api import apply_rotary, rotary_embedding
@@ -24,6 +25,8 @@ __all__ = [
     "__version__",
     "add_sinusoidal_position_encoding",
     "apply_rotary",
+    "attention",
+    "attention_varlen",
     "available_backends",
     "cross_entropy",
     "info",
@@ -31,6 +34,7 @@ __all__ = [
     "nn",
     "rope_cache",
     "rotary_embedding",
+    "scaled_dot_product_attention",
     "sinusoidal_table",
     "use_backend",
 ]

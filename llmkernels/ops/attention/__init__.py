@@ -1,0 +1,155 @@
+"""Attention ops: definitions, fake kernels, autograd and routing.
+
+* ``llmkernels::attention(q, k, v, scale, causal, window_left, window_right, softcap,
+  alibi_slopes, key_padding_mask, backend) -> (out, lse)``; lse is float32 (B, Hq, Sq).
+* ``llmkernels::attention_backward(dout, q, k, v, out, lse, ...) -> (dq, dk, dv)``.
+
+Semantics: see ``reference.py``. Backends: reference (any head_dim, fp64 too), cpp (CPU), triton
+(GPU; CPU interpreter in tests) and cuda; GPU kernels take head_dim 8..256.
+
+Autocast: no autocast kernel: q, k, v arrive in the dtype of the projections that made them
+(bf16 under bf16 autocast) and must share it; accumulation is float32 in every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from llmkernels import _native, _triton, backends
+from llmkernels.ops.attention import reference
+from llmkernels.ops.attention.arguments import check_options, check_qkv, kernel_layout, kernel_slopes
+from llmkernels.ops.common.checks import FLOAT_DTYPES, KERNEL_DTYPES
+
+OP = "attention"
+GPU_HEAD_DIMS = (8, 256)
+
+
+def _cpp_probe(device_type):
+    present, why = _native.cpu_probe(device_type)
+    if present and not hasattr(_native.extension(), "attention_forward_cpu"):
+        return False, "llmkernels._C was built without the attention kernels"
+    return present, why
+
+
+def _cuda_probe(device_type):
+    present, why = _native.cuda_probe(device_type)
+    if present and not hasattr(_native.extension(), "attention_forward_cuda"):
+        return False, "llmkernels._C was built without the CUDA attention kernels"
+    return present, why
+
+
+backends.register(OP, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, lambda d: (True, "plain PyTorch")))
+backends.register(OP, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, _cpp_probe))
+backends.register(OP, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses))
+backends.register(OP, backends.Implementation("cuda", ("cuda",), KERNEL_DTYPES, _cuda_probe))
+
+
+def _choose(q, backend: str) -> str:
+    chosen = backends.resolve(OP, q.device, q.dtype, backend)
+    low, high = GPU_HEAD_DIMS
+    if chosen in ("triton", "cuda") and not low <= q.shape[-1] <= high:
+        if backend == "auto":
+            return "reference"
+        raise ValueError(f"head_dim {q.shape[-1]} is outside the {chosen} backend's range [{low}, {high}]")
+    return chosen
+
+
+def _kernels(backend):
+    if backend == "cpp":
+        ext = _native.extension()
+        return ext.attention_forward_cpu, ext.attention_backward_cpu
+    if backend == "cuda":
+        ext = _native.extension()
+        return ext.attention_forward_cuda, ext.attention_backward_cuda
+    from llmkernels.ops.attention import triton_kernels
+
+    return triton_kernels.attention_forward, triton_kernels.attention_backward
+
+
+def _empty_result(q, seq_k):
+    out = q.new_zeros(q.shape)
+    lse = q.new_full(q.shape[:3], float("-inf"), dtype=torch.float32)
+    return out, lse
+
+
+@torch.library.custom_op("llmkernels::attention", mutates_args=())
+def attention_op(
+    q: Tensor, k: Tensor, v: Tensor, scale: float, causal: bool, window_left: int, window_right: int,
+    softcap: float, alibi_slopes: Optional[Tensor], key_padding_mask: Optional[Tensor], backend: str,
+) -> tuple[Tensor, Tensor]:
+    check_qkv(q, k, v)
+    check_options(q, k, scale, window_left, window_right, softcap, alibi_slopes, key_padding_mask)
+    chosen = _choose(q, backend)
+    if q.numel() == 0 or k.shape[2] == 0:
+        return _empty_result(q, k.shape[2])
+    if chosen == "reference":
+        return reference.forward(q, k, v, scale, causal, window_left, window_right, softcap, alibi_slopes, key_padding_mask)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
+    forward_kernel, _ = _kernels(chosen)
+    mask = None if key_padding_mask is None else key_padding_mask.contiguous()
+    forward_kernel(
+        kernel_layout(q), kernel_layout(k), kernel_layout(v), out, lse, scale, causal, window_left, window_right,
+        softcap, kernel_slopes(alibi_slopes, q.shape[0], q.shape[1]), mask,
+    )
+    return out, lse
+
+
+@attention_op.register_fake
+def _(q, k, v, scale, causal, window_left, window_right, softcap, alibi_slopes, key_padding_mask, backend):
+    check_qkv(q, k, v)
+    check_options(q, k, scale, window_left, window_right, softcap, alibi_slopes, key_padding_mask)
+    return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=torch.float32)
+
+
+@torch.library.custom_op("llmkernels::attention_backward", mutates_args=())
+def attention_backward_op(
+    dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, scale: float, causal: bool,
+    window_left: int, window_right: int, softcap: float, alibi_slopes: Optional[Tensor],
+    key_padding_mask: Optional[Tensor], backend: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    chosen = _choose(q, backend)
+    if q.numel() == 0 or k.shape[2] == 0:
+        return torch.zeros_like(q, memory_format=torch.contiguous_format), torch.zeros_like(k, memory_format=torch.contiguous_format), torch.zeros_like(v, memory_format=torch.contiguous_format)
+    if chosen == "reference":
+        dq, dk, dv = reference.backward(dout, q, k, v, out, lse, scale, causal, window_left, window_right, softcap, alibi_slopes, key_padding_mask)
+        return dq.contiguous(), dk.contiguous(), dv.contiguous()
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    _, backward_kernel = _kernels(chosen)
+    mask = None if key_padding_mask is None else key_padding_mask.contiguous()
+    backward_kernel(
+        kernel_layout(q), kernel_layout(k), kernel_layout(v), kernel_layout(out), kernel_layout(dout), lse.contiguous(),
+        dq, dk, dv, scale, causal, window_left, window_right, softcap, kernel_slopes(alibi_slopes, q.shape[0], q.shape[1]), mask,
+    )
+    return dq, dk, dv
+
+
+@attention_backward_op.register_fake
+def _(dout, q, k, v, out, lse, scale, causal, window_left, window_right, softcap, alibi_slopes, key_padding_mask, backend):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _setup(ctx, inputs, output):
+    q, k, v, scale, causal, window_left, window_right, softcap, alibi_slopes, key_padding_mask, backend = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse, alibi_slopes, key_padding_mask)
+    ctx.options = (scale, causal, window_left, window_right, softcap)
+    ctx.backend = backend
+
+
+def _backward(ctx, dout, dlse):
+    if ctx.needs_input_grad[8]:
+        raise RuntimeError("llmkernels.attention does not compute gradients for alibi_slopes")
+    q, k, v, out, lse, alibi_slopes, key_padding_mask = ctx.saved_tensors
+    dq, dk, dv = torch.ops.llmkernels.attention_backward(
+        dout, q, k, v, out, lse, *ctx.options, alibi_slopes, key_padding_mask, ctx.backend
+    )
+    return (dq, dk, dv) + (None,) * 8
+
+
+attention_op.register_autograd(_backward, setup_context=_setup)
