@@ -225,7 +225,7 @@ def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
 
     seq = config.context
     batches = data.Batches(corpus.train, seq, config.batch_size, config.grad_accum, config.seed, dist.world, dist.rank)
-    val = data.val_windows(corpus.val, seq, config.eval_batches * config.batch_size)
+    val = data.val_windows(corpus.val, seq, config.eval_batches * config.batch_size * dist.world)  # global batches
     prompt = corpus.tokenizer.decode(corpus.val[: min(8, len(corpus.val))].tolist())
     tokens_per_step = seq * config.batch_size * config.grad_accum * dist.world
     last = min(config.steps, stop_at) if stop_at else config.steps
@@ -284,7 +284,7 @@ def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_step / (time.perf_counter() - began):,.0f}")
             if evaluate_now:
-                progress.write(f"step {step}: val loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}")
+                progress.write(f"step {step}: val loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}; sample: {sample[:160]!r}")
         if lead and (step % save_every == 0 or step == last):
             checkpoint.save(run_dir, model, optimizer, {"step": step, "train_loss": loss_value})
         if lead and step == last:

@@ -1,0 +1,169 @@
+"""Training throughput, memory and loss: the `small` GPT at seq 512, `--ops llmkernels` against `--ops torch`.
+
+Both contenders train the same model from the same seed on the same data (the stdlib corpus,
+BPE 8192), each in a fresh subprocess (so peak RSS, read with ``resource.getrusage`` in the child,
+is its own), in interleaved rounds (torch, llmkernels, torch, ...). Reported: the tokens/s ratio
+(median step time), the peak RSS ratio, the final train/validation losses (must agree within 2%),
+and a torch.profiler table per contender of where one step's time goes.
+
+    python benchmarks/bench_training.py --steps 30 --batch 4 --rounds 1      # the full report
+    pytest benchmarks/bench_training.py -s                                   # LLMKERNELS_BENCH_TRAIN_STEPS (default 12)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+
+CONTENDERS = ("torch", "llmkernels")  # torch is the peer; llmkernels is ours
+LOSS_TOLERANCE = 0.02
+
+
+def _child(args) -> None:
+    """Runs in the fresh process: train, read peak RSS, then profile one more step."""
+    import torch
+
+    from llmkernels.training import config as configs, loop
+
+    out = tempfile.mkdtemp(prefix="bench-train-")
+    config = configs.build("small", ops=args.ops, steps=args.steps, seq_len=args.seq, batch_size=args.batch,
+                           log_every=1, eval_every=args.steps, eval_batches=2, sample_tokens=1, seed=0,
+                           bf16=args.bf16 or None)
+    result = loop.train(config, out=os.path.join(out, "run"), quiet=True)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = [json.loads(line) for line in open(os.path.join(out, "run", "metrics.jsonl"))]
+    step_s = [config.context * config.batch_size / r["tokens_per_s"] for r in rows[1:]]  # step 1 warms up
+    payload = {"ops": args.ops, "losses": [r["train_loss"] for r in rows], "val_loss": result["val_loss"],
+               "median_step_s": statistics.median(step_s), "tokens_per_step": config.context * config.batch_size,
+               "peak_rss_mb": peak_rss_mb, "parameters": result["parameters"]}
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        from llmkernels.models import GPT
+        from llmkernels.training import data
+
+        corpus = data.load_corpus(None, build=False)
+        torch.manual_seed(0)
+        model = GPT(config.model_config(corpus.vocab_size))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x, y = data.Batches(corpus.train, config.context, config.batch_size, 1, 0).get(1, 0)
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                loss = model(x, y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        payload["profile"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=48)
+    print("BENCH_RESULT " + json.dumps(payload))
+
+
+def run_child(ops: str, steps: int, seq: int, batch: int, bf16: bool, profile: bool) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--ops", ops, "--steps", str(steps),
+           "--seq", str(seq), "--batch", str(batch)] + (["--bf16"] if bf16 else []) + (["--profile"] if profile else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            return json.loads(line[len("BENCH_RESULT "):])
+    raise RuntimeError(f"benchmark child ({ops}) failed:\n{proc.stderr[-4000:]}")
+
+
+def compare(steps: int, seq: int = 512, batch: int = 4, rounds: int = 1, bf16: bool = False, profile: bool = True) -> dict:
+    from llmkernels.training import data
+
+    data.load_corpus(None)  # build the cache here, so that no child pays for (or measures) it
+    results = {name: [] for name in CONTENDERS}
+    for r in range(rounds):
+        for name in CONTENDERS:
+            results[name].append(run_child(name, steps, seq, batch, bf16, profile and r == 0))
+    summary = {}
+    for name, runs in results.items():
+        summary[name] = {
+            "median_step_s": statistics.median(x["median_step_s"] for x in runs),
+            "peak_rss_mb": statistics.median(x["peak_rss_mb"] for x in runs),
+            "final_loss": runs[0]["losses"][-1], "val_loss": runs[0]["val_loss"], "losses": runs[0]["losses"],
+            "profile": runs[0].get("profile"), "tokens_per_step": runs[0]["tokens_per_step"],
+            "parameters": runs[0]["parameters"],
+        }
+    ours, peer = summary["llmkernels"], summary["torch"]
+    summary["speedup"] = peer["median_step_s"] / ours["median_step_s"]
+    summary["rss_ratio"] = ours["peak_rss_mb"] / peer["peak_rss_mb"]
+    summary["final_loss_rel_diff"] = abs(ours["final_loss"] - peer["final_loss"]) / peer["final_loss"]
+    summary["val_loss_rel_diff"] = abs(ours["val_loss"] - peer["val_loss"]) / peer["val_loss"]
+    summary["max_step_loss_rel_diff"] = max(abs(a - b) / b for a, b in zip(ours["losses"], peer["losses"]))
+    summary["config"] = {"preset": "small", "seq": seq, "batch": batch, "steps": steps, "rounds": rounds, "bf16": bf16}
+    return summary
+
+
+def format_report(s: dict) -> str:
+    c = s["config"]
+    lines = [f"training benchmark: small preset ({s['torch']['parameters']:,} parameters), seq {c['seq']}, batch {c['batch']}, "
+             f"{c['steps']} steps, {c['rounds']} round(s), {'bf16 autocast' if c['bf16'] else 'fp32'}"]
+    for name in CONTENDERS:
+        x = s[name]
+        lines.append(f"  --ops {name:<11} {x['tokens_per_step'] / x['median_step_s']:10,.0f} tokens/s   peak RSS {x['peak_rss_mb']:8,.0f} MB"
+                     f"   final train loss {x['final_loss']:.4f}   val loss {x['val_loss']:.4f}")
+    lines.append(f"  tokens/s ratio (llmkernels / torch): {s['speedup']:.2f}x")
+    lines.append(f"  peak RSS ratio (llmkernels / torch): {s['rss_ratio']:.2f}x")
+    lines.append(f"  loss agreement: final train {s['final_loss_rel_diff']:.2%}, val {s['val_loss_rel_diff']:.2%}, "
+                 f"worst step {s['max_step_loss_rel_diff']:.2%} (tolerance {LOSS_TOLERANCE:.0%})")
+    for name in CONTENDERS:
+        if s[name]["profile"]:
+            lines.append(f"\n  where one step's time goes, --ops {name}:\n{s[name]['profile']}")
+    return "\n".join(lines)
+
+
+def test_training_llmkernels_vs_torch(benchmark):
+    import llmkernels
+    import pytest
+
+    if not (hasattr(llmkernels, "attention") and hasattr(llmkernels, "linear_cross_entropy")):
+        pytest.skip("llmkernels.attention / linear_cross_entropy not present")
+    from benchmarks.common import record
+
+    steps = int(os.environ.get("LLMKERNELS_BENCH_TRAIN_STEPS", "12"))
+    s = compare(steps, rounds=1, profile=False)
+    print(format_report(s))
+    record(f"training step, small preset, seq 512, batch 4, {steps} steps (peak RSS ratio {s['rss_ratio']:.2f}x)",
+           {"--ops torch": s["torch"]["median_step_s"], "--ops llmkernels": s["llmkernels"]["median_step_s"]},
+           "--ops llmkernels")
+    assert s["final_loss_rel_diff"] < LOSS_TOLERANCE and s["val_loss_rel_diff"] < LOSS_TOLERANCE
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--ops", default="llmkernels")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--seq", type=int, default=512)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--json", default=None, help="also write the summary here")
+    args = p.parse_args()
+    if args.child:
+        _child(args)
+        return
+    s = compare(args.steps, args.seq, args.batch, args.rounds, args.bf16, profile=True)
+    print(format_report(s))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(s, f, indent=1)
+    if s["final_loss_rel_diff"] >= LOSS_TOLERANCE or s["val_loss_rel_diff"] >= LOSS_TOLERANCE:
+        sys.exit("loss curves differ by more than 2%")
+
+
+if __name__ == "__main__":
+    main()
