@@ -38,7 +38,15 @@ def _cpp_probe(device_type):
     return present, why
 
 
+def _cuda_probe(device_type):
+    present, why = _native.cuda_probe(device_type)
+    if present and not hasattr(_native.extension(), "cross_entropy_cuda"):
+        return False, "llmkernels._C was built without the CUDA cross-entropy kernel"
+    return present, why
+
+
 backends.register(OP, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, lambda d: (True, "plain PyTorch")))
+backends.register(OP, backends.Implementation("cuda", ("cuda",), KERNEL_DTYPES, _cuda_probe))
 backends.register(OP, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, _cpp_probe))
 backends.register(OP, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses))
 
@@ -46,6 +54,8 @@ backends.register(OP, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_
 def _kernel(backend):
     if backend == "cpp":
         return _native.extension().cross_entropy_cpu
+    if backend == "cuda":
+        return _native.extension().cross_entropy_cuda
     from llmkernels.ops.cross_entropy import triton_kernels
 
     return triton_kernels.cross_entropy_rows

@@ -33,6 +33,7 @@ _CHUNK_ELEMENTS = 1 << 21  # logits per chunk (8 MB in float32): GEMMs still lar
 backends.register(OP, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, lambda d: (True, "plain PyTorch")))
 backends.register(OP, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, ce._cpp_probe))
 backends.register(OP, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses))
+backends.register(OP, backends.Implementation("cuda", ("cuda",), KERNEL_DTYPES, ce._cuda_probe))
 
 
 def rows_per_chunk(rows: int, classes: int, chunk_size: int) -> int:
