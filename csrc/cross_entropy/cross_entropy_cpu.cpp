@@ -1,6 +1,7 @@
 // Torch glue for the cross-entropy CPU kernel: checks, dtype mapping, threading and ISA dispatch.
 // The arithmetic lives in cross_entropy_cpu_kernel_impl.h, compiled per ISA level.
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 
 #include <ATen/MemoryOverlap.h>
@@ -48,6 +49,14 @@ void check_disjoint(const at::Tensor& a, const char* a_name, const at::Tensor& b
   const auto status = at::get_overlap_status(a, b);
   LLMK_CHECK_ARG(status != at::MemOverlapStatus::Partial && status != at::MemOverlapStatus::Full,
                  a_name, "overlaps ", b_name, "; expected separate memory");
+}
+
+// The per-thread scratch the kernel expects (layout in cross_entropy_cpu_kernel.h).
+int64_t cross_entropy_scratch_floats(int64_t classes, bool has_grad, bool capped) {
+  if (!has_grad && !capped) return 0;
+  const int64_t row = (classes + 15) / 16 * 16;
+  const int64_t blocks = (classes + cpu::kMaxStoreBlock - 1) / cpu::kMaxStoreBlock;
+  return row * (has_grad ? 1 : 0) + row * (capped ? 1 : 0) + blocks;
 }
 
 }  // namespace
@@ -144,12 +153,13 @@ void cross_entropy_cpu(const at::Tensor& logits, const at::Tensor& target,
                      grad->numel() * grad->element_size() >= cpu::kStreamingMinBytes;
 
   const cpu::CrossEntropyRowsFn fn = cross_entropy_variant(cpu::selected_isa());
-  const bool need_scratch = args.softcap > 0.0;
+  const int64_t scratch_floats =
+      cross_entropy_scratch_floats(classes, args.grad != nullptr, args.softcap > 0.0);
   // ~64K elements per task: enough to amortise scheduling, small enough to balance.
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, classes));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     std::unique_ptr<float[]> scratch;
-    if (need_scratch) scratch.reset(new float[static_cast<size_t>(classes)]);
+    if (scratch_floats > 0) scratch.reset(new float[static_cast<size_t>(scratch_floats)]());
     fn(args, begin, end, scratch.get());
   });
 }

@@ -26,9 +26,11 @@ struct CrossEntropyRowsArgs {
   bool stream_grad;            // non-temporal stores for a large gradient that aliases nothing
 };
 
-// Rows [row_begin, row_end). `scratch` holds num_classes floats (the soft-capped row) when
-// softcap is on; otherwise it may be nullptr. Each variant below is the same code compiled for
-// one ISA level.
+// Rows [row_begin, row_end). `scratch` is per-thread float32 memory, laid out as
+//   [e row: R floats, when grad][capped row: R floats, when softcap > 0][block maxima: B floats]
+// with R = C rounded up to 16 and B = ceil(C / kMaxStoreBlock) (nullptr when neither is needed);
+// cross_entropy_scratch_floats() in the glue computes that size. Each variant below is the same
+// code compiled for one ISA level.
 using CrossEntropyRowsFn = void (*)(const CrossEntropyRowsArgs&, int64_t row_begin,
                                     int64_t row_end, float* scratch);
 

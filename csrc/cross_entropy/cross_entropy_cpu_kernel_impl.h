@@ -129,10 +129,11 @@ LLMK_CE_INLINE void load_block(const T* x, int64_t c0, int64_t n, float cap, flo
 
 // Pass 1: max, sum of exp (online, rescaled once per block when the max grows) and, for label
 // smoothing, sum_c w_c z_c. Block sums are float32 over 16 lanes, accumulated across blocks in
-// float64.
-template <typename T, bool kCap>
-RowStats row_stats(const T* x, int64_t C, float cap, float* zrow, const float* weight,
-                   bool want_weighted) {
+// float64. With kKeep (a gradient follows) each e_c = exp(z_c - m_b) goes to erow and the running
+// max m_b it was taken against to block_max, so the gradient pass needs no second exp.
+template <typename T, bool kCap, bool kKeep>
+RowStats row_stats(const T* x, int64_t C, float cap, float* zrow, float* erow, float* block_max,
+                   const float* weight, bool want_weighted) {
   alignas(64) float zb[kBlock];
   const float neg_inf = -__builtin_inff();
   float m = neg_inf;
@@ -164,9 +165,17 @@ RowStats row_stats(const T* x, int64_t C, float cap, float* zrow, const float* w
       if (m != neg_inf) s *= __builtin_exp(static_cast<double>(m) - static_cast<double>(bm));
       m = bm;
     }
-    if (m == neg_inf) continue;  // every value so far is -inf (or NaN): nothing to add
+    if (kKeep) block_max[c0 / kBlock] = m;
+    if (m == neg_inf) {  // every value so far is -inf (or NaN): nothing to add
+      if (kKeep) fill(erow + c0, nv, 0.0f);
+      continue;
+    }
     vf acc = vf{};
-    for (int64_t i = 0; i < nv; i += kLanes) acc += vexp(vload(zb + i) - m);
+    for (int64_t i = 0; i < nv; i += kLanes) {
+      const vf e = vexp(vload(zb + i) - m);
+      if (kKeep) vstore(erow + c0 + i, e);
+      acc += e;
+    }
     s += static_cast<double>(hsum(acc));
     if (bm != bm) m = bm;  // a NaN logit: propagate it to lse and the loss
   }
@@ -174,23 +183,23 @@ RowStats row_stats(const T* x, int64_t C, float cap, float* zrow, const float* w
 }
 
 // Pass 2: grad_c = ((p_c * a - w_c * b) - [c == t] * d) * (1 - (z_c / cap)^2 when capped), with
-// p_c = exp((z_c - max) - log(sum_exp)): z_c - lse in float32 would lose lse's rounding error
-// (large for large logits: ulp(3e4) = 0.002), while z_c - max is exact near the max.
+// p_c * a = e_c * (exp(m_b - lse) * a), the factor taken in float64 once per block: exact near
+// the max even for large logits, where z_c - lse in float32 would carry lse's rounding error.
 template <typename T, bool kCap, bool kStream>
-void row_grad(const T* x, T* g, int64_t C, float cap, const float* zrow, const float* weight,
-              float max, float log_sum, float a, float b, float d, int64_t t) {
-  alignas(64) float zb[kBlock];
+void row_grad(T* g, int64_t C, float cap, const float* zrow, const float* erow,
+              const float* block_max, const float* weight, double lse, double a, float b, float d,
+              int64_t t) {
   alignas(64) float gb[kBlock];
   alignas(64) float wb[kBlock];
+  float last_max = 0.0f, pa = static_cast<float>(__builtin_exp(-lse) * a);
   for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
     const int64_t n = min_i64(kBlock, C - c0);
     const int64_t nv = (n + kLanes - 1) / kLanes * kLanes;
-    if (kCap) {
-      for (int64_t i = 0; i < n; ++i) zb[i] = zrow[c0 + i];
-    } else {
-      load_f32(x + c0, zb, n);
+    const float mb = block_max[c0 / kBlock];
+    if (mb != last_max) {
+      pa = static_cast<float>(__builtin_exp(static_cast<double>(mb) - lse) * a);
+      last_max = mb;
     }
-    fill(zb + n, nv - n, 0.0f);
     const float* wp = nullptr;
     if (weight && b != 0.0f) {
       if (n == nv) {
@@ -203,13 +212,12 @@ void row_grad(const T* x, T* g, int64_t C, float cap, const float* zrow, const f
     }
     const int64_t tt = t - c0;  // target column within the block (may be outside)
     for (int64_t i = 0; i < nv; i += kLanes) {
-      const vf z = vload(zb + i);
-      vf gv = vexp((z - max) - log_sum) * a;
+      vf gv = vload(erow + c0 + i) * pa;
       if (wp) gv = gv - vload(wp + i) * b;
       else gv = gv - b;
       if (tt >= i && tt < i + kLanes) gv[tt - i] -= d;
       if (kCap) {
-        const vf zc = z / cap;
+        const vf zc = vload(zrow + c0 + i) / cap;
         gv = gv * (1.0f - zc * zc);
       }
       vstore(gb + i, gv);
@@ -227,7 +235,7 @@ void zero_row(T* g, int64_t C) {
 
 template <typename T, bool kCap, bool kStream>
 void rows_typed(const cpu::CrossEntropyRowsArgs& a, int64_t row_begin, int64_t row_end,
-                float* zrow) {
+                float* scratch) {
   const int64_t C = a.num_classes;
   const float cap = static_cast<float>(a.softcap);
   const double eps = a.label_smoothing;
@@ -235,15 +243,22 @@ void rows_typed(const cpu::CrossEntropyRowsArgs& a, int64_t row_begin, int64_t r
   const bool smoothing = eps != 0.0;
   const T* logits = static_cast<const T*>(a.logits);
   T* grad = static_cast<T*>(a.grad);
+  // Scratch layout (see cross_entropy_cpu_kernel.h): [erow][zrow][block_max].
+  const int64_t row_floats = (C + kLanes - 1) / kLanes * kLanes;
+  float* erow = grad ? scratch : nullptr;
+  float* zrow = kCap ? scratch + (grad ? row_floats : 0) : nullptr;
+  float* block_max = scratch + (grad ? row_floats : 0) + (kCap ? row_floats : 0);
   for (int64_t r = row_begin; r < row_end; ++r) {
     const T* x = logits + r * a.logits_stride;
     const int64_t t = a.target[r];
     const bool ignored = t == a.ignore_index;
-    const RowStats st = row_stats<T, kCap>(x, C, cap, zrow, a.class_weight, smoothing && !ignored);
-    const double log_sum = __builtin_log(st.sum_exp);
-    const double lse = static_cast<double>(st.max) + log_sum;
-    const float lse_f = static_cast<float>(lse);
-    a.lse[r] = lse_f;
+    const bool keep = grad && !ignored;
+    const bool weighted = smoothing && !ignored;
+    const RowStats st =
+        keep ? row_stats<T, kCap, true>(x, C, cap, zrow, erow, block_max, a.class_weight, weighted)
+             : row_stats<T, kCap, false>(x, C, cap, zrow, erow, block_max, a.class_weight, weighted);
+    const double lse = static_cast<double>(st.max) + __builtin_log(st.sum_exp);
+    a.lse[r] = static_cast<float>(lse);
     if (ignored) {
       a.loss_rows[r] = 0.0f;
       if (grad) zero_row<T, kStream>(grad + r * C, C);
@@ -260,27 +275,27 @@ void rows_typed(const cpu::CrossEntropyRowsArgs& a, int64_t row_begin, int64_t r
     if (smoothing) loss += eps_c * (a.weight_sum * lse - st.weighted_sum);
     a.loss_rows[r] = static_cast<float>(loss);
     if (grad) {
-      const float ca = static_cast<float>(a.ce_scale * ((1.0 - eps) * wt + eps_c * a.weight_sum) +
-                                          a.z_scale * 2.0 * a.z_loss * lse);
+      const double ca = a.ce_scale * ((1.0 - eps) * wt + eps_c * a.weight_sum) +
+                        a.z_scale * 2.0 * a.z_loss * lse;
       const float cb = static_cast<float>(a.ce_scale * eps_c);
       const float cd = static_cast<float>(a.ce_scale * (1.0 - eps) * wt);
-      row_grad<T, kCap, kStream>(x, grad + r * C, C, cap, zrow, a.class_weight, st.max,
-                                 static_cast<float>(log_sum), ca, cb, cd, t);
+      row_grad<T, kCap, kStream>(grad + r * C, C, cap, zrow, erow, block_max, a.class_weight, lse,
+                                 ca, cb, cd, t);
     }
   }
   if (kStream) stream_fence();
 }
 
 template <typename T>
-void rows_dispatch(const cpu::CrossEntropyRowsArgs& a, int64_t begin, int64_t end, float* zrow) {
+void rows_dispatch(const cpu::CrossEntropyRowsArgs& a, int64_t begin, int64_t end, float* scratch) {
   const bool cap = a.softcap > 0.0;
   const bool stream = a.stream_grad && a.grad != nullptr;
   if (cap) {
-    if (stream) rows_typed<T, true, true>(a, begin, end, zrow);
-    else rows_typed<T, true, false>(a, begin, end, zrow);
+    if (stream) rows_typed<T, true, true>(a, begin, end, scratch);
+    else rows_typed<T, true, false>(a, begin, end, scratch);
   } else {
-    if (stream) rows_typed<T, false, true>(a, begin, end, zrow);
-    else rows_typed<T, false, false>(a, begin, end, zrow);
+    if (stream) rows_typed<T, false, true>(a, begin, end, scratch);
+    else rows_typed<T, false, false>(a, begin, end, scratch);
   }
 }
 
