@@ -113,16 +113,23 @@ def _torch_attention(q, k, v):
 
 
 class KVCache:
-    """Per-layer key/value buffers (batch, kv_heads, max_len, head_dim) filled left to right."""
+    """Per-layer key/value buffers (batch, kv_heads, max_len, head_dim) filled left to right.
 
-    def __init__(self, config: GPTConfig, batch: int, max_len: int, device, dtype):
-        shape = (batch, config.n_kv_head, max_len, config.head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+    Each buffer takes the dtype of the first keys written to it (bf16 under autocast).
+    """
+
+    def __init__(self, config: GPTConfig, batch: int, max_len: int, device):
+        self.shape = (batch, config.n_kv_head, max_len, config.head_dim)
+        self.device = device
+        self.keys = [None] * config.n_layer
+        self.values = [None] * config.n_layer
         self.length = 0
         self.max_len = max_len
 
     def append(self, layer: int, k, v):
+        if self.keys[layer] is None:
+            self.keys[layer] = torch.zeros(self.shape, device=self.device, dtype=k.dtype)
+            self.values[layer] = torch.zeros(self.shape, device=self.device, dtype=v.dtype)
         start, end = self.length, self.length + k.shape[-2]
         self.keys[layer][:, :, start:end] = k
         self.values[layer][:, :, start:end] = v
@@ -268,7 +275,7 @@ class GPT(nn.Module):
         cache, pending = None, idx[:, -c.max_seq_len:]
         for _ in range(max_new_tokens):
             if cache is None or cache.length + pending.shape[1] > c.max_seq_len:
-                cache = KVCache(c, idx.shape[0], c.max_seq_len, param.device, param.dtype)
+                cache = KVCache(c, idx.shape[0], c.max_seq_len, param.device)
                 pending = out[:, -max(1, c.max_seq_len // 2):] if out.shape[1] > c.max_seq_len else out
             logits = self.lm_head(self._hidden(pending, cache)[:, -1]).float()
             if temperature == 0:

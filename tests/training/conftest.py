@@ -5,11 +5,7 @@ import random
 
 import pytest
 
-import llmkernels
-
-# The fused ops land in llmkernels separately; until both exist the tests train on --ops torch.
-HAVE_OPS = hasattr(llmkernels, "attention") and hasattr(llmkernels, "linear_cross_entropy")
-DEFAULT_OPS = "llmkernels" if HAVE_OPS else "torch"
+DEFAULT_OPS = "llmkernels"  # the training tests run on the fused ops; test_model compares them with --ops torch
 
 TINY_FLAGS = ["--tokenizer", "bytes", "--seq-len", "32", "--batch-size", "4", "--d-model", "32", "--n-layer", "2",
               "--n-head", "4", "--n-kv-head", "2", "--mlp-hidden", "64", "--eval-batches", "2", "--sample-tokens", "8",

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from llmkernels.models import GPT, GPTConfig, preset
-from tests.training.conftest import HAVE_OPS
 
 
 def small_config(**kw):
@@ -67,7 +66,6 @@ def test_loss_is_cross_entropy_of_logits():
     assert 4.0 < loss.item() < 5.2  # ~ln(97) at init
 
 
-@pytest.mark.skipif(not HAVE_OPS, reason="llmkernels.attention / linear_cross_entropy not present yet")
 @pytest.mark.parametrize("positional", ["rope", "sinusoidal"])
 def test_llmkernels_ops_match_torch_ops(positional):
     torch.manual_seed(0)
