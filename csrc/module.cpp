@@ -19,6 +19,7 @@ namespace llmkernels {
 void register_rotary(py::module_& m);
 void register_sinusoidal(py::module_& m);
 void register_cross_entropy(py::module_& m);
+void register_attention(py::module_& m);
 }  // namespace llmkernels
 
 namespace {
@@ -73,4 +74,5 @@ PYBIND11_MODULE(_C, m) {
   llmkernels::register_rotary(m);
   llmkernels::register_sinusoidal(m);
   llmkernels::register_cross_entropy(m);
+  llmkernels::register_attention(m);
 }

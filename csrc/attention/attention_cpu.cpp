@@ -1,0 +1,282 @@
+// Torch glue for the flash-attention CPU kernel: checks, dtype mapping, workspaces, threading and
+// ISA dispatch. The arithmetic lives in attention_cpu_kernel_impl.h, compiled per ISA level.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include <ATen/MemoryOverlap.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+
+#include "../common/checks.h"
+#include "../common/cpu_elem_type.h"
+#include "../common/cpu_isa.h"
+#include "attention.h"
+#include "attention_cpu_kernel.h"
+
+namespace llmkernels {
+namespace {
+
+struct Variant {
+  cpu::AttentionFwdFn fwd;
+  cpu::AttentionBwdFn prep, kv, dq;
+};
+
+#define LLMK_ATTENTION_VARIANT(ns)                                                    \
+  Variant {                                                                           \
+    &ns::attention_fwd_task, &ns::attention_bwd_prep_task, &ns::attention_bwd_kv_task, \
+        &ns::attention_bwd_dq_task                                                    \
+  }
+
+Variant attention_variant(cpu::Isa isa) {
+  switch (isa) {
+#if LLMK_CPU_X86
+    case cpu::Isa::avx512bf16: return LLMK_ATTENTION_VARIANT(cpu_avx512bf16);
+    case cpu::Isa::avx512: return LLMK_ATTENTION_VARIANT(cpu_avx512);
+    case cpu::Isa::avx2: return LLMK_ATTENTION_VARIANT(cpu_avx2);
+#endif
+    default: return LLMK_ATTENTION_VARIANT(cpu_generic);
+  }
+}
+
+#undef LLMK_ATTENTION_VARIANT
+
+constexpr int64_t kBQ = cpu::kAttnBlockQ;
+constexpr int64_t kBK = cpu::kAttnBlockK;
+
+// Per-thread scratch, large enough for every task kind (layouts in attention_cpu_kernel_impl.h).
+int64_t attention_scratch_floats(int64_t head_dim) {
+  const int64_t dp = (head_dim + 15) / 16 * 16;
+  return 4 * std::max(kBQ, kBK) * dp + 3 * kBK * kBQ + 4 * dp + 64;
+}
+
+// Runs tasks [0, n) on the intra-op pool, each thread taking the next task from a shared counter
+// (tasks are independent, so the result does not depend on who runs what).
+template <typename F>
+void run_tasks(int64_t n, int64_t scratch_floats, const F& fn) {
+  if (n <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+    for (int64_t t = next.fetch_add(1); t < n; t = next.fetch_add(1)) fn(t, scratch.data());
+  });
+}
+
+void check_disjoint(const at::Tensor& a, const char* a_name, const at::Tensor& b,
+                    const char* b_name) {
+  const auto status = at::get_overlap_status(a, b);
+  LLMK_CHECK_ARG(status != at::MemOverlapStatus::Partial && status != at::MemOverlapStatus::Full,
+                 a_name, "overlaps ", b_name, "; expected separate memory");
+}
+
+void check_bhsd(const at::Tensor& t, const char* name, const at::Tensor& q) {
+  LLMK_CHECK_DEVICE_TYPE(t, name, at::kCPU);
+  LLMK_CHECK_DIM(t, name, 4);
+  LLMK_CHECK_DTYPE(t, name, q.scalar_type());
+  LLMK_CHECK_LAST_DIM_CONTIGUOUS(t, name);
+}
+
+void check_output(const at::Tensor& t, const char* name) {
+  LLMK_CHECK_ARG(at::has_internal_overlap(t) != at::MemOverlap::Yes, name,
+                 "has internally overlapping memory (an expanded tensor?), shape ", t.sizes(),
+                 " strides ", t.strides());
+}
+
+cpu::Strides3 strides3(const at::Tensor& t) {
+  return cpu::Strides3{t.stride(0), t.stride(1), t.stride(2)};
+}
+
+// Shared checks of q, k, v and the optional inputs; fills everything but the pointers.
+cpu::AttentionParams check_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  double scale, bool causal, int64_t window_left,
+                                  int64_t window_right, double softcap,
+                                  const std::optional<at::Tensor>& alibi_slopes,
+                                  const std::optional<at::Tensor>& key_padding_mask) {
+  LLMK_CHECK_DEVICE_TYPE(q, "q", at::kCPU);
+  LLMK_CHECK_DIM(q, "q", 4);
+  LLMK_CHECK_FLOATING(q, "q");
+  LLMK_CHECK_LAST_DIM_CONTIGUOUS(q, "q");
+  check_bhsd(k, "k", q);
+  check_bhsd(v, "v", q);
+  const int64_t B = q.size(0), Hq = q.size(1), Sq = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), Sk = k.size(2);
+  LLMK_CHECK_ARG(k.size(0) == B && k.size(3) == D, "k", "expected shape (", B, ", heads_kv, seq_k, ",
+                 D, ") to match q ", q.sizes(), ", got ", k.sizes());
+  LLMK_CHECK_ARG(Hkv > 0 ? Hq % Hkv == 0 : Hq == 0, "k", "expected a head count dividing q's ",
+                 Hq, ", got shape ", k.sizes());
+  LLMK_CHECK_SHAPE(v, "v", k.sizes());
+  constexpr int64_t kMaxSeq = int64_t{1} << 30;  // relative positions are int32 in the kernel
+  LLMK_CHECK_ARG(Sq < kMaxSeq && Sk < kMaxSeq, "q", "sequence lengths must be below 2^30, got ",
+                 Sq, " and ", Sk);
+
+  cpu::AttentionParams p{};
+  p.batch = B;
+  p.heads_q = Hq;
+  p.heads_kv = Hkv;
+  p.seq_q = Sq;
+  p.seq_k = Sk;
+  p.head_dim = D;
+  p.scale = static_cast<float>(scale);
+  p.causal = causal;
+  p.window_left = window_left < 0 ? -1 : window_left;
+  p.window_right = window_right < 0 ? -1 : window_right;
+  p.softcap = softcap > 0.0 ? static_cast<float>(softcap) : 0.0f;
+  p.dtype = cpu::elem_type(q.scalar_type());
+  p.alibi = nullptr;
+  p.key_padding_mask = nullptr;
+  if (alibi_slopes.has_value()) {
+    const at::Tensor& s = *alibi_slopes;
+    LLMK_CHECK_DEVICE_TYPE(s, "alibi_slopes", at::kCPU);
+    LLMK_CHECK_DTYPE(s, "alibi_slopes", at::kFloat);
+    LLMK_CHECK_SHAPE(s, "alibi_slopes", (std::vector<int64_t>{B, Hq}));
+    LLMK_CHECK_CONTIGUOUS(s, "alibi_slopes");
+    p.alibi = s.data_ptr<float>();
+  }
+  if (key_padding_mask.has_value()) {
+    const at::Tensor& m = *key_padding_mask;
+    LLMK_CHECK_DEVICE_TYPE(m, "key_padding_mask", at::kCPU);
+    LLMK_CHECK_DTYPE(m, "key_padding_mask", at::kBool);
+    LLMK_CHECK_SHAPE(m, "key_padding_mask", (std::vector<int64_t>{B, Sk}));
+    LLMK_CHECK_CONTIGUOUS(m, "key_padding_mask");
+    p.key_padding_mask = reinterpret_cast<const uint8_t*>(m.data_ptr<bool>());
+  }
+  return p;
+}
+
+}  // namespace
+
+void attention_forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           at::Tensor& out, at::Tensor& lse, double scale, bool causal,
+                           int64_t window_left, int64_t window_right, double softcap,
+                           const std::optional<at::Tensor>& alibi_slopes,
+                           const std::optional<at::Tensor>& key_padding_mask) {
+  const cpu::AttentionParams p = check_inputs(q, k, v, scale, causal, window_left, window_right,
+                                              softcap, alibi_slopes, key_padding_mask);
+  check_bhsd(out, "out", q);
+  LLMK_CHECK_SHAPE(out, "out", q.sizes());
+  check_output(out, "out");
+  LLMK_CHECK_DEVICE_TYPE(lse, "lse", at::kCPU);
+  LLMK_CHECK_DTYPE(lse, "lse", at::kFloat);
+  LLMK_CHECK_SHAPE(lse, "lse", (std::vector<int64_t>{p.batch, p.heads_q, p.seq_q}));
+  LLMK_CHECK_CONTIGUOUS(lse, "lse");
+  check_disjoint(out, "out", q, "q");
+  check_disjoint(out, "out", k, "k");
+  check_disjoint(out, "out", v, "v");
+  check_disjoint(lse, "lse", out, "out");
+
+  const int64_t n_qb = (p.seq_q + kBQ - 1) / kBQ;
+  const int64_t tasks = p.batch * p.heads_q * n_qb;
+  if (tasks == 0) return;
+
+  cpu::AttentionFwdArgs a{};
+  a.p = p;
+  a.q = q.data_ptr();
+  a.qs = strides3(q);
+  a.k = k.data_ptr();
+  a.ks = strides3(k);
+  a.v = v.data_ptr();
+  a.vs = strides3(v);
+  a.out = out.data_ptr();
+  a.os = strides3(out);
+  a.lse = lse.data_ptr<float>();
+  const Variant fn = attention_variant(cpu::selected_isa());
+  run_tasks(tasks, attention_scratch_floats(p.head_dim),
+            [&](int64_t t, float* scratch) { fn.fwd(a, t, scratch); });
+}
+
+void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& out, const at::Tensor& dout, const at::Tensor& lse,
+                            at::Tensor& dq, at::Tensor& dk, at::Tensor& dv, double scale,
+                            bool causal, int64_t window_left, int64_t window_right,
+                            double softcap, const std::optional<at::Tensor>& alibi_slopes,
+                            const std::optional<at::Tensor>& key_padding_mask) {
+  const cpu::AttentionParams p = check_inputs(q, k, v, scale, causal, window_left, window_right,
+                                              softcap, alibi_slopes, key_padding_mask);
+  check_bhsd(out, "out", q);
+  LLMK_CHECK_SHAPE(out, "out", q.sizes());
+  check_bhsd(dout, "dout", q);
+  LLMK_CHECK_SHAPE(dout, "dout", q.sizes());
+  LLMK_CHECK_DEVICE_TYPE(lse, "lse", at::kCPU);
+  LLMK_CHECK_DTYPE(lse, "lse", at::kFloat);
+  LLMK_CHECK_SHAPE(lse, "lse", (std::vector<int64_t>{p.batch, p.heads_q, p.seq_q}));
+  LLMK_CHECK_CONTIGUOUS(lse, "lse");
+  const std::pair<at::Tensor*, const char*> grads[] = {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}};
+  for (const auto& gr : grads) {
+    LLMK_CHECK_DEVICE_TYPE(*gr.first, gr.second, at::kCPU);
+    LLMK_CHECK_DTYPE(*gr.first, gr.second, q.scalar_type());
+    LLMK_CHECK_CONTIGUOUS(*gr.first, gr.second);
+  }
+  LLMK_CHECK_SHAPE(dq, "dq", q.sizes());
+  LLMK_CHECK_SHAPE(dk, "dk", k.sizes());
+  LLMK_CHECK_SHAPE(dv, "dv", k.sizes());
+  const std::pair<const at::Tensor*, const char*> inputs[] = {
+      {&q, "q"}, {&k, "k"}, {&v, "v"}, {&out, "out"}, {&dout, "dout"}, {&lse, "lse"}};
+  for (const auto& gr : grads) {
+    for (const auto& in : inputs) check_disjoint(*gr.first, gr.second, *in.first, in.second);
+  }
+  check_disjoint(dq, "dq", dk, "dk");
+  check_disjoint(dq, "dq", dv, "dv");
+  check_disjoint(dk, "dk", dv, "dv");
+
+  const int64_t B = p.batch, Hq = p.heads_q, Hkv = p.heads_kv, D = p.head_dim;
+  const int64_t n_qb = (p.seq_q + kBQ - 1) / kBQ, n_kb = (p.seq_k + kBK - 1) / kBK;
+  const int64_t q_blocks = B * Hq * n_qb;
+  if (B * Hkv == 0) return;
+  if (q_blocks == 0) {  // no query: nothing flows into dk, dv
+    dk.zero_();
+    dv.zero_();
+    return;
+  }
+
+  // Key chunks per (b, kv head): enough tasks to fill a few cores when B * Hkv is small, as a
+  // function of the shape only (the chunking fixes dq's summation order).
+  constexpr int64_t kMinKvTasks = 16;
+  const int64_t want = std::max<int64_t>(1, (kMinKvTasks + B * Hkv - 1) / (B * Hkv));
+  const int64_t chunk_blocks = std::max<int64_t>(1, (n_kb + want - 1) / want);
+  const int64_t num_chunks = std::max<int64_t>(1, (n_kb + chunk_blocks - 1) / chunk_blocks);
+
+  const int64_t dp = (D + 15) / 16 * 16;
+  const int64_t t_floats = q_blocks * D * kBQ, r_floats = q_blocks * kBQ * dp;
+  const int64_t v_floats = q_blocks * kBQ;
+  at::Tensor work = at::empty({2 * t_floats + 2 * r_floats + 2 * v_floats + num_chunks * t_floats},
+                              q.options().dtype(at::kFloat));
+  float* w = work.data_ptr<float>();
+
+  cpu::AttentionBwdArgs a{};
+  a.p = p;
+  a.q = q.data_ptr();
+  a.qs = strides3(q);
+  a.k = k.data_ptr();
+  a.ks = strides3(k);
+  a.v = v.data_ptr();
+  a.vs = strides3(v);
+  a.out = out.data_ptr();
+  a.os = strides3(out);
+  a.dout = dout.data_ptr();
+  a.dos = strides3(dout);
+  a.lse = lse.data_ptr<float>();
+  a.dq = dq.data_ptr();
+  a.dk = dk.data_ptr();
+  a.dv = dv.data_ptr();
+  a.q_t = w;
+  a.do_t = a.q_t + t_floats;
+  a.q_r = a.do_t + t_floats;
+  a.do_r = a.q_r + r_floats;
+  a.lse_q = a.do_r + r_floats;
+  a.delta = a.lse_q + v_floats;
+  a.dq_t = a.delta + v_floats;
+  a.num_chunks = num_chunks;
+  a.chunk_blocks = chunk_blocks;
+
+  const Variant fn = attention_variant(cpu::selected_isa());
+  const int64_t scratch = attention_scratch_floats(D);
+  run_tasks(q_blocks, scratch, [&](int64_t t, float* s) { fn.prep(a, t, s); });
+  run_tasks(num_chunks * B * Hkv, scratch, [&](int64_t t, float* s) { fn.kv(a, t, s); });
+  run_tasks(q_blocks, scratch, [&](int64_t t, float* s) { fn.dq(a, t, s); });
+}
+
+}  // namespace llmkernels

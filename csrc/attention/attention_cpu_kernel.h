@@ -1,0 +1,111 @@
+// Flash-attention CPU kernel: the plain-data interface between the torch glue (attention_cpu.cpp)
+// and the per-ISA variants (attention_cpu_<isa>.cpp, built from attention_cpu_kernel_impl.h).
+//
+// Layout of the work: queries are processed in blocks of kAttnBlockQ rows and keys in blocks of
+// kAttnBlockK. Inside a tile the query index runs along the vector lanes (scores are kept as
+// S^T, keys x queries), so the online softmax needs no horizontal reductions and every tile
+// product is a broadcast-FMA micro-kernel over row-major operands.
+#pragma once
+
+#include <cstdint>
+
+#include "../common/cpu_kernel_types.h"
+
+namespace llmkernels {
+namespace cpu {
+
+constexpr int64_t kAttnBlockQ = 64;
+constexpr int64_t kAttnBlockK = 64;
+
+struct AttentionParams {
+  int64_t batch, heads_q, heads_kv, seq_q, seq_k, head_dim;
+  float scale;
+  bool causal;
+  int64_t window_left, window_right;  // < 0: unbounded
+  float softcap;                      // <= 0: off
+  const float* alibi;                 // (B, Hq) contiguous or nullptr
+  const uint8_t* key_padding_mask;    // (B, Sk) contiguous bool or nullptr (nonzero = attend)
+  ElemType dtype;
+};
+
+// Element strides (batch, head, seq) of a (B, H, S, D) tensor whose last dimension is dense.
+struct Strides3 {
+  int64_t b, h, s;
+};
+
+struct AttentionFwdArgs {
+  AttentionParams p;
+  const void* q;
+  Strides3 qs;
+  const void* k;
+  Strides3 ks;
+  const void* v;
+  Strides3 vs;
+  void* out;
+  Strides3 os;
+  float* lse;  // (B, Hq, Sq) contiguous
+};
+
+// Backward workspaces, all float32, per query block `blk = (b * Hq + h) * nQb + qb`
+// (nQb = ceil(Sq / kAttnBlockQ), Dp = head_dim rounded up to 16):
+//   q_t, do_t  (blk, D, kAttnBlockQ)   q and dout transposed, query lanes zero-padded
+//   q_r, do_r  (blk, kAttnBlockQ, Dp)  q and dout rows, zero-padded
+//   lse_q      (blk, kAttnBlockQ)      lse, +inf where the row sees no key and on padding
+//   delta      (blk, kAttnBlockQ)      rowsum(dout * out), 0 on padding
+//   dq_t       (chunk, blk, D, kAttnBlockQ)  each key chunk's dq contribution (unscaled)
+struct AttentionBwdArgs {
+  AttentionParams p;
+  const void* q;
+  Strides3 qs;
+  const void* k;
+  Strides3 ks;
+  const void* v;
+  Strides3 vs;
+  const void* out;
+  Strides3 os;
+  const void* dout;
+  Strides3 dos;
+  const float* lse;      // (B, Hq, Sq) contiguous
+  void* dq;              // (B, Hq, Sq, D) contiguous
+  void* dk;              // (B, Hkv, Sk, D) contiguous
+  void* dv;              // (B, Hkv, Sk, D) contiguous
+  float* q_t;
+  float* do_t;
+  float* q_r;
+  float* do_r;
+  float* lse_q;
+  float* delta;
+  float* dq_t;
+  int64_t num_chunks;    // key chunks per (b, kv head): a function of the shape only
+  int64_t chunk_blocks;  // key blocks per chunk
+};
+
+// Task decoders (each task is independent of every other task of its pass, so any schedule gives
+// bitwise the same result):
+//   forward:   B * Hq * nQb tasks, one query block each (heaviest first when causal)
+//   bwd_prep:  B * Hq * nQb tasks: fills q_t, do_t, q_r, do_r, lse_q, delta
+//   bwd_kv:    num_chunks * B * Hkv tasks: dk, dv of the chunk's key blocks; zeroes then
+//              accumulates its own dq_t slice in a fixed order
+//   bwd_dq:    B * Hq * nQb tasks: dq = scale * sum over chunks (in chunk order) of dq_t
+// `scratch` is per-thread float32 memory of attention_scratch_floats(D) (see the glue).
+using AttentionFwdFn = void (*)(const AttentionFwdArgs&, int64_t task, float* scratch);
+using AttentionBwdFn = void (*)(const AttentionBwdArgs&, int64_t task, float* scratch);
+
+}  // namespace cpu
+
+#define LLMK_ATTENTION_DECLARE_VARIANT(ns)                                              \
+  namespace ns {                                                                       \
+  void attention_fwd_task(const cpu::AttentionFwdArgs&, int64_t, float*);              \
+  void attention_bwd_prep_task(const cpu::AttentionBwdArgs&, int64_t, float*);         \
+  void attention_bwd_kv_task(const cpu::AttentionBwdArgs&, int64_t, float*);           \
+  void attention_bwd_dq_task(const cpu::AttentionBwdArgs&, int64_t, float*);           \
+  }
+
+LLMK_ATTENTION_DECLARE_VARIANT(cpu_generic)
+LLMK_ATTENTION_DECLARE_VARIANT(cpu_avx2)
+LLMK_ATTENTION_DECLARE_VARIANT(cpu_avx512)
+LLMK_ATTENTION_DECLARE_VARIANT(cpu_avx512bf16)
+
+#undef LLMK_ATTENTION_DECLARE_VARIANT
+
+}  // namespace llmkernels
