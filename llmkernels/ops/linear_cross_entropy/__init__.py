@@ -42,15 +42,16 @@ def rows_per_chunk(rows: int, classes: int, chunk_size: int) -> int:
     return max(1, min(rows, _CHUNK_ELEMENTS // max(classes, 1)))
 
 
-def _rows(backend, logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, want_grad, ce_scale, z_scale):
+def _rows(backend, logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, grad_buffer, ce_scale, z_scale):
+    """Loss rows, lse and (into grad_buffer, when given) the logits' gradient for one chunk."""
     if backend == "reference":
         loss_rows, lse, grad = ce_reference.rows_with_gradient(
             logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, ce_scale, z_scale
         )
-        return loss_rows, lse, grad if want_grad else None
-    grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device) if want_grad else None
-    loss_rows, lse = ce._run_rows(backend, logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, grad, ce_scale, z_scale)
-    return loss_rows, lse, grad
+        if grad_buffer is not None:
+            grad_buffer.copy_(grad)
+        return loss_rows, lse
+    return ce._run_rows(backend, logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, grad_buffer, ce_scale, z_scale)
 
 
 def _reduce(loss_rows, lse, target, class_weight, ignore_index, reduction, z_loss):
@@ -85,15 +86,24 @@ def _chunked_pass(backend, input, weight, bias, target, class_weight, ignore_ind
         accum = torch.float32 if accumulate_fp32 else weight.dtype
         grad_weight = torch.zeros(weight.shape, dtype=accum, device=weight.device)
         grad_bias = None if bias is None else torch.zeros(classes, dtype=accum, device=weight.device)
+    # One logits buffer, reused by every chunk (a fresh (chunk, V) tensor per chunk makes the
+    # allocator grow the heap chunk after chunk). The row kernels may write the gradient over the
+    # logits they read (each element is read before it is written), so no second buffer is needed.
+    logits_buffer = torch.empty(min(chunk, rows), classes, dtype=input.dtype, device=input.device)
+    grad_buffer = logits_buffer if want_grads else None
     for start in range(0, rows, chunk):
         stop = min(start + chunk, rows)
         x = input[start:stop]
-        logits = torch.addmm(bias, x, weight.t()) if bias is not None else torch.mm(x, weight.t())
-        loss_rows[start:stop], lse[start:stop], grad = _rows(
+        logits = logits_buffer[: stop - start]
+        if bias is not None:
+            torch.addmm(bias, x, weight.t(), out=logits)
+        else:
+            torch.mm(x, weight.t(), out=logits)
+        grad = None if grad_buffer is None else grad_buffer[: stop - start]
+        loss_rows[start:stop], lse[start:stop] = _rows(
             backend, logits, target[start:stop], class_weight, ignore_index, label_smoothing, z_loss, softcap,
-            want_grads, ce_scale, z_scale,
+            grad, ce_scale, z_scale,
         )
-        del logits
         if not want_grads:
             continue
         if row_upstream is not None:
