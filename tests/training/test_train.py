@@ -116,3 +116,23 @@ def test_tour_is_a_subcommand(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["tour", "--help"])
     assert exit_info.value.code == 0 and "usage: llmkernels tour" in capsys.readouterr().out
+
+
+def test_backend_flag_wraps_the_run(corpus, tmp_path, monkeypatch):
+    import llmkernels
+
+    seen = []
+    original = llmkernels.attention
+
+    def spy(*args, **kwargs):
+        seen.append(llmkernels.backends.requested_backend())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(llmkernels, "attention", spy)
+    assert train(corpus, tmp_path / "ref", "--steps", "2", "--log-every", "1", "--backend", "reference") == 0
+    assert seen and set(seen) == {"reference"}
+    seen.clear()
+    assert train(corpus, tmp_path / "auto", "--steps", "2", "--log-every", "1") == 0
+    assert seen and set(seen) == {"auto"}
+    for a, b in zip(losses(tmp_path / "ref"), losses(tmp_path / "auto")):
+        assert a[1] == pytest.approx(b[1], rel=1e-4)
