@@ -20,6 +20,9 @@ void register_rotary(py::module_& m);
 void register_sinusoidal(py::module_& m);
 void register_cross_entropy(py::module_& m);
 void register_attention(py::module_& m);
+#ifdef LLMK_WITH_CUDA
+void register_cross_entropy_cuda(py::module_& m);
+#endif
 }  // namespace llmkernels
 
 namespace {
@@ -75,4 +78,7 @@ PYBIND11_MODULE(_C, m) {
   llmkernels::register_sinusoidal(m);
   llmkernels::register_cross_entropy(m);
   llmkernels::register_attention(m);
+#ifdef LLMK_WITH_CUDA
+  llmkernels::register_cross_entropy_cuda(m);
+#endif
 }
