@@ -1,12 +1,12 @@
 """Triton kernels for the fused attention backward (CUDA GPUs; on a CPU only under TRITON_INTERPRET=1).
 
 Contract: csrc/attention/attention.h. Three launches, all deterministic (no atomics):
-  1. Delta = rowsum(dout * out), fp32 (B, Hq, Sq);
+  1. Delta = rowsum(dout * out) and lse in log2 units, fp32 (B, Hq, Sq);
   2. dK/dV, one program per key block and key/value head: it loops over the query heads of its
      GQA group and the query blocks whose band reaches the key block, so the group sum of dk/dv
      stays in registers;
   3. dQ, one program per query block and query head, over the key blocks of the forward's band.
-P is recomputed from the forward's lse; rows with lse = -inf read it as +inf so that P = 0.
+P is recomputed from the forward's lse; rows with lse = -inf get +inf there so that P = 0.
 """
 
 from __future__ import annotations
@@ -16,51 +16,50 @@ import triton
 import triton.language as tl
 
 from .triton_kernels import (
-    _AUTOTUNE_KEY, _key_range, _query_range, _scores, block_d, configs, dot_precision,
-    mask_flags, prune_for_head_dim, score_args, seq_bucket,
+    _key_range, _query_range, _scores, block_d, device_guard, dot_precision, launch,
+    mask_flags, score_args, seq_bucket,
 )
 
 
 @triton.jit
-def _attn_bwd_delta_kernel(
-    out_ptr, do_ptr, delta_ptr, sob, soh, som, sdb, sdh, sdm, heads, Sq, head_dim,
-    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+def _attn_bwd_prep_kernel(
+    out_ptr, do_ptr, lse_ptr, delta_ptr, lse2_ptr, sob, soh, som, sdb, sdh, sdm, heads, Sq, sq_pad,
+    head_dim, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
+    """Delta = rowsum(dout * out), and lse2 = lse * log2(e), +inf for rows that saw no key (so
+    their P = exp2(s - lse2) is 0), both (B, Hq, sq_pad): padding rows get Delta 0 and lse2 +inf,
+    so the later kernels load them without masks (Triton 3.2 miscompiled a masked load there)."""
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = (bh // heads).to(tl.int64)
     h = (bh % heads).to(tl.int64)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    mask = (rows < Sq)[:, None] & (offs_d < head_dim)[None, :]
+    row_ok = rows < Sq
+    mask = row_ok[:, None] & (offs_d < head_dim)[None, :]
     o = tl.load(out_ptr + b * sob + h * soh + rows[:, None] * som + offs_d[None, :], mask=mask, other=0.0)
     do = tl.load(do_ptr + b * sdb + h * sdh + rows[:, None] * sdm + offs_d[None, :], mask=mask, other=0.0)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-    tl.store(delta_ptr + (b * heads + h) * Sq + rows, delta, mask=rows < Sq)
+    lse = tl.load(lse_ptr + (b * heads + h) * Sq + rows, mask=row_ok, other=float("-inf"))
+    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
+    pad_offs = (b * heads + h) * sq_pad + rows
+    tl.store(delta_ptr + pad_offs, delta, mask=rows < sq_pad)
+    tl.store(lse2_ptr + pad_offs, lse2, mask=rows < sq_pad)
 
 
-@triton.jit
-def _load_lse2(lse_ptr, rows, row_ok):
-    """lse * log2(e); +inf for rows that saw no key (and padding rows), so their P is 0."""
-    lse = tl.load(lse_ptr + rows, mask=row_ok, other=float("inf"))
-    lse = tl.where(lse == float("-inf"), float("inf"), lse)
-    return lse * 1.4426950408889634
+_DKDV_TILES = {
+    64: [(32, 64, 4, 2), (64, 64, 4, 2), (64, 128, 8, 2), (32, 128, 8, 2)],
+    128: [(32, 64, 8, 2), (32, 64, 8, 3), (64, 64, 8, 2), (16, 64, 4, 2)],
+    256: [(32, 32, 8, 2), (16, 32, 4, 2), (16, 64, 8, 2)],
+}
 
 
-@triton.autotune(
-    configs=configs([
-        (32, 64, 4, 2), (64, 64, 4, 2), (64, 128, 8, 2), (32, 128, 4, 2), (64, 64, 8, 3),
-        (16, 64, 4, 2),
-    ]),
-    key=_AUTOTUNE_KEY,
-    prune_configs_by={"early_config_prune": prune_for_head_dim(32 * 64)},
-)
 @triton.jit
 def _attn_bwd_dkdv_kernel(
-    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, slopes_ptr, kpm_ptr,
+    q_ptr, k_ptr, v_ptr, do_ptr, lse2_ptr, delta_ptr, dk_ptr, dv_ptr, slopes_ptr, kpm_ptr,
     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm,
     heads, heads_kv, group, Sq, Sk, head_dim, offset, window_left, window_right,
-    scale, qk_scale, cap_in, cap_out, sq_bucket, sk_bucket,
+    scale, qk_scale, cap_in, cap_out, sq_bucket, sk_bucket, sq_pad,
     IS_CAUSAL: tl.constexpr, HAS_WL: tl.constexpr, HAS_WR: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr, HAS_KPM: tl.constexpr,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -91,7 +90,7 @@ def _attn_bwd_dkdv_kernel(
         h = hk * group + g
         q_base = q_ptr + b * sqb + h * sqh
         do_base = do_ptr + b * sdb + h * sdh
-        row_base = (b * heads + h) * Sq
+        pad_base = (b * heads + h) * sq_pad
         slope2 = 0.0
         if HAS_ALIBI:
             slope2 = tl.load(slopes_ptr + b * heads + h) * 1.4426950408889634
@@ -104,13 +103,13 @@ def _attn_bwd_dkdv_kernel(
             s_t, t_t = _scores(qk_t, rows[None, :], cols[:, None], key_ok[:, None], slope2, Sq, Sk,
                                offset, window_left, window_right, qk_scale, cap_in, cap_out,
                                IS_CAUSAL, HAS_WL, HAS_WR, HAS_SOFTCAP, HAS_ALIBI, HAS_KPM)
-            lse2 = _load_lse2(lse_ptr + row_base, rows, row_ok)
+            lse2 = tl.load(lse2_ptr + pad_base + rows)
             p_t = tl.exp2(s_t - lse2[None, :])
             do = tl.load(do_base + rows[:, None] * sdm + offs_d[None, :],
                          mask=row_ok[:, None] & d_ok[None, :], other=0.0)
             dv += tl.dot(p_t.to(do.dtype), do, input_precision=PRECISION)
             dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-            delta = tl.load(delta_ptr + row_base + rows, mask=row_ok, other=0.0)
+            delta = tl.load(delta_ptr + pad_base + rows)
             ds_t = p_t * (dp_t - delta[None, :])
             if HAS_SOFTCAP:
                 ds_t = ds_t * (1.0 - t_t * t_t)
@@ -122,20 +121,19 @@ def _attn_bwd_dkdv_kernel(
     tl.store(dv_ptr + out_offs, dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
 
 
-@triton.autotune(
-    configs=configs([
-        (64, 64, 4, 2), (128, 64, 8, 2), (64, 32, 4, 2), (128, 32, 4, 2), (64, 64, 4, 3),
-        (32, 64, 4, 2),
-    ]),
-    key=_AUTOTUNE_KEY,
-    prune_configs_by={"early_config_prune": prune_for_head_dim(32 * 64)},
-)
+_DQ_TILES = {
+    64: [(64, 64, 4, 2), (128, 64, 8, 2), (64, 32, 4, 2), (128, 32, 4, 2)],
+    128: [(64, 64, 4, 2), (128, 64, 8, 2), (64, 32, 4, 2), (64, 64, 8, 2)],
+    256: [(128, 32, 8, 2), (64, 32, 4, 2), (32, 32, 4, 2)],
+}
+
+
 @triton.jit
 def _attn_bwd_dq_kernel(
-    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, slopes_ptr, kpm_ptr,
+    q_ptr, k_ptr, v_ptr, do_ptr, lse2_ptr, delta_ptr, dq_ptr, slopes_ptr, kpm_ptr,
     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm,
     heads, group, Sq, Sk, head_dim, offset, window_left, window_right,
-    scale, qk_scale, cap_in, cap_out, sq_bucket, sk_bucket,
+    scale, qk_scale, cap_in, cap_out, sq_bucket, sk_bucket, sq_pad,
     IS_CAUSAL: tl.constexpr, HAS_WL: tl.constexpr, HAS_WR: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr, HAS_KPM: tl.constexpr,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -154,9 +152,9 @@ def _attn_bwd_dq_kernel(
     q_mask = row_ok[:, None] & d_ok[None, :]
     q = tl.load(q_ptr + b * sqb + h * sqh + rows[:, None] * sqm + offs_d[None, :], mask=q_mask, other=0.0)
     do = tl.load(do_ptr + b * sdb + h * sdh + rows[:, None] * sdm + offs_d[None, :], mask=q_mask, other=0.0)
-    row_base = (b * heads + h) * Sq
-    lse2 = _load_lse2(lse_ptr + row_base, rows, row_ok)
-    delta = tl.load(delta_ptr + row_base + rows, mask=row_ok, other=0.0)
+    pad_base = (b * heads + h) * sq_pad
+    lse2 = tl.load(lse2_ptr + pad_base + rows)
+    delta = tl.load(delta_ptr + pad_base + rows)
     k_base = k_ptr + b * skb + hk * skh
     v_base = v_ptr + b * svb + hk * svh
     slope2 = 0.0
@@ -204,8 +202,10 @@ def attention_backward(q, k, v, out, dout, lse, dq, dk, dv, scale, causal, windo
     if batch * heads == 0:
         return
     slopes, kpm, scalars, flags = score_args(scale, softcap, alibi_slopes, key_padding_mask, q)
+    # Delta/lse2 rows padded to a multiple of every BLOCK_M (at most 128) of the tile lists
+    sq_pad = triton.cdiv(sq, 128) * 128
     common = dict(
-        sq_bucket=seq_bucket(sq), sk_bucket=seq_bucket(sk), scale=float(scale),
+        sq_bucket=seq_bucket(sq), sk_bucket=seq_bucket(sk), sq_pad=sq_pad, scale=float(scale),
         **scalars, **flags, **mask_flags(causal, window_left, window_right),
         PRECISION=dot_precision(q.dtype), BLOCK_D=block_d(head_dim),
     )
@@ -213,26 +213,30 @@ def attention_backward(q, k, v, out, dout, lse, dq, dk, dv, scale, causal, windo
                v.stride(0), v.stride(1), v.stride(2), dout.stride(0), dout.stride(1), dout.stride(2))
     bands = (sq, sk, head_dim, sk - sq, int(window_left), int(window_right))
 
-    delta = torch.empty((batch, heads, sq), dtype=torch.float32, device=q.device)
-    block_m = 16 if q.device.type == "cpu" else 64
-    _attn_bwd_delta_kernel[(triton.cdiv(sq, block_m), batch * heads)](
-        out, dout, delta, out.stride(0), out.stride(1), out.stride(2),
-        dout.stride(0), dout.stride(1), dout.stride(2), heads, sq, head_dim,
-        BLOCK_M=block_m, BLOCK_D=block_d(head_dim),
-    )
+    with device_guard(q):
+        delta = torch.empty((batch, heads, sq_pad), dtype=torch.float32, device=q.device)
+        lse2 = torch.empty_like(delta)
+        block_m = 16 if q.device.type == "cpu" else 64
+        _attn_bwd_prep_kernel[(triton.cdiv(sq_pad, block_m), batch * heads)](
+            out, dout, lse, delta, lse2, out.stride(0), out.stride(1), out.stride(2),
+            dout.stride(0), dout.stride(1), dout.stride(2), heads, sq, sq_pad, head_dim,
+            BLOCK_M=block_m, BLOCK_D=block_d(head_dim),
+        )
 
-    def grid_kv(meta):
-        return (triton.cdiv(sk, meta["BLOCK_N"]), batch * heads_kv)
+        def grid_kv(meta):
+            return (triton.cdiv(sk, meta["BLOCK_N"]), batch * heads_kv)
 
-    _attn_bwd_dkdv_kernel[grid_kv](
-        q, k, v, dout, lse, delta, dk, dv, slopes, kpm, *strides,
-        heads, heads_kv, heads // heads_kv, *bands, **common,
-    )
+        launch(
+            _attn_bwd_dkdv_kernel, _DKDV_TILES, grid_kv,
+            q, k, v, dout, lse2, delta, dk, dv, slopes, kpm, *strides,
+            heads, heads_kv, heads // heads_kv, *bands, **common,
+        )
 
-    def grid_q(meta):
-        return (triton.cdiv(sq, meta["BLOCK_M"]), batch * heads)
+        def grid_q(meta):
+            return (triton.cdiv(sq, meta["BLOCK_M"]), batch * heads)
 
-    _attn_bwd_dq_kernel[grid_q](
-        q, k, v, dout, lse, delta, dq, slopes, kpm, *strides,
-        heads, heads // heads_kv, *bands, **common,
-    )
+        launch(
+            _attn_bwd_dq_kernel, _DQ_TILES, grid_q,
+            q, k, v, dout, lse2, delta, dq, slopes, kpm, *strides,
+            heads, heads // heads_kv, *bands, **common,
+        )

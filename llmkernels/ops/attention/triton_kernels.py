@@ -11,6 +11,7 @@ turns into NaN, and such rows end with out = 0 and lse = -inf.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -135,45 +136,80 @@ def _query_range(
     return lo, hi
 
 
-def configs(gpu_list, prune_big_d=None):
-    """One small config under the interpreter (tests); else (BLOCK_M, BLOCK_N, warps, stages)."""
-    if _INTERPRET:
-        return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=4, num_stages=1)]
-    return [
-        triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in gpu_list
-    ]
-
-
-def prune_for_head_dim(max_tile_big_d):
-    """Drop tiles too large for shared memory/registers at head dims above 128."""
-
-    def prune(configs_, named_args, **kwargs):
-        d = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64))
-        if d <= 128 or _INTERPRET:
-            return configs_
-        kept = [
-            c for c in configs_
-            if c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= max_tile_big_d and c.num_stages <= 2
-        ]
-        return kept or configs_[-1:]
-
-    return prune
-
-
 _AUTOTUNE_KEY = [
     "sq_bucket", "sk_bucket", "BLOCK_D", "IS_CAUSAL", "HAS_WL", "HAS_WR",
     "HAS_SOFTCAP", "HAS_ALIBI", "HAS_KPM", "PRECISION",
 ]
 
 
-@triton.autotune(
-    configs=configs([
-        (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3),
-        (128, 32, 4, 2), (64, 64, 4, 2), (64, 32, 4, 2),
-    ]),
-    key=_AUTOTUNE_KEY,
-    prune_configs_by={"early_config_prune": prune_for_head_dim(64 * 64)},
-)
+# IEEE fp32 dots run on FMA units, not tensor cores: large tiles there spill heavily, small ones not.
+_IEEE_TILES = {
+    64: [(32, 32, 4, 2), (16, 32, 4, 2)],
+    128: [(32, 32, 4, 2), (16, 32, 4, 2)],
+    256: [(16, 32, 4, 1), (16, 16, 4, 1)],
+}
+
+
+def autotune_configs(by_head_dim):
+    """The union of the per-head-dim tile lists (and the IEEE fp32 ones) as autotuner configs.
+
+    by_head_dim maps the largest BLOCK_D a list serves (64, 128, 256) to (BLOCK_M, BLOCK_N, warps,
+    stages) tiles chosen from sm80/sm90 compiles (few or no register spills, shared memory within
+    bounds).
+    """
+    tiles = dict.fromkeys(t for lists in (by_head_dim, _IEEE_TILES) for ts in lists.values() for t in ts)
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in tiles]
+
+
+def head_dim_prune(by_head_dim):
+    """Benchmark only the tiles listed for this BLOCK_D and dot precision (see autotune_configs)."""
+
+    def prune(configs_, named_args, **kwargs):
+        d = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64))
+        ieee = kwargs.get("PRECISION", named_args.get("PRECISION")) == "ieee"
+        lists = _IEEE_TILES if ieee else by_head_dim
+        tiles = lists[min((k for k in lists if k >= d), default=max(lists))]
+        kept = [
+            c for c in configs_
+            if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in tiles
+        ]
+        return kept or configs_[-1:]
+
+    return prune
+
+
+_TUNED = {}
+
+
+def launch(kernel, by_head_dim, grid, *args, **kwargs):
+    """Run kernel[grid]: under the interpreter with one 16x16 tile (tests stay fast), on a GPU
+    through an autotuner built at the first launch (Triton 3.2 builds one only with an active
+    driver, so building it at import would break importing on a machine without a GPU)."""
+    if _INTERPRET:
+        kernel[grid](*args, BLOCK_M=16, BLOCK_N=16, **kwargs)
+        return
+    tuned = _TUNED.get(kernel)
+    if tuned is None:
+        tuned = _TUNED[kernel] = triton.autotune(
+            configs=autotune_configs(by_head_dim),
+            key=_AUTOTUNE_KEY,
+            prune_configs_by={"early_config_prune": head_dim_prune(by_head_dim)},
+        )(kernel)
+    tuned[grid](*args, **kwargs)
+
+
+def device_guard(t):
+    """Triton launches on the current CUDA device: make it the tensor's."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+_FWD_TILES = {
+    64: [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 2)],
+    128: [(128, 64, 8, 3), (128, 64, 8, 2), (64, 64, 8, 3), (128, 32, 8, 2), (64, 32, 4, 2)],
+    256: [(64, 32, 8, 2), (64, 64, 8, 2), (128, 32, 8, 2)],
+}
+
+
 @triton.jit
 def _attn_fwd_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, lse_ptr, slopes_ptr, kpm_ptr,
@@ -259,15 +295,16 @@ def attention_forward(q, k, v, out, lse, scale, causal, window_left, window_righ
     def grid(meta):
         return (triton.cdiv(sq, meta["BLOCK_M"]), batch * heads)
 
-    _attn_fwd_kernel[grid](
-        q, k, v, out, lse, slopes, kpm,
-        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
-        heads, heads // heads_kv, sq, sk, head_dim, sk - sq, int(window_left), int(window_right),
-        sq_bucket=seq_bucket(sq), sk_bucket=seq_bucket(sk),
-        **scalars, **flags, **mask_flags(causal, window_left, window_right),
-        PRECISION=dot_precision(q.dtype), BLOCK_D=block_d(head_dim),
-    )
+    with device_guard(q):
+        launch(
+            _attn_fwd_kernel, _FWD_TILES, grid, q, k, v, out, lse, slopes, kpm,
+            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+            v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
+            heads, heads // heads_kv, sq, sk, head_dim, sk - sq, int(window_left), int(window_right),
+            sq_bucket=seq_bucket(sq), sk_bucket=seq_bucket(sk),
+            **scalars, **flags, **mask_flags(causal, window_left, window_right),
+            PRECISION=dot_precision(q.dtype), BLOCK_D=block_d(head_dim),
+        )
 
 
 def attention_backward(q, k, v, out, dout, lse, dq, dk, dv, scale, causal, window_left,
