@@ -22,6 +22,7 @@ void register_cross_entropy(py::module_& m);
 void register_attention(py::module_& m);
 #ifdef LLMK_WITH_CUDA
 void register_cross_entropy_cuda(py::module_& m);
+void register_attention_cuda(py::module_& m);
 #endif
 }  // namespace llmkernels
 
@@ -80,5 +81,6 @@ PYBIND11_MODULE(_C, m) {
   llmkernels::register_attention(m);
 #ifdef LLMK_WITH_CUDA
   llmkernels::register_cross_entropy_cuda(m);
+  llmkernels::register_attention_cuda(m);
 #endif
 }

@@ -1,0 +1,283 @@
+// Flash-attention backward, CUDA (semantics: attention.h). No torch headers.
+//
+// Three deterministic kernels, no atomics:
+//   1. delta: Delta_i = sum_d dout_i . out_i (float32 workspace, one warp per row);
+//   2. dK/dV: one block per (key block, kv head, batch); it loops over the group's query heads,
+//      then over the query blocks that can see its keys, recomputing S and P = exp(s - lse):
+//      dV += P^T.dO, dS = P * (dO.V^T - Delta) * softcap', dK += dS^T.Q; the sum over the GQA group
+//      happens in one float32 accumulator, in a fixed order;
+//   3. dQ: one block per (query block, query head, batch) over its visible key blocks:
+//      dQ += dS.K.
+// dq, dk, dv are contiguous (B, H, S, D); scale is applied once, at the store.
+#include "attention_cuda_common.cuh"
+
+namespace llmkernels {
+namespace attn_cuda {
+namespace {
+
+template <typename T, int DT>
+struct BackwardLayout {
+  static constexpr int BM = BackwardTiles<sizeof(T), DT>::BM;
+  static constexpr int BN = BackwardTiles<sizeof(T), DT>::BN;
+  static constexpr int kTileQ = round128(BM * Ld<DT>::tile * sizeof(T));
+  static constexpr int kTileK = round128(BN * Ld<DT>::tile * sizeof(T));
+  static constexpr int kScoreF = round128(BM * LdScore<BN>::f32 * 4);
+  static constexpr int kScoreT = round128(BM * LdScore<BN>::t * sizeof(T));
+  static constexpr int kRows = round128(BM * 4);
+  // Shared by both kernels: Q, dO, K, V tiles; S and dP (float); P and dS (T); lse, Delta.
+  static constexpr int kQ = 0;
+  static constexpr int kDO = kQ + kTileQ;
+  static constexpr int kK = kDO + kTileQ;
+  static constexpr int kV = kK + kTileK;
+  static constexpr int kS = kV + kTileK;
+  static constexpr int kDP = kS + kScoreF;
+  static constexpr int kP = kDP + kScoreF;
+  static constexpr int kDS = kP + kScoreT;
+  static constexpr int kLse = kDS + kScoreT;
+  static constexpr int kDelta = kLse + kRows;
+  static constexpr int kAcc = kDelta + kRows;
+  // dK/dV kernel: two (BN, DT) float accumulators; dQ kernel: one (BM, DT).
+  static constexpr int kAccK = round128(BN * Ld<DT>::acc * 4);
+  static constexpr int bytes_dkdv = kAcc + 2 * kAccK;
+  static constexpr int bytes_dq = kAcc + round128(BM * Ld<DT>::acc * 4);
+  static_assert(bytes_dkdv <= kMaxSmemBytes && bytes_dq <= kMaxSmemBytes,
+                "backward tiles exceed the shared-memory budget");
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) attention_delta_kernel(const AttentionCudaParams p) {
+  const int64_t rows = p.batch * p.heads_q * p.seq_q;
+  const int D = static_cast<int>(p.head_dim);
+  const int lane = threadIdx.x % 32;
+  for (int64_t row = (static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * kWarps) {
+    const int64_t i = row % p.seq_q;
+    const int64_t bh = row / p.seq_q;
+    const int64_t h = bh % p.heads_q, b = bh / p.heads_q;
+    const T* o = static_cast<const T*>(p.out.ptr) + b * p.out.stride_b + h * p.out.stride_h +
+                 i * p.out.stride_s;
+    const T* dout = static_cast<const T*>(p.dout.ptr) + b * p.dout.stride_b +
+                    h * p.dout.stride_h + i * p.dout.stride_s;
+    float acc = 0.0f;
+    for (int d = lane; d < D; d += 32) acc = fmaf(to_float(dout[d]), to_float(o[d]), acc);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) p.delta[row] = acc;
+  }
+}
+
+// Loads the Q and dO tiles of query block m0 of head h, plus its lse and Delta rows (rows past
+// Sq get lse = -inf: P = 0 there).
+template <typename T, int DT, int BM>
+__device__ __forceinline__ void load_query_side(const AttentionCudaParams& p, int64_t b,
+                                                int64_t h, int64_t m0, T* q_s, T* do_s,
+                                                float* lse_s, float* delta_s) {
+  const int D = static_cast<int>(p.head_dim);
+  const T* q_head = static_cast<const T*>(p.q.ptr) + b * p.q.stride_b + h * p.q.stride_h;
+  const T* do_head =
+      static_cast<const T*>(p.dout.ptr) + b * p.dout.stride_b + h * p.dout.stride_h;
+  load_tile<T, BM, DT>(q_s, Ld<DT>::tile, q_head, p.q.stride_s, m0, p.seq_q, D);
+  load_tile<T, BM, DT>(do_s, Ld<DT>::tile, do_head, p.dout.stride_s, m0, p.seq_q, D);
+  const int64_t row_base = (b * p.heads_q + h) * p.seq_q;
+  for (int r = threadIdx.x; r < BM; r += kThreads) {
+    const int64_t i = m0 + r;
+    lse_s[r] = i < p.seq_q ? p.lse[row_base + i] : neg_inf();
+    delta_s[r] = i < p.seq_q ? p.delta[row_base + i] : 0.0f;
+  }
+}
+
+// With S = Q.K^T and dP = dO.V^T in shared memory: P = exp(s - lse) and
+// dS = P * (dP - Delta) * softcap' for the (BM, BN) tile at (m0, n0), both rounded to T.
+template <typename T, int BM, int BN>
+__device__ __forceinline__ void probs_and_dscores(const ScoreRule& rule, int64_t m0, int64_t n0,
+                                                  const float* s_s, const float* dp_s,
+                                                  const float* lse_s, const float* delta_s,
+                                                  T* p_s, T* ds_s) {
+  constexpr int LDS = LdScore<BN>::f32, LDP = LdScore<BN>::t;
+  for (int idx = threadIdx.x; idx < BM * BN; idx += kThreads) {
+    const int r = idx / BN, c = idx % BN;
+    float cap_grad;
+    const float s = rule.score(s_s[r * LDS + c], m0 + r, n0 + c, &cap_grad);
+    const float lse = lse_s[r];
+    float pv = 0.0f, ds = 0.0f;
+    if (s != neg_inf() && lse != neg_inf()) {
+      pv = expf(s - lse);
+      ds = pv * (dp_s[r * LDS + c] - delta_s[r]) * cap_grad;
+    }
+    p_s[r * LDP + c] = from_float<T>(pv);
+    ds_s[r * LDP + c] = from_float<T>(ds);
+  }
+}
+
+template <typename T, int DT>
+__global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(const AttentionCudaParams p) {
+  using L = BackwardLayout<T, DT>;
+  constexpr int BM = L::BM, BN = L::BN;
+  constexpr int LDT = Ld<DT>::tile, LDO = Ld<DT>::acc;
+  constexpr int LDS = LdScore<BN>::f32, LDP = LdScore<BN>::t;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* q_s = reinterpret_cast<T*>(smem + L::kQ);
+  T* do_s = reinterpret_cast<T*>(smem + L::kDO);
+  T* k_s = reinterpret_cast<T*>(smem + L::kK);
+  T* v_s = reinterpret_cast<T*>(smem + L::kV);
+  float* s_s = reinterpret_cast<float*>(smem + L::kS);
+  float* dp_s = reinterpret_cast<float*>(smem + L::kDP);
+  T* p_s = reinterpret_cast<T*>(smem + L::kP);
+  T* ds_s = reinterpret_cast<T*>(smem + L::kDS);
+  float* lse_s = reinterpret_cast<float*>(smem + L::kLse);
+  float* delta_s = reinterpret_cast<float*>(smem + L::kDelta);
+  float* dk_s = reinterpret_cast<float*>(smem + L::kAcc);
+  float* dv_s = reinterpret_cast<float*>(smem + L::kAcc + L::kAccK);
+
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
+  const int64_t hk = blockIdx.y, b = blockIdx.z;
+  const int64_t group = p.heads_q / p.heads_kv;
+  const int D = static_cast<int>(p.head_dim);
+
+  const T* k_head = static_cast<const T*>(p.k.ptr) + b * p.k.stride_b + hk * p.k.stride_h;
+  const T* v_head = static_cast<const T*>(p.v.ptr) + b * p.v.stride_b + hk * p.v.stride_h;
+  load_tile<T, BN, DT>(k_s, LDT, k_head, p.k.stride_s, n0, p.seq_k, D);
+  load_tile<T, BN, DT>(v_s, LDT, v_head, p.v.stride_s, n0, p.seq_k, D);
+  zero_f32<BN, DT>(dk_s, LDO);
+  zero_f32<BN, DT>(dv_s, LDO);
+
+  int64_t lo, hi;
+  query_range(p, n0, min64(n0 + BN, p.seq_k) - 1, &lo, &hi);
+  for (int64_t g = 0; g < group; ++g) {
+    const int64_t h = hk * group + g;
+    const ScoreRule rule = make_rule(p, b, h);
+    for (int64_t m0 = max64(lo, 0) / BM * BM; m0 < hi; m0 += BM) {
+      __syncthreads();  // the previous products are done with q_s, do_s, p_s, ds_s
+      load_query_side<T, DT, BM>(p, b, h, m0, q_s, do_s, lse_s, delta_s);
+      __syncthreads();
+      block_gemm<T, BM, BN, DT, false, true, false>(q_s, LDT, k_s, LDT, s_s, LDS);
+      block_gemm<T, BM, BN, DT, false, true, false>(do_s, LDT, v_s, LDT, dp_s, LDS);
+      __syncthreads();
+      probs_and_dscores<T, BM, BN>(rule, m0, n0, s_s, dp_s, lse_s, delta_s, p_s, ds_s);
+      __syncthreads();
+      block_gemm<T, BN, DT, BM, true, false, true>(p_s, LDP, do_s, LDT, dv_s, LDO);
+      block_gemm<T, BN, DT, BM, true, false, true>(ds_s, LDP, q_s, LDT, dk_s, LDO);
+    }
+  }
+  __syncthreads();
+
+  const int64_t head_rows = (b * p.heads_kv + hk) * p.seq_k;
+  T* dk = static_cast<T*>(p.dk) + head_rows * D;
+  T* dv = static_cast<T*>(p.dv) + head_rows * D;
+  for (int idx = threadIdx.x; idx < BN * DT; idx += kThreads) {
+    const int r = idx / DT, d = idx % DT;
+    const int64_t j = n0 + r;
+    if (j >= p.seq_k || d >= D) continue;
+    dk[j * D + d] = from_float<T>(dk_s[r * LDO + d] * p.scale);
+    dv[j * D + d] = from_float<T>(dv_s[r * LDO + d]);
+  }
+}
+
+template <typename T, int DT>
+__global__ void __launch_bounds__(kThreads) attention_dq_kernel(const AttentionCudaParams p) {
+  using L = BackwardLayout<T, DT>;
+  constexpr int BM = L::BM, BN = L::BN;
+  constexpr int LDT = Ld<DT>::tile, LDO = Ld<DT>::acc;
+  constexpr int LDS = LdScore<BN>::f32, LDP = LdScore<BN>::t;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* q_s = reinterpret_cast<T*>(smem + L::kQ);
+  T* do_s = reinterpret_cast<T*>(smem + L::kDO);
+  T* k_s = reinterpret_cast<T*>(smem + L::kK);
+  T* v_s = reinterpret_cast<T*>(smem + L::kV);
+  float* s_s = reinterpret_cast<float*>(smem + L::kS);
+  float* dp_s = reinterpret_cast<float*>(smem + L::kDP);
+  T* p_s = reinterpret_cast<T*>(smem + L::kP);
+  T* ds_s = reinterpret_cast<T*>(smem + L::kDS);
+  float* lse_s = reinterpret_cast<float*>(smem + L::kLse);
+  float* delta_s = reinterpret_cast<float*>(smem + L::kDelta);
+  float* dq_s = reinterpret_cast<float*>(smem + L::kAcc);
+
+  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM;
+  const int64_t h = blockIdx.y, b = blockIdx.z;
+  const int64_t hk = h / (p.heads_q / p.heads_kv);
+  const int D = static_cast<int>(p.head_dim);
+  const T* k_head = static_cast<const T*>(p.k.ptr) + b * p.k.stride_b + hk * p.k.stride_h;
+  const T* v_head = static_cast<const T*>(p.v.ptr) + b * p.v.stride_b + hk * p.v.stride_h;
+  const ScoreRule rule = make_rule(p, b, h);
+
+  load_query_side<T, DT, BM>(p, b, h, m0, q_s, do_s, lse_s, delta_s);
+  zero_f32<BM, DT>(dq_s, LDO);
+
+  int64_t lo, hi;
+  key_range(p, m0, min64(m0 + BM, p.seq_q) - 1, &lo, &hi);
+  for (int64_t n0 = max64(lo, 0) / BN * BN; n0 < hi; n0 += BN) {
+    __syncthreads();  // the previous dS.K is done with k_s, ds_s
+    load_tile<T, BN, DT>(k_s, LDT, k_head, p.k.stride_s, n0, p.seq_k, D);
+    load_tile<T, BN, DT>(v_s, LDT, v_head, p.v.stride_s, n0, p.seq_k, D);
+    __syncthreads();
+    block_gemm<T, BM, BN, DT, false, true, false>(q_s, LDT, k_s, LDT, s_s, LDS);
+    block_gemm<T, BM, BN, DT, false, true, false>(do_s, LDT, v_s, LDT, dp_s, LDS);
+    __syncthreads();
+    probs_and_dscores<T, BM, BN>(rule, m0, n0, s_s, dp_s, lse_s, delta_s, p_s, ds_s);
+    __syncthreads();
+    block_gemm<T, BM, DT, BN, false, false, true>(ds_s, LDP, k_s, LDT, dq_s, LDO);
+  }
+  __syncthreads();
+
+  T* dq = static_cast<T*>(p.dq) + (b * p.heads_q + h) * p.seq_q * D;
+  for (int idx = threadIdx.x; idx < BM * DT; idx += kThreads) {
+    const int r = idx / DT, d = idx % DT;
+    const int64_t i = m0 + r;
+    if (i >= p.seq_q || d >= D) continue;
+    dq[i * D + d] = from_float<T>(dq_s[r * LDO + d] * p.scale);
+  }
+}
+
+template <typename T, int DT>
+cudaError_t launch_dt(const AttentionCudaParams& p, cudaStream_t stream) {
+  using L = BackwardLayout<T, DT>;
+  const auto dkdv = attention_dkdv_kernel<T, DT>;
+  const auto dq = attention_dq_kernel<T, DT>;
+  cudaError_t err = prepare_smem(reinterpret_cast<const void*>(dkdv), L::bytes_dkdv);
+  if (err != cudaSuccess) return err;
+  err = prepare_smem(reinterpret_cast<const void*>(dq), L::bytes_dq);
+  if (err != cudaSuccess) return err;
+
+  const int64_t rows = p.batch * p.heads_q * p.seq_q;
+  const int64_t delta_blocks = min64((rows + kWarps - 1) / kWarps, int64_t{1} << 20);
+  attention_delta_kernel<T><<<static_cast<unsigned int>(delta_blocks), kThreads, 0, stream>>>(p);
+  err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+
+  const dim3 grid_kv(static_cast<unsigned int>((p.seq_k + L::BN - 1) / L::BN),
+                     static_cast<unsigned int>(p.heads_kv), static_cast<unsigned int>(p.batch));
+  dkdv<<<grid_kv, kThreads, L::bytes_dkdv, stream>>>(p);
+  err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+
+  const dim3 grid_q(static_cast<unsigned int>((p.seq_q + L::BM - 1) / L::BM),
+                    static_cast<unsigned int>(p.heads_q), static_cast<unsigned int>(p.batch));
+  dq<<<grid_q, kThreads, L::bytes_dq, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+}  // namespace attn_cuda
+
+template <typename T>
+cudaError_t launch_attention_backward(const AttentionCudaParams& p, cudaStream_t stream) {
+  using namespace attn_cuda;
+  if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0 || p.seq_k == 0) return cudaSuccess;
+  if (p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0 || p.batch > 65535 || p.heads_q > 65535 ||
+      p.seq_q >= (int64_t{1} << 30) || p.seq_k >= (int64_t{1} << 30) || p.delta == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.head_dim < kAttentionCudaMinHeadDim) return cudaErrorInvalidValue;
+  if (p.head_dim <= 32) return launch_dt<T, 32>(p, stream);
+  if (p.head_dim <= 64) return launch_dt<T, 64>(p, stream);
+  if (p.head_dim <= 128) return launch_dt<T, 128>(p, stream);
+  if (p.head_dim <= 256) return launch_dt<T, 256>(p, stream);
+  return cudaErrorInvalidValue;
+}
+
+template cudaError_t launch_attention_backward<float>(const AttentionCudaParams&, cudaStream_t);
+template cudaError_t launch_attention_backward<__half>(const AttentionCudaParams&, cudaStream_t);
+template cudaError_t launch_attention_backward<__nv_bfloat16>(const AttentionCudaParams&,
+                                                              cudaStream_t);
+
+}  // namespace llmkernels
