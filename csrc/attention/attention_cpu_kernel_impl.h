@@ -24,6 +24,7 @@ namespace {
 constexpr int kLanes = 16;
 typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(kLanes * sizeof(int32_t))));
+typedef uint32_t vu __attribute__((vector_size(kLanes * sizeof(uint32_t))));
 
 constexpr int64_t kBQ = cpu::kAttnBlockQ;
 constexpr int64_t kBK = cpu::kAttnBlockK;
@@ -133,59 +134,81 @@ struct IsF32<float> {
 // C[M x N] (+)= A[M x K] * B[K x N], A(r, k) = A[r * sr + k * sk], B and C row-major (ldb, ldc),
 // N a multiple of 16.
 
-template <int R, int NV, bool kAcc>
-LLMK_AT_INLINE void micro(const float* A, int64_t sr, int64_t sk, const float* B, int64_t ldb,
+// With TA = uint32_t (avx512bf16 level only) A and B hold bf16 pairs along K (VNNI layout: each
+// 32-bit B lane is (B[2k][n], B[2k+1][n])), K counts pairs and the product is vdpbf16ps.
+template <typename TA, int R, int NV, bool kAcc>
+LLMK_AT_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, int64_t ldb,
                           float* C, int64_t ldc, int64_t K) {
   vf acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = kAcc ? vload(C + r * ldc + v * kLanes) : vf{};
-  const float* a_rows[R];
+  const TA* a_rows[R];
   for (int r = 0; r < R; ++r) a_rows[r] = A + r * sr;
   for (int64_t k = 0; k < K; ++k) {
-    const float* b = B + k * ldb;
-    vf bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = vload(b + v * kLanes);
+    const TA* b = B + k * ldb;
     const int64_t ko = k * sk;
-    for (int r = 0; r < R; ++r) {
-      const vf av = vsplat(a_rows[r][ko]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = vfma(av, bv[v], acc[r][v]);
+    if constexpr (IsF32<TA>::value) {
+      vf bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = vload(b + v * kLanes);
+      for (int r = 0; r < R; ++r) {
+        const vf av = vsplat(a_rows[r][ko]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = vfma(av, bv[v], acc[r][v]);
+      }
+    } else {
+#if LLMK_ISA_LEVEL >= 3
+      __m512i bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + v * kLanes);
+      for (int r = 0; r < R; ++r) {
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(a_rows[r][ko]));
+        for (int v = 0; v < NV; ++v)
+          acc[r][v] = (vf)_mm512_dpbf16_ps((__m512)acc[r][v], (__m512bh)av, (__m512bh)bv[v]);
+      }
+#endif
     }
   }
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) vstore(C + r * ldc + v * kLanes, acc[r][v]);
 }
 
-template <int NV, bool kAcc>
-LLMK_AT_INLINE void micro_rows(int64_t rows, const float* A, int64_t sr, int64_t sk,
-                               const float* B, int64_t ldb, float* C, int64_t ldc, int64_t K) {
+template <typename TA, int NV, bool kAcc>
+LLMK_AT_INLINE void micro_rows(int64_t rows, const TA* A, int64_t sr, int64_t sk, const TA* B,
+                               int64_t ldb, float* C, int64_t ldc, int64_t K) {
   switch (rows) {
-    case 1: micro<1, NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
-    case 2: micro<(kMR >= 2 ? 2 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
-    case 3: micro<(kMR >= 3 ? 3 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
-    default: micro<(kMR >= 4 ? 4 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
+    case 1: micro<TA, 1, NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
+    case 2: micro<TA, (kMR >= 2 ? 2 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
+    case 3: micro<TA, (kMR >= 3 ? 3 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
+    default: micro<TA, (kMR >= 4 ? 4 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
   }
 }
 
-template <bool kAcc>
-void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sr, int64_t sk,
-          const float* B, int64_t ldb, float* C, int64_t ldc) {
+template <bool kAcc, typename TA>
+void gemm(int64_t M, int64_t N, int64_t K, const TA* A, int64_t sr, int64_t sk, const TA* B,
+          int64_t ldb, float* C, int64_t ldc) {
   const int64_t nvec = N / kLanes;
   for (int64_t c0 = 0; c0 < nvec; c0 += kNV) {
     const int64_t nv = min_i64(kNV, nvec - c0);
-    const float* Bc = B + c0 * kLanes;
+    const TA* Bc = B + c0 * kLanes;
     float* Cc = C + c0 * kLanes;
     for (int64_t r0 = 0; r0 < M; r0 += kMR) {
       const int64_t rows = min_i64(kMR, M - r0);
-      const float* Ar = A + r0 * sr;
+      const TA* Ar = A + r0 * sr;
       float* Cr = Cc + r0 * ldc;
       switch (nv) {
-        case 1: micro_rows<1, kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
-        case 2: micro_rows<(kNV >= 2 ? 2 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
-        case 3: micro_rows<(kNV >= 3 ? 3 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
-        default: micro_rows<(kNV >= 4 ? 4 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
+        case 1: micro_rows<TA, 1, kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
+        case 2: micro_rows<TA, (kNV >= 2 ? 2 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
+        case 3: micro_rows<TA, (kNV >= 3 ? 3 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
+        default: micro_rows<TA, (kNV >= 4 ? 4 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
       }
     }
   }
+}
+
+// Two float32 rows -> one row of bf16 pairs (lo from `a`, hi from `b`), round-to-nearest-even;
+// the values are finite here (probabilities and their gradients).
+LLMK_AT_INLINE vu pack_bf16_pair(const vf& a, const vf& b) {
+  const vu ua = (vu)a, ub = (vu)b;
+  const vu ra = ua + 0x7FFFu + ((ua >> 16) & 1u), rb = ub + 0x7FFFu + ((ub >> 16) & 1u);
+  return (ra >> 16) | (rb & 0xFFFF0000u);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,7 +357,9 @@ LLMK_AT_INLINE const float* tile_rows(const T* base, int64_t stride, int64_t nk,
 // Forward: one query block of one head.
 // Scratch: qt (D x BQ), st (BK x BQ), ot (D x BQ), kf (BK x D), vf (BK x D), row (Dp).
 
-template <typename T, bool kCap, bool kAlibi>
+// kDot (bf16 at the avx512bf16 level, even head_dim and key row stride): both products run on
+// vdpbf16ps with q, the keys and the values read as bf16 pairs and P rounded to bf16.
+template <typename T, bool kCap, bool kAlibi, bool kDot>
 void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
   const cpu::AttentionParams& p = a.p;
   const Geometry g = geometry(p);
@@ -351,16 +376,30 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
   float* kf = ot + D * kBQ;
   float* vbuf = kf + kBK * D;
   float* row = vbuf + kBK * D;
+  uint32_t* pv = reinterpret_cast<uint32_t*>(row + g.Dp);  // (BK / 2) x BQ bf16 pairs
+  uint32_t* qv = reinterpret_cast<uint32_t*>(qt);          // (D / 2) x BQ bf16 pairs
+  uint32_t* vv = reinterpret_cast<uint32_t*>(vbuf);        // (BK / 2) x D bf16 pairs
 
   const T* qbase = static_cast<const T*>(a.q) + b * a.qs.b + h * a.qs.h;
   const T* kbase = static_cast<const T*>(a.k) + b * a.ks.b + hk * a.ks.h;
   const T* vbase = static_cast<const T*>(a.v) + b * a.vs.b + hk * a.vs.h;
 
-  for (int64_t r = 0; r < nq; ++r) {
-    load_f32(qbase + (i0 + r) * a.qs.s, row, D);
-    for (int64_t d = 0; d < D; ++d) qt[d * kBQ + r] = row[d];
+  if constexpr (kDot) {
+    const int64_t Dh = D / 2;
+    for (int64_t r = 0; r < nq; ++r) {
+      uint32_t qrow[512];
+      __builtin_memcpy(qrow, qbase + (i0 + r) * a.qs.s, static_cast<uint64_t>(D) * 2);
+      for (int64_t dp = 0; dp < Dh; ++dp) qv[dp * kBQ + r] = qrow[dp];
+    }
+    for (int64_t dp = 0; dp < Dh; ++dp)
+      for (int64_t r = nq; r < kBQ; ++r) qv[dp * kBQ + r] = 0u;
+  } else {
+    for (int64_t r = 0; r < nq; ++r) {
+      load_f32(qbase + (i0 + r) * a.qs.s, row, D);
+      for (int64_t d = 0; d < D; ++d) qt[d * kBQ + r] = row[d];
+    }
+    for (int64_t d = 0; d < D; ++d) fill(qt + d * kBQ + nq, kBQ - nq, 0.0f);
   }
-  for (int64_t d = 0; d < D; ++d) fill(qt + d * kBQ + nq, kBQ - nq, 0.0f);
   fill(ot, D * kBQ, 0.0f);
 
   const ScoreCtx c = score_ctx(p, b, h);
@@ -377,8 +416,13 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
     for (int64_t kb = lo / kBK; kb <= (hi - 1) / kBK; ++kb) {
       const int64_t j0 = kb * kBK, nk = min_i64(kBK, g.Sk - j0);
       int64_t ldk, ldv;
-      const float* kp = tile_rows(kbase + j0 * a.ks.s, a.ks.s, nk, D, kf, &ldk);
-      gemm<false>(nk, N, D, kp, ldk, 1, qt, kBQ, st, kBQ);
+      if constexpr (kDot) {
+        gemm<false>(nk, N, D / 2, reinterpret_cast<const uint32_t*>(kbase + j0 * a.ks.s),
+                    a.ks.s / 2, 1, qv, kBQ, st, kBQ);
+      } else {
+        const float* kp = tile_rows(kbase + j0 * a.ks.s, a.ks.s, nk, D, kf, &ldk);
+        gemm<false>(nk, N, D, kp, ldk, 1, qt, kBQ, st, kBQ);
+      }
       const bool mask = !tile_unmasked(g, i0, i0 + nq, j0, j0 + nk, c.kpm_row);
       score_tile<kCap, kAlibi>(c, mask, st, st, nk, nv, i0, g.off, j0);
       // Online softmax, element-wise per query lane.
@@ -403,8 +447,30 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
           float* op = ot + d * kBQ + v * kLanes;
           vstore(op, vload(op) * alpha[v]);
         }
-      const float* vp = tile_rows(vbase + j0 * a.vs.s, a.vs.s, nk, D, vbuf, &ldv);
-      gemm<true>(D, N, nk, vp, 1, ldv, st, kBQ, ot, kBQ);
+      if constexpr (kDot) {
+        const int64_t nkp = (nk + 1) / 2;
+        const vf zero = vf{};
+        for (int64_t jp = 0; jp < nkp; ++jp) {
+          const bool two = 2 * jp + 1 < nk;
+          for (int64_t v = 0; v < nv; ++v) {
+            const vf p0 = vload(st + 2 * jp * kBQ + v * kLanes);
+            const vf p1 = two ? vload(st + (2 * jp + 1) * kBQ + v * kLanes) : zero;
+            const vu w = pack_bf16_pair(p0, p1);
+            __builtin_memcpy(pv + jp * kBQ + v * kLanes, &w, sizeof w);
+          }
+          const uint16_t* v0 = reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp) * a.vs.s);
+          const uint16_t* v1 =
+              reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp + (two ? 1 : 0)) * a.vs.s);
+          const uint32_t hi_mask = two ? 0xFFFFFFFFu : 0u;
+          for (int64_t d = 0; d < D; ++d)
+            vv[jp * D + d] = static_cast<uint32_t>(v0[d]) |
+                             ((static_cast<uint32_t>(v1[d]) << 16) & hi_mask);
+        }
+        gemm<true>(D, N, nkp, vv, 1, D, pv, kBQ, ot, kBQ);
+      } else {
+        const float* vp = tile_rows(vbase + j0 * a.vs.s, a.vs.s, nk, D, vbuf, &ldv);
+        gemm<true>(D, N, nk, vp, 1, ldv, st, kBQ, ot, kBQ);
+      }
     }
   }
 
@@ -599,16 +665,32 @@ void bwd_dq_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
   }
 }
 
-template <typename T>
-void fwd_dispatch(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
+template <typename T, bool kDot>
+void fwd_dispatch2(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
   const bool cap = a.p.softcap > 0.0f, alibi = a.p.alibi != nullptr;
   if (cap) {
-    if (alibi) fwd_task<T, true, true>(a, task, scratch);
-    else fwd_task<T, true, false>(a, task, scratch);
+    if (alibi) fwd_task<T, true, true, kDot>(a, task, scratch);
+    else fwd_task<T, true, false, kDot>(a, task, scratch);
   } else {
-    if (alibi) fwd_task<T, false, true>(a, task, scratch);
-    else fwd_task<T, false, false>(a, task, scratch);
+    if (alibi) fwd_task<T, false, true, kDot>(a, task, scratch);
+    else fwd_task<T, false, false, kDot>(a, task, scratch);
   }
+}
+
+template <typename T>
+void fwd_dispatch(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
+#if LLMK_ISA_LEVEL >= 3
+  if constexpr (!IsF32<T>::value) {
+    const bool is_bf16 = a.p.dtype == cpu::ElemType::bf16;
+    const int64_t D = a.p.head_dim;
+    if (is_bf16 && D % 2 == 0 && D <= 1024 && a.ks.s % 2 == 0 && a.ks.h % 2 == 0 &&
+        a.ks.b % 2 == 0 && reinterpret_cast<uintptr_t>(a.k) % 4 == 0) {
+      fwd_dispatch2<T, true>(a, task, scratch);
+      return;
+    }
+  }
+#endif
+  fwd_dispatch2<T, false>(a, task, scratch);
 }
 
 template <typename T>
