@@ -50,7 +50,8 @@ constexpr int64_t kBK = cpu::kAttnBlockK;
 // Per-thread scratch, large enough for every task kind (layouts in attention_cpu_kernel_impl.h).
 int64_t attention_scratch_floats(int64_t head_dim) {
   const int64_t dp = (head_dim + 15) / 16 * 16;
-  return 4 * std::max(kBQ, kBK) * dp + 3 * kBK * kBQ + 4 * dp + 64;
+  // + the bf16 backward's vdpbf16ps buffers: kr (BK x D), pb (BK x BQ bf16).
+  return 4 * std::max(kBQ, kBK) * dp + 3 * kBK * kBQ + 4 * dp + 64 + kBK * dp + kBK * kBQ / 2;
 }
 
 // Runs tasks [0, n) on the intra-op pool, each thread taking the next task from a shared counter

@@ -211,6 +211,30 @@ LLMK_AT_INLINE vu pack_bf16_pair(const vf& a, const vf& b) {
   return (ra >> 16) | (rb & 0xFFFF0000u);
 }
 
+template <typename T>
+struct IsBf16 {
+  static constexpr bool value = false;
+};
+template <>
+struct IsBf16<Bf16> {
+  static constexpr bool value = true;
+};
+
+// The bf16 backward runs S, dP and dv on vdpbf16ps at the avx512bf16 level (bwd_kv_dot_block).
+template <typename T>
+struct BwdDot {
+  static constexpr bool value = LLMK_ISA_LEVEL >= 3 && IsBf16<T>::value;
+};
+
+#if LLMK_ISA_LEVEL >= 3
+// One float32 vector -> 16 consecutive bf16 (same rounding as pack_bf16_pair).
+LLMK_AT_INLINE void store_bf16_row(uint16_t* dst, const vf& a) {
+  const vu ua = (vu)a;
+  const vu ra = (ua + 0x7FFFu + ((ua >> 16) & 1u)) >> 16;
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16((__m512i)ra));
+}
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // Masks and score transforms shared by forward and backward.
 
@@ -517,6 +541,44 @@ void bwd_prep_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch)
   const T* obase = static_cast<const T*>(a.out) + b * a.os.b + h * a.os.h;
   const T* dobase = static_cast<const T*>(a.dout) + b * a.dos.b + h * a.dos.h;
   const float* lse = a.lse + (b * g.Hq + h) * g.Sq;
+  if constexpr (BwdDot<T>::value) {
+    // bf16 pairs: q_t / do_t hold (ceil(D / 2), BQ) pairs along d, do_r holds (BQ / 2, Dp) pairs
+    // along the queries; q_r stays float32 rows (dk's product keeps dS in float32); zero padding
+    // everywhere else.
+    const int64_t Dh = (D + 1) / 2;
+    uint32_t* qv = reinterpret_cast<uint32_t*>(qt);
+    uint32_t* dov = reinterpret_cast<uint32_t*>(dot);
+    uint32_t* dop = reinterpret_cast<uint32_t*>(dor);
+    for (int64_t e = 0; e < Dh * kBQ; ++e) qv[e] = dov[e] = 0u;
+    fill(qr, kBQ * Dp, 0.0f);
+    for (int64_t e = 0; e < kBQ / 2 * Dp; ++e) dop[e] = 0u;
+    float* drow = scratch + Dp;
+    for (int64_t r = 0; r < nq; ++r) {
+      const uint16_t* qs = reinterpret_cast<const uint16_t*>(qbase + (i0 + r) * a.qs.s);
+      const uint16_t* ds = reinterpret_cast<const uint16_t*>(dobase + (i0 + r) * a.dos.s);
+      load_f32(dobase + (i0 + r) * a.dos.s, drow, D);
+      load_f32(qbase + (i0 + r) * a.qs.s, qr + r * Dp, D);
+      load_f32(obase + (i0 + r) * a.os.s, orow, D);
+      float delta = 0.0f;
+      for (int64_t d = 0; d < D; ++d) delta += drow[d] * orow[d];
+      const float lr = lse[i0 + r];
+      const bool dead = lr == -__builtin_inff();
+      lq[r] = dead ? __builtin_inff() : lr;
+      dl[r] = dead ? 0.0f : delta;
+      const uint32_t rsh = static_cast<uint32_t>(16 * (r & 1));
+      for (int64_t d = 0; d < D; ++d) {
+        const uint32_t dsh = static_cast<uint32_t>(16 * (d & 1));
+        qv[(d / 2) * kBQ + r] |= static_cast<uint32_t>(qs[d]) << dsh;
+        dov[(d / 2) * kBQ + r] |= static_cast<uint32_t>(ds[d]) << dsh;
+        dop[(r / 2) * Dp + d] |= static_cast<uint32_t>(ds[d]) << rsh;
+      }
+    }
+    for (int64_t r = nq; r < kBQ; ++r) {
+      lq[r] = __builtin_inff();
+      dl[r] = 0.0f;
+    }
+    return;
+  }
   fill(qr, kBQ * Dp, 0.0f);
   fill(dor, kBQ * Dp, 0.0f);
   for (int64_t r = 0; r < nq; ++r) {
@@ -548,6 +610,93 @@ void bwd_prep_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch)
 
 // Backward pass 2: dk, dv of one key chunk of one kv head, and that chunk's dq contribution.
 // Scratch: kf, vf (BK x D), dkacc, dvacc (BK x Dp), pt, dpt, tt (BK x BQ), row (Dp).
+// With BwdDot (bf16, avx512bf16 level) one key block runs S, dP and dv on vdpbf16ps: the key and
+// value rows as bf16 pairs along d (in kf, vf), P rounded to bf16 rows (pairs along the queries:
+// pb), float32 accumulation. dS stays float32 and dk, dq keep the float32 FMA products (kr: the
+// key rows as float32): dS rounded to bf16 misses the 1e-2 tolerance on dq, dk for sharp
+// softmaxes, and a (hi, lo) bf16 split of dS measured slower than FMA here.
+// Extra scratch after row: kr (BK x D), pb (BK x BQ bf16).
+
+template <typename T, bool kCap, bool kAlibi>
+void bwd_kv_dot_block(const cpu::AttentionBwdArgs& a, const Geometry& g, float* scratch,
+                      int64_t chunk, int64_t b, int64_t hk, int64_t j0, int64_t nk, int64_t ilo,
+                      int64_t ihi) {
+#if LLMK_ISA_LEVEL >= 3
+  const cpu::AttentionParams& p = a.p;
+  const int64_t G = g.Hq / g.Hkv;
+  const int64_t D = g.D, Dp = g.Dp, Dh = (D + 1) / 2;
+  uint32_t* kp = reinterpret_cast<uint32_t*>(scratch);               // nk x Dh pairs
+  uint32_t* vp = reinterpret_cast<uint32_t*>(scratch + kBK * D);     // nk x Dh pairs
+  float* dkacc = scratch + 2 * kBK * D;
+  float* dvacc = dkacc + kBK * Dp;
+  float* pt = dvacc + kBK * Dp;
+  float* dpt = pt + kBK * kBQ;
+  float* tt = dpt + kBK * kBQ;
+  float* row = tt + kBK * kBQ;
+  float* kr = row + Dp;                                              // nk x D float32
+  uint16_t* pb = reinterpret_cast<uint16_t*>(kr + kBK * D);          // nk x BQ bf16
+
+  const uint16_t* kbase = reinterpret_cast<const uint16_t*>(static_cast<const T*>(a.k) +
+                                                            b * a.ks.b + hk * a.ks.h);
+  const uint16_t* vbase = reinterpret_cast<const uint16_t*>(static_cast<const T*>(a.v) +
+                                                            b * a.vs.b + hk * a.vs.h);
+  for (int64_t j = 0; j < nk; ++j) {
+    const uint16_t* krow = kbase + (j0 + j) * a.ks.s;
+    const uint16_t* vrow = vbase + (j0 + j) * a.vs.s;
+    for (int64_t dp = 0; dp < Dh; ++dp) {
+      const bool two = 2 * dp + 1 < D;
+      kp[j * Dh + dp] = static_cast<uint32_t>(krow[2 * dp]) |
+                        (two ? static_cast<uint32_t>(krow[2 * dp + 1]) << 16 : 0u);
+      vp[j * Dh + dp] = static_cast<uint32_t>(vrow[2 * dp]) |
+                        (two ? static_cast<uint32_t>(vrow[2 * dp + 1]) << 16 : 0u);
+    }
+  }
+  for (int64_t j = 0; j < nk; ++j)
+    load_f32(reinterpret_cast<const Bf16*>(kbase + (j0 + j) * a.ks.s), kr + j * D, D);
+  for (int64_t gi = 0; gi < G; ++gi) {
+    const int64_t h = hk * G + gi;
+    const ScoreCtx c = score_ctx(p, b, h);
+    for (int64_t qb = ilo / kBQ; qb <= (ihi - 1) / kBQ; ++qb) {
+      const int64_t blk = (b * g.Hq + h) * g.nQb + qb;
+      const int64_t i0 = qb * kBQ, nq = min_i64(kBQ, g.Sq - i0);
+      const int64_t N = round16(nq), nv = N / kLanes, nqp = (nq + 1) / 2;
+      const uint32_t* qv = reinterpret_cast<const uint32_t*>(a.q_t + blk * D * kBQ);
+      const uint32_t* dov = reinterpret_cast<const uint32_t*>(a.do_t + blk * D * kBQ);
+      const float* qr = a.q_r + blk * kBQ * Dp;
+      const uint32_t* dop = reinterpret_cast<const uint32_t*>(a.do_r + blk * kBQ * Dp);
+      const float* lq = a.lse_q + blk * kBQ;
+      const float* dl = a.delta + blk * kBQ;
+      float* dqt = a.dq_t + (chunk * g.B * g.Hq * g.nQb + blk) * D * kBQ;
+
+      gemm<false>(nk, N, Dh, kp, Dh, 1, qv, kBQ, pt, kBQ);
+      const bool mask = !tile_unmasked(g, i0, i0 + nq, j0, j0 + nk, c.kpm_row);
+      score_tile<kCap, kAlibi>(c, mask, pt, tt, nk, nv, i0, g.off, j0);
+      gemm<false>(nk, N, Dh, vp, Dh, 1, dov, kBQ, dpt, kBQ);
+      for (int64_t v = 0; v < nv; ++v) {
+        const vf lv = vload(lq + v * kLanes), dv = vload(dl + v * kLanes);
+        for (int64_t j = 0; j < nk; ++j) {
+          const vf pv = vexp(vload(pt + j * kBQ + v * kLanes) - lv);
+          vf d = pv * (vload(dpt + j * kBQ + v * kLanes) - dv);
+          if (kCap) {
+            const vf th = vload(tt + j * kBQ + v * kLanes);
+            d = d * (1.0f - th * th);
+          }
+          store_bf16_row(pb + j * kBQ + v * kLanes, pv);
+          vstore(dpt + j * kBQ + v * kLanes, d);
+        }
+      }
+      gemm<true>(nk, Dp, nqp, reinterpret_cast<const uint32_t*>(pb), kBQ / 2, 1, dop, Dp, dvacc,
+                 Dp);
+      gemm<true>(nk, Dp, nq, dpt, kBQ, 1, qr, Dp, dkacc, Dp);
+      gemm<true>(D, N, nk, kr, 1, D, dpt, kBQ, dqt, kBQ);
+    }
+  }
+#else
+  (void)a, (void)g, (void)scratch, (void)chunk, (void)b, (void)hk, (void)j0, (void)nk,
+      (void)ilo, (void)ihi;
+#endif
+}
+
 
 template <typename T, bool kCap, bool kAlibi>
 void bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
@@ -585,7 +734,10 @@ void bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
     fill(dvacc, nk * Dp, 0.0f);
     int64_t ilo, ihi;
     query_range(g, j0, j0 + nk, &ilo, &ihi);
-    if (ilo < ihi) {
+    if constexpr (BwdDot<T>::value) {
+      if (ilo < ihi)
+        bwd_kv_dot_block<T, kCap, kAlibi>(a, g, scratch, chunk, b, hk, j0, nk, ilo, ihi);
+    } else if (ilo < ihi) {
       int64_t ldk, ldv;
       const float* kp = tile_rows(kbase + j0 * a.ks.s, a.ks.s, nk, D, kf, &ldk);
       const float* vp = tile_rows(vbase + j0 * a.vs.s, a.vs.s, nk, D, vbuf, &ldv);
