@@ -18,35 +18,18 @@
 
 #include "attention_cuda_launch.h"
 
+#include "../common/cuda_convert.cuh"
+
 namespace llmkernels {
 namespace attn_cuda {
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 
-__device__ __forceinline__ float neg_inf() { return -__int_as_float(0x7f800000); }
+using cuda_common::neg_inf;
 
-template <typename T>
-__device__ __forceinline__ float to_float(T v);
-template <>
-__device__ __forceinline__ float to_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
+using cuda_common::from_float;
+using cuda_common::to_float;
 
 // Shared-memory leading dimensions (elements): padded against bank conflicts, and keeping every
 // 16-row / 16-column wmma tile 32-byte aligned (16-bit: ld % 8 == 0; float: ld % 4 == 0).

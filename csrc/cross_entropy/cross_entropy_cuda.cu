@@ -23,39 +23,19 @@
 
 #include "cross_entropy_cuda_launch.h"
 
+#include "../common/cuda_convert.cuh"
+
 namespace llmkernels {
 namespace {
 
 
-__device__ __forceinline__ float neg_inf() { return -__int_as_float(0x7f800000); }
-__device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
+using cuda_common::neg_inf;
+using cuda_common::quiet_nan;
 
-template <typename T>
-__device__ __forceinline__ float to_float(T v);
-template <>
-__device__ __forceinline__ float to_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
+using cuda_common::from_float;
+using cuda_common::to_float;
 
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-template <typename T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
+using cuda_common::Pack;
 
 // Online softmax state of a set of values: max m and sum exp(z - m).
 struct MaxSum {
