@@ -95,19 +95,29 @@ def cross_entropy_op(
         loss, lse = reference.cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
         return loss.float(), lse.float()
     loss_rows, lse = _run_rows(chosen, logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, None, 1.0, 1.0)
+    return reduce_rows(loss_rows, lse, target, weight, ignore_index, reduction, z_loss), lse
+
+
+def reduce_rows(loss_rows, lse, target, weight, ignore_index, reduction, z_loss):
+    """The loss from the kernels' per-row numerators (CE part + z-loss part in each row)."""
     if reduction == "none":
-        return loss_rows, lse
+        return loss_rows
     if reduction == "sum":
-        return loss_rows.sum(), lse
-    # mean: the CE part over sum(w_t), the z-loss part over the row count; rows hold both parts.
+        return loss_rows.sum()
+    # mean: the CE part over sum(w_t), the z-loss part over the row count.
     ce_denominator, count = _denominators(target, weight, ignore_index)
-    if z_loss == 0.0:
-        return (loss_rows.sum() / ce_denominator if ce_denominator else loss_rows.sum() * 0.0), lse
-    valid = target != ignore_index
-    z_rows = z_loss * lse.square() * valid
-    ce_sum = (loss_rows - z_rows).sum()
-    loss = (ce_sum / ce_denominator if ce_denominator else ce_sum * 0.0) + (z_rows.sum() / count if count else 0.0)
-    return loss, lse
+    z_rows = z_loss * lse.square() * (target != ignore_index) if z_loss else None
+    ce_sum = loss_rows.sum() if z_rows is None else (loss_rows - z_rows).sum()
+    loss = ce_sum / ce_denominator if ce_denominator else ce_sum * 0.0
+    return loss if z_rows is None else loss + (z_rows.sum() / count if count else 0.0)
+
+
+def gradient_scales(target, weight, ignore_index, reduction, upstream=1.0):
+    """(ce_scale, z_scale) for the row kernels: the upstream gradient over each mean's denominator."""
+    if reduction != "mean":
+        return upstream, upstream
+    ce_denominator, count = _denominators(target, weight, ignore_index)
+    return (upstream / ce_denominator if ce_denominator else 0.0), (upstream / count if count else 0.0)
 
 
 @cross_entropy_op.register_fake
@@ -132,12 +142,8 @@ def cross_entropy_backward_op(
         _run_rows(chosen, logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, grad, 1.0, 1.0)
         grad.mul_(grad_loss.to(grad.dtype).unsqueeze(-1))  # per-row upstream, in our own buffer
         return grad
-    upstream = float(grad_loss)  # a scalar; read on the host (CPU here; see the note on GPUs)
-    ce_scale, z_scale = upstream, upstream
-    if reduction == "mean":
-        ce_denominator, count = _denominators(target, weight, ignore_index)
-        ce_scale = upstream / ce_denominator if ce_denominator else 0.0
-        z_scale = upstream / count if count else 0.0
+    # The upstream scalar is read on the host (CPU here; on a GPU this is a sync still to remove).
+    ce_scale, z_scale = gradient_scales(target, weight, ignore_index, reduction, float(grad_loss))
     _run_rows(chosen, logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, grad, ce_scale, z_scale)
     return grad
 

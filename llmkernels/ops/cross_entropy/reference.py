@@ -61,12 +61,13 @@ def _part_gradients(logits, target, class_weight, ignore_index, label_smoothing,
     differentiated there):
     d ce_row / d z = (1 - eps) w_t (p - onehot_t) + eps / C (W p - w);  d z_row / d z = 2 z_loss lse p;
     d z / d x = 1 - (z / softcap)^2 with the softcap on.
-    Also returns (weight_of_target, valid) for the mean's denominators."""
+    Also returns the row terms of ``row_terms`` (computed once) for the caller's use."""
     compute = torch.promote_types(logits.dtype, torch.float32)
     raw = logits.to(compute)
     z = softcap * torch.tanh(raw / softcap) if softcap else raw
     classes = z.shape[-1]
-    _, _, lse, weight_of_target, valid = row_terms(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap)
+    terms = row_terms(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap)
+    _, _, lse, weight_of_target, valid = terms
     p = torch.exp(z - lse.unsqueeze(-1))
     weight = torch.ones(classes, dtype=compute, device=z.device) if class_weight is None else class_weight.to(compute)
     safe_target = torch.where(valid, target, torch.zeros_like(target))
@@ -76,12 +77,12 @@ def _part_gradients(logits, target, class_weight, ignore_index, label_smoothing,
     d_ce = ((1 - label_smoothing) * weight_of_target.unsqueeze(-1) * (p - onehot)
             + (label_smoothing / classes) * (weight.sum() * p - weight)) * mask * chain
     d_z = 2 * z_loss * lse.unsqueeze(-1) * p * mask * chain
-    return d_ce, d_z, weight_of_target, valid
+    return d_ce, d_z, terms
 
 
 def cross_entropy_grad(grad_loss, logits, target, class_weight, ignore_index, reduction, label_smoothing, z_loss, softcap):
     """d(loss)/d(logits) for an upstream grad_loss."""
-    d_ce, d_z, weight_of_target, valid = _part_gradients(
+    d_ce, d_z, (_, _, _, weight_of_target, valid) = _part_gradients(
         logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap
     )
     upstream = grad_loss.to(d_ce.dtype)
@@ -96,6 +97,7 @@ def cross_entropy_grad(grad_loss, logits, target, class_weight, ignore_index, re
 def rows_with_gradient(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, ce_scale, z_scale):
     """The kernels' row contract (csrc/cross_entropy/cross_entropy.h) in plain PyTorch:
     (loss_rows, lse, grad) with grad = ce_scale * d ce_row / d logits + z_scale * d z_row / d logits."""
-    ce_rows, z_rows, lse, _, _ = row_terms(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap)
-    d_ce, d_z, _, _ = _part_gradients(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap)
+    d_ce, d_z, (ce_rows, z_rows, lse, _, _) = _part_gradients(
+        logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap
+    )
     return (ce_rows + z_rows).float(), lse.float(), (ce_scale * d_ce + z_scale * d_z).to(logits.dtype)

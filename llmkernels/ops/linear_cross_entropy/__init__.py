@@ -54,26 +54,6 @@ def _rows(backend, logits, target, class_weight, ignore_index, label_smoothing, 
     return ce._run_rows(backend, logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, grad_buffer, ce_scale, z_scale)
 
 
-def _reduce(loss_rows, lse, target, class_weight, ignore_index, reduction, z_loss):
-    if reduction == "none":
-        return loss_rows
-    if reduction == "sum":
-        return loss_rows.sum()
-    ce_denominator, count = ce._denominators(target, class_weight, ignore_index)
-    valid = target != ignore_index
-    z_rows = z_loss * lse.square() * valid if z_loss else torch.zeros_like(lse)
-    ce_sum = (loss_rows - z_rows).sum()
-    loss = ce_sum / ce_denominator if ce_denominator else ce_sum * 0.0
-    return loss + (z_rows.sum() / count if count else 0.0)
-
-
-def _scales(target, class_weight, ignore_index, reduction, upstream=1.0):
-    if reduction != "mean":
-        return upstream, upstream
-    ce_denominator, count = ce._denominators(target, class_weight, ignore_index)
-    return (upstream / ce_denominator if ce_denominator else 0.0), (upstream / count if count else 0.0)
-
-
 def _chunked_pass(backend, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
                   chunk, want_grads, ce_scale, z_scale, accumulate_fp32, row_upstream=None):
     """One pass over row chunks: loss rows and lse, and (optionally) the three gradients."""
@@ -132,12 +112,12 @@ def linear_cross_entropy_op(
     chosen = backends.resolve(OP, input.device, input.dtype, backend)
     chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size)
     want_grads = compute_grad and reduction != "none"
-    ce_scale, z_scale = _scales(target, class_weight, ignore_index, reduction) if want_grads else (1.0, 1.0)
+    ce_scale, z_scale = ce.gradient_scales(target, class_weight, ignore_index, reduction) if want_grads else (1.0, 1.0)
     loss_rows, lse, gi, gw, gb = _chunked_pass(
         chosen, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
         chunk, want_grads, ce_scale, z_scale, accumulate_fp32,
     )
-    loss = _reduce(loss_rows, lse, target, class_weight, ignore_index, reduction, z_loss)
+    loss = ce.reduce_rows(loss_rows, lse, target, class_weight, ignore_index, reduction, z_loss)
     if not want_grads:
         return loss, lse, _empty(input), _empty(weight), _empty(weight)
     return loss, lse, gi, gw.to(weight.dtype), _empty(weight) if gb is None else gb.to(weight.dtype)
@@ -171,7 +151,7 @@ def linear_cross_entropy_backward_op(
     chosen = backends.resolve(OP, input.device, input.dtype, backend)
     chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size)
     row_upstream = grad_loss if reduction == "none" else None
-    ce_scale, z_scale = (1.0, 1.0) if reduction == "none" else _scales(target, class_weight, ignore_index, reduction, float(grad_loss))
+    ce_scale, z_scale = (1.0, 1.0) if reduction == "none" else ce.gradient_scales(target, class_weight, ignore_index, reduction, float(grad_loss))
     _, _, gi, gw, gb = _chunked_pass(
         chosen, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
         chunk, True, ce_scale, z_scale, accumulate_fp32, row_upstream,

@@ -64,7 +64,7 @@ def _rotate_into(op, backend, q, q_out, k, k_out, cos, sin, position_ids, interl
     sin32 = sin.to(torch.float32).contiguous()
     # Kernels need a unit last stride on outputs too; rotate into a temporary where it lacks one.
     pairs = [(q, q_out)] + ([(k, k_out)] if k is not None else [])
-    targets = [out if out.stride(-1) == 1 else new_output_like(out.contiguous()) for _, out in pairs]
+    targets = [out if out.stride(-1) == 1 else torch.empty(out.shape, dtype=out.dtype, device=out.device) for _, out in pairs]
     inputs = [kernel_input(x) for x, _ in pairs]
     _kernel(chosen)(
         inputs[0], targets[0],
