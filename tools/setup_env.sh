@@ -9,7 +9,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP="$VENV/bin/python -m pip"
-$PIP install -q --upgrade pip setuptools wheel
+# The build tools first: --no-build-isolation below builds with what is installed here.
+$PIP install -q --upgrade pip "setuptools>=77" wheel ninja pybind11
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
     $PIP install -q "torch>=2.6"
@@ -17,8 +18,7 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     $PIP install -q "torch==2.13.0"  # the CPU wheel on this machine's disk
   fi
 fi
-$PIP install -q "triton>=3.2" pytest pytest-benchmark pytest-timeout numpy ninja pybind11 transformers \
-  tokenizers safetensors tqdm matplotlib
 # --no-build-isolation: the build must see the torch installed above (never a second one).
-MAX_JOBS=${MAX_JOBS:-2} $PIP install -q --no-build-isolation -e .
+# The `dev` extra (pyproject.toml) is the one list of what the tests, demo and benchmarks need.
+MAX_JOBS=${MAX_JOBS:-2} $PIP install -q --no-build-isolation -e ".[dev]"
 "$VENV/bin/python" -c "import llmkernels; r = llmkernels.info(print_report=False); print(\"llmkernels extension:\", r[\"extension\"])"
