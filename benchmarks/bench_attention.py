@@ -1,6 +1,6 @@
 """Attention against F.scaled_dot_product_attention (PyTorch's CPU flash kernel).
 
-Targets (issue 3), (1, 8, 2048, 64) on the 2-core CPU: fp32 forward >= 0.95x (causal and not),
+Targets, (1, 8, 2048, 64) on the 2-core CPU: fp32 forward >= 0.95x (causal and not),
 fp32 forward+backward >= 0.95x; bf16 forward and forward+backward >= 1.5x; peak memory at seq
 16384 O(seq) (no seq x seq buffer; fresh process per case).
 """

@@ -1,6 +1,6 @@
 """Cross-entropy forward+backward against F.cross_entropy.
 
-Target (issue 4): N=4096, V=32000 fp32 forward+backward >= 2.5x F.cross_entropy on the 2-core CPU.
+Target: N=4096, V=32000 fp32 forward+backward >= 2.5x F.cross_entropy on the 2-core CPU.
 Each step makes a fresh (N, V) gradient, as training does; its first touch (~170 ms for 500 MB
 here) is part of both contenders' time.
 """

@@ -1,6 +1,6 @@
 """Rotary embedding against the Hugging Face `rotate_half` formulation, eager and compiled.
 
-Target (issue 2): apply_rotary forward+backward on q, k of (4, 16, 2048, 128) fp32 >= 3x the HF
+Target: apply_rotary forward+backward on q, k of (4, 16, 2048, 128) fp32 >= 3x the HF
 formulation on the 2-core CPU.
 """
 

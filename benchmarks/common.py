@@ -37,9 +37,14 @@ def record(case: str, medians: dict[str, float], ours: str, target: dict[str, fl
             row["speedup_vs"][name] = seconds / medians[ours]
     row["target"] = target or {}
     RESULTS.append(row)
+
+
+def write_results() -> None:
+    """The rows of this run, replacing the previous run's (the file holds one run, never grows)."""
     os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, "latest.jsonl"), "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+    with open(os.path.join(RESULTS_DIR, "latest.jsonl"), "w", encoding="utf-8") as f:
+        for row in RESULTS:
+            f.write(json.dumps(row) + "\n")
 
 
 def format_table() -> str:

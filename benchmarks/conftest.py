@@ -4,9 +4,10 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "0")
 
-from benchmarks.common import RESULTS, format_table  # noqa: E402
+from benchmarks.common import RESULTS, format_table, write_results  # noqa: E402
 
 
 def pytest_terminal_summary(terminalreporter):
     if RESULTS:
         terminalreporter.write_line(format_table())
+        write_results()
