@@ -18,33 +18,19 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from llmkernels import _native, _triton, backends
+from llmkernels import backends
 from llmkernels.ops.attention import reference
-from llmkernels.ops.attention.arguments import check_options, check_qkv, kernel_layout, kernel_slopes
-from llmkernels.ops.common.checks import FLOAT_DTYPES, KERNEL_DTYPES
+from llmkernels.ops.attention.arguments import check_options, check_qkv, kernel_slopes
+from llmkernels.ops.common.layout import kernel_input
+from llmkernels.ops.common.registration import KernelFamily, register_backends
 
 OP = "attention"
 GPU_HEAD_DIMS = (8, 256)
+KERNELS = KernelFamily(
+    "attention", ("attention_forward", "attention_backward"), "llmkernels.ops.attention.triton_kernels"
+)
 
-
-def _cpp_probe(device_type):
-    present, why = _native.cpu_probe(device_type)
-    if present and not hasattr(_native.extension(), "attention_forward_cpu"):
-        return False, "llmkernels._C was built without the attention kernels"
-    return present, why
-
-
-def _cuda_probe(device_type):
-    present, why = _native.cuda_probe(device_type)
-    if present and not hasattr(_native.extension(), "attention_forward_cuda"):
-        return False, "llmkernels._C was built without the CUDA attention kernels"
-    return present, why
-
-
-backends.register(OP, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, lambda d: (True, "plain PyTorch")))
-backends.register(OP, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, _cpp_probe))
-backends.register(OP, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses))
-backends.register(OP, backends.Implementation("cuda", ("cuda",), KERNEL_DTYPES, _cuda_probe))
+register_backends(OP, KERNELS)
 
 
 def _choose(q, backend: str) -> str:
@@ -57,19 +43,8 @@ def _choose(q, backend: str) -> str:
     return chosen
 
 
-def _kernels(backend):
-    if backend == "cpp":
-        ext = _native.extension()
-        return ext.attention_forward_cpu, ext.attention_backward_cpu
-    if backend == "cuda":
-        ext = _native.extension()
-        return ext.attention_forward_cuda, ext.attention_backward_cuda
-    from llmkernels.ops.attention import triton_kernels
-
-    return triton_kernels.attention_forward, triton_kernels.attention_backward
-
-
-def _empty_result(q, seq_k):
+def _empty_result(q):
+    """The answer when there are no queries or no keys: out 0 and lse -inf (no key was seen)."""
     out = q.new_zeros(q.shape)
     lse = q.new_full(q.shape[:3], float("-inf"), dtype=torch.float32)
     return out, lse
@@ -84,15 +59,14 @@ def attention_op(
     check_options(q, k, scale, window_left, window_right, softcap, alibi_slopes, key_padding_mask)
     chosen = _choose(q, backend)
     if q.numel() == 0 or k.shape[2] == 0:
-        return _empty_result(q, k.shape[2])
+        return _empty_result(q)
     if chosen == "reference":
         return reference.forward(q, k, v, scale, causal, window_left, window_right, softcap, alibi_slopes, key_padding_mask)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
-    forward_kernel, _ = _kernels(chosen)
     mask = None if key_padding_mask is None else key_padding_mask.contiguous()
-    forward_kernel(
-        kernel_layout(q), kernel_layout(k), kernel_layout(v), out, lse, scale, causal, window_left, window_right,
+    KERNELS.kernel(chosen, "attention_forward")(
+        kernel_input(q), kernel_input(k), kernel_input(v), out, lse, scale, causal, window_left, window_right,
         softcap, kernel_slopes(alibi_slopes, q.shape[0], q.shape[1]), mask,
     )
     return out, lse
@@ -120,10 +94,9 @@ def attention_backward_op(
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
-    _, backward_kernel = _kernels(chosen)
     mask = None if key_padding_mask is None else key_padding_mask.contiguous()
-    backward_kernel(
-        kernel_layout(q), kernel_layout(k), kernel_layout(v), kernel_layout(out), kernel_layout(dout), lse.contiguous(),
+    KERNELS.kernel(chosen, "attention_backward")(
+        kernel_input(q), kernel_input(k), kernel_input(v), kernel_input(out), kernel_input(dout), lse.contiguous(),
         dq, dk, dv, scale, causal, window_left, window_right, softcap, kernel_slopes(alibi_slopes, q.shape[0], q.shape[1]), mask,
     )
     return dq, dk, dv

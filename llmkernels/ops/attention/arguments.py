@@ -54,10 +54,6 @@ def normalize_window(window) -> tuple[int, int]:
     return int(window[0]), int(window[1])
 
 
-def kernel_layout(x: torch.Tensor) -> torch.Tensor:
-    return x if x.stride(-1) == 1 else x.contiguous()
-
-
 def kernel_slopes(alibi_slopes, batch: int, heads_q: int):
     if alibi_slopes is None:
         return None

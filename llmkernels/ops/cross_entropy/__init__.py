@@ -23,65 +23,15 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from llmkernels import _native, _triton, backends
-from llmkernels.ops.common.checks import FLOAT_DTYPES, KERNEL_DTYPES
+from llmkernels import backends
+from llmkernels.ops.common.registration import register_backends
 from llmkernels.ops.cross_entropy import reference
 from llmkernels.ops.cross_entropy.arguments import check_arguments
+from llmkernels.ops.cross_entropy.rows import KERNELS, compute_rows, gradient_scales, reduce_rows
 
 OP = "cross_entropy"
 
-
-def _cpp_probe(device_type):
-    present, why = _native.cpu_probe(device_type)
-    if present and not hasattr(_native.extension(), "cross_entropy_cpu"):
-        return False, "llmkernels._C was built without the cross-entropy kernel"
-    return present, why
-
-
-def _cuda_probe(device_type):
-    present, why = _native.cuda_probe(device_type)
-    if present and not hasattr(_native.extension(), "cross_entropy_cuda"):
-        return False, "llmkernels._C was built without the CUDA cross-entropy kernel"
-    return present, why
-
-
-backends.register(OP, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, lambda d: (True, "plain PyTorch")))
-backends.register(OP, backends.Implementation("cuda", ("cuda",), KERNEL_DTYPES, _cuda_probe))
-backends.register(OP, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, _cpp_probe))
-backends.register(OP, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses))
-
-
-def _kernel(backend):
-    if backend == "cpp":
-        return _native.extension().cross_entropy_cpu
-    if backend == "cuda":
-        return _native.extension().cross_entropy_cuda
-    from llmkernels.ops.cross_entropy import triton_kernels
-
-    return triton_kernels.cross_entropy_rows
-
-
-def _denominators(target, weight, ignore_index):
-    """(sum of target weights, count) over non-ignored rows, as Python floats (host values)."""
-    valid = target != ignore_index
-    count = float(valid.sum())
-    if weight is None:
-        return count, count
-    safe = torch.where(valid, target, torch.zeros_like(target))
-    return float((weight.float()[safe] * valid).sum()), count
-
-
-def _run_rows(backend, logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, grad, ce_scale, z_scale):
-    logits = logits if logits.stride(-1) == 1 else logits.contiguous()
-    rows = logits.shape[0]
-    loss_rows = torch.empty(rows, dtype=torch.float32, device=logits.device)
-    lse = torch.empty(rows, dtype=torch.float32, device=logits.device)
-    class_weight = None if weight is None else weight.to(torch.float32).contiguous()
-    _kernel(backend)(
-        logits, target.to(torch.int64).contiguous(), class_weight, loss_rows, lse, grad, ignore_index,
-        label_smoothing, z_loss, softcap or 0.0, ce_scale, z_scale,
-    )
-    return loss_rows, lse
+register_backends(OP, KERNELS)
 
 
 @torch.library.custom_op("llmkernels::cross_entropy", mutates_args=())
@@ -94,30 +44,8 @@ def cross_entropy_op(
     if chosen == "reference":
         loss, lse = reference.cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
         return loss.float(), lse.float()
-    loss_rows, lse = _run_rows(chosen, logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, None, 1.0, 1.0)
+    loss_rows, lse = compute_rows(chosen, logits, target, weight, ignore_index, label_smoothing, z_loss, softcap)
     return reduce_rows(loss_rows, lse, target, weight, ignore_index, reduction, z_loss), lse
-
-
-def reduce_rows(loss_rows, lse, target, weight, ignore_index, reduction, z_loss):
-    """The loss from the kernels' per-row numerators (CE part + z-loss part in each row)."""
-    if reduction == "none":
-        return loss_rows
-    if reduction == "sum":
-        return loss_rows.sum()
-    # mean: the CE part over sum(w_t), the z-loss part over the row count.
-    ce_denominator, count = _denominators(target, weight, ignore_index)
-    z_rows = z_loss * lse.square() * (target != ignore_index) if z_loss else None
-    ce_sum = loss_rows.sum() if z_rows is None else (loss_rows - z_rows).sum()
-    loss = ce_sum / ce_denominator if ce_denominator else ce_sum * 0.0
-    return loss if z_rows is None else loss + (z_rows.sum() / count if count else 0.0)
-
-
-def gradient_scales(target, weight, ignore_index, reduction, upstream=1.0):
-    """(ce_scale, z_scale) for the row kernels: the upstream gradient over each mean's denominator."""
-    if reduction != "mean":
-        return upstream, upstream
-    ce_denominator, count = _denominators(target, weight, ignore_index)
-    return (upstream / ce_denominator if ce_denominator else 0.0), (upstream / count if count else 0.0)
 
 
 @cross_entropy_op.register_fake
@@ -139,12 +67,12 @@ def cross_entropy_backward_op(
         return grad.to(logits.dtype)
     grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
     if reduction == "none":
-        _run_rows(chosen, logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, grad, 1.0, 1.0)
+        compute_rows(chosen, logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, grad)
         grad.mul_(grad_loss.to(grad.dtype).unsqueeze(-1))  # per-row upstream, in our own buffer
         return grad
-    # The upstream scalar is read on the host (CPU here; on a GPU this is a sync still to remove).
+    # The upstream scalar is read on the host: free on a CPU, a host sync on a GPU.
     ce_scale, z_scale = gradient_scales(target, weight, ignore_index, reduction, float(grad_loss))
-    _run_rows(chosen, logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, grad, ce_scale, z_scale)
+    compute_rows(chosen, logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, grad, ce_scale, z_scale)
     return grad
 
 

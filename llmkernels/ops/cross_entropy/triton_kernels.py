@@ -136,8 +136,8 @@ def _block_size(num_classes: int) -> int:
     return min(triton.next_power_of_2(max(num_classes, 1)), cap)
 
 
-def cross_entropy_rows(logits, target, class_weight, loss_rows, lse, grad, ignore_index,
-                       label_smoothing, z_loss, softcap, ce_scale, z_scale) -> None:
+def cross_entropy(logits, target, class_weight, loss_rows, lse, grad, ignore_index,
+                  label_smoothing, z_loss, softcap, ce_scale, z_scale) -> None:
     """Same contract as csrc/cross_entropy/cross_entropy.h: loss_rows, lse (and grad) written in place."""
     n, num_classes = logits.shape
     if n == 0:

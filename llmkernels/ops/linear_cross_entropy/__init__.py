@@ -10,8 +10,14 @@
   gradients by the upstream scalar, or, for 'none' (per-row upstream, unknown in the forward),
   recomputes each chunk's logits and forms the gradients then.
 
-The row math is the cross_entropy family's (reference, cpp or triton rows); the GEMMs are torch's.
-Weight-gradient accumulation across chunks runs in float32 when ``accumulate_fp32``.
+The row math is the cross_entropy family's (``ops.cross_entropy.rows``: reference, cpp, triton or
+cuda rows); the GEMMs are torch's. Weight-gradient accumulation across chunks runs in float32 when
+``accumulate_fp32``.
+
+Files: this family has no ``reference.py`` and no ``triton_kernels.py`` of its own. Its only math
+beyond torch's GEMMs is the cross-entropy rows, whose specification (``cross_entropy/reference.py``)
+and Triton kernel (``cross_entropy/triton_kernels.py``) it reuses; its reference backend is the
+same chunked pass with the reference rows.
 """
 
 from __future__ import annotations
@@ -21,37 +27,23 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from llmkernels import _native, _triton, backends
-from llmkernels.ops import cross_entropy as ce
-from llmkernels.ops.common.checks import FLOAT_DTYPES, KERNEL_DTYPES, can_check_values
-from llmkernels.ops.cross_entropy import reference as ce_reference
+from llmkernels import backends
+from llmkernels.ops.common.checks import can_check_values
+from llmkernels.ops.common.registration import register_backends
+from llmkernels.ops.cross_entropy import rows as ce_rows
 from llmkernels.ops.linear_cross_entropy.arguments import check_arguments
 
 OP = "linear_cross_entropy"
 _CHUNK_ELEMENTS = 1 << 21  # logits per chunk (8 MB in float32): GEMMs still large, peak memory small
 
-backends.register(OP, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, lambda d: (True, "plain PyTorch")))
-backends.register(OP, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, ce._cpp_probe))
-backends.register(OP, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses))
-backends.register(OP, backends.Implementation("cuda", ("cuda",), KERNEL_DTYPES, ce._cuda_probe))
+# The row math runs on the cross-entropy family's kernels: the same entry points, the same probes.
+register_backends(OP, ce_rows.KERNELS)
 
 
 def rows_per_chunk(rows: int, classes: int, chunk_size: int) -> int:
     if chunk_size > 0:
         return chunk_size
     return max(1, min(rows, _CHUNK_ELEMENTS // max(classes, 1)))
-
-
-def _rows(backend, logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, grad_buffer, ce_scale, z_scale):
-    """Loss rows, lse and (into grad_buffer, when given) the logits' gradient for one chunk."""
-    if backend == "reference":
-        loss_rows, lse, grad = ce_reference.rows_with_gradient(
-            logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, ce_scale, z_scale
-        )
-        if grad_buffer is not None:
-            grad_buffer.copy_(grad)
-        return loss_rows, lse
-    return ce._run_rows(backend, logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, grad_buffer, ce_scale, z_scale)
 
 
 def _chunked_pass(backend, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
@@ -80,7 +72,7 @@ def _chunked_pass(backend, input, weight, bias, target, class_weight, ignore_ind
         else:
             torch.mm(x, weight.t(), out=logits)
         grad = None if grad_buffer is None else grad_buffer[: stop - start]
-        loss_rows[start:stop], lse[start:stop] = _rows(
+        loss_rows[start:stop], lse[start:stop] = ce_rows.compute_rows(
             backend, logits, target[start:stop], class_weight, ignore_index, label_smoothing, z_loss, softcap,
             grad, ce_scale, z_scale,
         )
@@ -112,12 +104,12 @@ def linear_cross_entropy_op(
     chosen = backends.resolve(OP, input.device, input.dtype, backend)
     chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size)
     want_grads = compute_grad and reduction != "none"
-    ce_scale, z_scale = ce.gradient_scales(target, class_weight, ignore_index, reduction) if want_grads else (1.0, 1.0)
+    ce_scale, z_scale = ce_rows.gradient_scales(target, class_weight, ignore_index, reduction) if want_grads else (1.0, 1.0)
     loss_rows, lse, gi, gw, gb = _chunked_pass(
         chosen, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
         chunk, want_grads, ce_scale, z_scale, accumulate_fp32,
     )
-    loss = ce.reduce_rows(loss_rows, lse, target, class_weight, ignore_index, reduction, z_loss)
+    loss = ce_rows.reduce_rows(loss_rows, lse, target, class_weight, ignore_index, reduction, z_loss)
     if not want_grads:
         return loss, lse, _empty(input), _empty(weight), _empty(weight)
     return loss, lse, gi, gw.to(weight.dtype), _empty(weight) if gb is None else gb.to(weight.dtype)
@@ -151,7 +143,7 @@ def linear_cross_entropy_backward_op(
     chosen = backends.resolve(OP, input.device, input.dtype, backend)
     chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size)
     row_upstream = grad_loss if reduction == "none" else None
-    ce_scale, z_scale = (1.0, 1.0) if reduction == "none" else ce.gradient_scales(target, class_weight, ignore_index, reduction, float(grad_loss))
+    ce_scale, z_scale = (1.0, 1.0) if reduction == "none" else ce_rows.gradient_scales(target, class_weight, ignore_index, reduction, float(grad_loss))
     _, _, gi, gw, gb = _chunked_pass(
         chosen, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
         chunk, True, ce_scale, z_scale, accumulate_fp32, row_upstream,

@@ -20,33 +20,18 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from llmkernels import _native, _triton, backends
-from llmkernels.ops.common.checks import FLOAT_DTYPES, KERNEL_DTYPES
+from llmkernels import backends
+from llmkernels.ops.common.layout import finish_output, kernel_input, kernel_output, new_output_like
+from llmkernels.ops.common.positions import normalize_positions
+from llmkernels.ops.common.registration import KernelFamily, register_backends
 from llmkernels.ops.rotary import reference
-from llmkernels.ops.rotary.arguments import (
-    check_all,
-    kernel_input,
-    new_output_like,
-    normalize_positions,
-)
+from llmkernels.ops.rotary.arguments import check_all
 
 OPS = ("rotary_embedding", "apply_rotary")
+KERNELS = KernelFamily("rotary", ("rotary",), "llmkernels.ops.rotary.triton_kernels")
 
 for _op in OPS:
-    backends.register(_op, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, lambda d: (True, "plain PyTorch")))
-    backends.register(_op, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, _native.cpu_probe))
-    backends.register(_op, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses))
-    backends.register(_op, backends.Implementation("cuda", ("cuda",), KERNEL_DTYPES, _native.cuda_probe))
-
-
-def _kernel(backend: str):
-    if backend == "cpp":
-        return _native.extension().rotary_cpu
-    if backend == "cuda":
-        return _native.extension().rotary_cuda
-    from llmkernels.ops.rotary import triton_kernels
-
-    return triton_kernels.rotate
+    register_backends(_op, KERNELS)
 
 
 def _rotate_into(op, backend, q, q_out, k, k_out, cos, sin, position_ids, interleaved, conjugate):
@@ -62,41 +47,44 @@ def _rotate_into(op, backend, q, q_out, k, k_out, cos, sin, position_ids, interl
         return
     cos32 = cos.to(torch.float32).contiguous()
     sin32 = sin.to(torch.float32).contiguous()
-    # Kernels need a unit last stride on outputs too; rotate into a temporary where it lacks one.
-    pairs = [(q, q_out)] + ([(k, k_out)] if k is not None else [])
-    targets = [out if out.stride(-1) == 1 else torch.empty(out.shape, dtype=out.dtype, device=out.device) for _, out in pairs]
-    inputs = [kernel_input(x) for x, _ in pairs]
-    _kernel(chosen)(
-        inputs[0], targets[0],
-        inputs[1] if k is not None else None, targets[1] if k is not None else None,
+    q_target = kernel_output(q_out)
+    k_target = None if k is None else kernel_output(k_out)
+    KERNELS.kernel(chosen, "rotary")(
+        kernel_input(q), q_target, None if k is None else kernel_input(k), k_target,
         cos32, sin32, positions, interleaved, conjugate,
     )
-    for (_, out), target in zip(pairs, targets):
-        if target is not out:
-            out.copy_(target)
+    finish_output(q_out, q_target)
+    if k is not None:
+        finish_output(k_out, k_target)
+
+
+def _no_table_gradients(ctx, first_table_index: int) -> None:
+    if ctx.needs_input_grad[first_table_index] or ctx.needs_input_grad[first_table_index + 1]:
+        raise RuntimeError(
+            "llmkernels rotary ops do not compute gradients for cos/sin; pass tables that do not "
+            "require grad (e.g. cos.detach())"
+        )
 
 
 # --- single tensor ------------------------------------------------------------------------
+# The backward of a rotation by +theta is the rotation by -theta (``conjugate``), and the
+# backward of that is the forward again: both ops are built by one factory.
 
 
-@torch.library.custom_op("llmkernels::rotary_embedding", mutates_args=())
-def rotary_embedding_op(
-    x: Tensor, cos: Tensor, sin: Tensor, position_ids: Optional[Tensor], interleaved: bool, backend: str
-) -> Tensor:
-    check_all(x, None, cos, sin, position_ids)
-    out = new_output_like(x)
-    _rotate_into("rotary_embedding", backend, x, out, None, None, cos, sin, position_ids, interleaved, False)
-    return out
+def _single_op(name: str, conjugate: bool):
+    def rotate(
+        x: Tensor, cos: Tensor, sin: Tensor, position_ids: Optional[Tensor], interleaved: bool, backend: str
+    ) -> Tensor:
+        check_all(x, None, cos, sin, position_ids)
+        out = new_output_like(x)
+        _rotate_into("rotary_embedding", backend, x, out, None, None, cos, sin, position_ids, interleaved, conjugate)
+        return out
+
+    return torch.library.custom_op(f"llmkernels::{name}", rotate, mutates_args=())
 
 
-@torch.library.custom_op("llmkernels::rotary_embedding_backward", mutates_args=())
-def rotary_embedding_backward_op(
-    grad: Tensor, cos: Tensor, sin: Tensor, position_ids: Optional[Tensor], interleaved: bool, backend: str
-) -> Tensor:
-    check_all(grad, None, cos, sin, position_ids)
-    out = new_output_like(grad)
-    _rotate_into("rotary_embedding", backend, grad, out, None, None, cos, sin, position_ids, interleaved, True)
-    return out
+rotary_embedding_op = _single_op("rotary_embedding", conjugate=False)
+rotary_embedding_backward_op = _single_op("rotary_embedding_backward", conjugate=True)
 
 
 @torch.library.custom_op("llmkernels::rotary_embedding_", mutates_args=("x",))
@@ -121,65 +109,47 @@ def _(x, cos, sin, position_ids, interleaved, backend):
     check_all(x, None, cos, sin, position_ids)
 
 
-def _no_table_gradients(ctx, first_table_index: int) -> None:
-    if ctx.needs_input_grad[first_table_index] or ctx.needs_input_grad[first_table_index + 1]:
-        raise RuntimeError(
-            "llmkernels rotary ops do not compute gradients for cos/sin; pass tables that do not "
-            "require grad (e.g. cos.detach())"
-        )
-
-
 def _setup_single(ctx, inputs, output):
     _, cos, sin, position_ids, interleaved, backend = inputs
     ctx.save_for_backward(cos, sin, position_ids)
     ctx.interleaved, ctx.backend = interleaved, backend
 
 
-def _backward_single(ctx, grad):
-    _no_table_gradients(ctx, 1)
-    cos, sin, position_ids = ctx.saved_tensors
-    grad_x = torch.ops.llmkernels.rotary_embedding_backward(
-        grad, cos, sin, position_ids, ctx.interleaved, ctx.backend
-    )
-    return grad_x, None, None, None, None, None
+def _single_gradient(op):
+    def backward(ctx, grad):
+        _no_table_gradients(ctx, 1)
+        cos, sin, position_ids = ctx.saved_tensors
+        return op(grad, cos, sin, position_ids, ctx.interleaved, ctx.backend), None, None, None, None, None
+
+    return backward
 
 
-rotary_embedding_op.register_autograd(_backward_single, setup_context=_setup_single)
-
-
-def _backward_of_backward(ctx, grad):
-    # The backward is itself a rotation (by -theta); its own gradient rotates by +theta.
-    _no_table_gradients(ctx, 1)
-    cos, sin, position_ids = ctx.saved_tensors
-    grad_x = torch.ops.llmkernels.rotary_embedding(grad, cos, sin, position_ids, ctx.interleaved, ctx.backend)
-    return grad_x, None, None, None, None, None
-
-
-rotary_embedding_backward_op.register_autograd(_backward_of_backward, setup_context=_setup_single)
+rotary_embedding_op.register_autograd(
+    _single_gradient(torch.ops.llmkernels.rotary_embedding_backward), setup_context=_setup_single
+)
+rotary_embedding_backward_op.register_autograd(
+    _single_gradient(torch.ops.llmkernels.rotary_embedding), setup_context=_setup_single
+)
 
 
 # --- q and k in one launch ---------------------------------------------------------------
 
 
-@torch.library.custom_op("llmkernels::apply_rotary", mutates_args=())
-def apply_rotary_op(
-    q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, position_ids: Optional[Tensor], interleaved: bool, backend: str
-) -> tuple[Tensor, Tensor]:
-    check_all(q, k, cos, sin, position_ids)
-    q_out, k_out = new_output_like(q), new_output_like(k)
-    _rotate_into("apply_rotary", backend, q, q_out, k, k_out, cos, sin, position_ids, interleaved, False)
-    return q_out, k_out
+def _pair_op(name: str, conjugate: bool):
+    def rotate(
+        q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, position_ids: Optional[Tensor], interleaved: bool,
+        backend: str,
+    ) -> tuple[Tensor, Tensor]:
+        check_all(q, k, cos, sin, position_ids)
+        q_out, k_out = new_output_like(q), new_output_like(k)
+        _rotate_into("apply_rotary", backend, q, q_out, k, k_out, cos, sin, position_ids, interleaved, conjugate)
+        return q_out, k_out
+
+    return torch.library.custom_op(f"llmkernels::{name}", rotate, mutates_args=())
 
 
-@torch.library.custom_op("llmkernels::apply_rotary_backward", mutates_args=())
-def apply_rotary_backward_op(
-    grad_q: Tensor, grad_k: Tensor, cos: Tensor, sin: Tensor, position_ids: Optional[Tensor], interleaved: bool,
-    backend: str,
-) -> tuple[Tensor, Tensor]:
-    check_all(grad_q, grad_k, cos, sin, position_ids)
-    q_out, k_out = new_output_like(grad_q), new_output_like(grad_k)
-    _rotate_into("apply_rotary", backend, grad_q, q_out, grad_k, k_out, cos, sin, position_ids, interleaved, True)
-    return q_out, k_out
+apply_rotary_op = _pair_op("apply_rotary", conjugate=False)
+apply_rotary_backward_op = _pair_op("apply_rotary_backward", conjugate=True)
 
 
 def _fake_pair(q, k, cos, sin, position_ids, interleaved, backend):

@@ -1,4 +1,4 @@
-"""Validation and normalisation of rotary arguments, shared by the real and the fake kernels."""
+"""Validation of rotary arguments, shared by the wrappers, the real and the fake kernels."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import torch
 
 from llmkernels.ops.common.checks import (
     FLOAT_DTYPES,
-    INDEX_DTYPES,
     can_check_values,
     check_dim_size,
     check_same_device,
     check_tensor,
 )
+from llmkernels.ops.common.positions import check_position_shape
 
 
 def check_tables(x_name: str, x: torch.Tensor, cos, sin) -> None:
@@ -43,14 +43,7 @@ def check_positions(x_name: str, x: torch.Tensor, cos: torch.Tensor, position_id
                 "build a longer cache or pass position_ids"
             )
         return
-    check_tensor("position_ids", position_ids, ndims=(1, 2), dtypes=INDEX_DTYPES)
-    check_same_device("position_ids", position_ids, x_name, x)
-    check_dim_size("position_ids", position_ids, -1, seq, f"{x_name}'s seq")
-    if position_ids.dim() == 2 and position_ids.shape[0] not in (1, batch):
-        raise ValueError(
-            f"position_ids must be (seq,), (1, seq) or (batch, seq) with batch {batch}; "
-            f"got shape {tuple(position_ids.shape)}"
-        )
+    check_position_shape(position_ids, x_name, x, batch, seq)
     if can_check_values(position_ids) and position_ids.numel():
         low, high = int(position_ids.min()), int(position_ids.max())
         if low < 0 or high >= max_positions:
@@ -72,25 +65,3 @@ def check_all(q, k, cos, sin, position_ids) -> None:
             check_dim_size("k", k, dim, q.shape[dim], f"q's {what}")
     check_tables(x_name, q, cos, sin)
     check_positions(x_name, q, cos, position_ids)
-
-
-def normalize_positions(position_ids: torch.Tensor | None) -> torch.Tensor | None:
-    """int64 (P, seq), contiguous, P in {1, batch}."""
-    if position_ids is None:
-        return None
-    if position_ids.dim() == 1:
-        position_ids = position_ids.unsqueeze(0)
-    return position_ids.to(torch.int64).contiguous()
-
-
-def new_output_like(x: torch.Tensor) -> torch.Tensor:
-    """An output with x's layout where that layout keeps the last dim contiguous (kernels need it)."""
-    out = torch.empty_like(x)
-    if out.dim() and out.stride(-1) != 1 and out.shape[-1] > 1:
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    return out
-
-
-def kernel_input(x: torch.Tensor) -> torch.Tensor:
-    """Kernels read rows with unit stride in the last dim; any other strides are fine."""
-    return x if x.stride(-1) == 1 or x.shape[-1] <= 1 else x.contiguous()

@@ -7,9 +7,10 @@ axis numbers q's head blocks first, then k's.
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
+
+from llmkernels.ops.common.triton_positions import position_args, row_and_position
 
 
 @triton.jit
@@ -52,14 +53,8 @@ def _rotary_kernel(
     COPY_REST_Q: tl.constexpr, COPY_REST_K: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_HALF: tl.constexpr, BLOCK_REST: tl.constexpr,
 ):
-    row = tl.program_id(0)
+    b, s, position = row_and_position(pos_ptr, seq, pos_batch_stride, HAS_POS)
     head_block = tl.program_id(1)
-    b = row // seq
-    s = row % seq
-    if HAS_POS:
-        position = tl.load(pos_ptr + b.to(tl.int64) * pos_batch_stride + s)
-    else:
-        position = s.to(tl.int64)
     cols = tl.arange(0, BLOCK_HALF)
     cos_row = tl.load(cos_ptr + position * half + cols, mask=cols < half, other=0.0)
     sin_row = tl.load(sin_ptr + position * half + cols, mask=cols < half, other=0.0)
@@ -77,7 +72,7 @@ def _rotary_kernel(
         )
 
 
-def rotate(q, q_out, k, k_out, cos, sin, position_ids, interleaved, conjugate):
+def rotary(q, q_out, k, k_out, cos, sin, position_ids, interleaved, conjugate):
     """Same contract as csrc/rotary/rotary.h: outputs written in place, q_out may alias q."""
     batch, heads_q, seq, head_dim = q.shape
     half = cos.shape[1]
@@ -88,9 +83,7 @@ def rotate(q, q_out, k, k_out, cos, sin, position_ids, interleaved, conjugate):
         k, k_out, k_blocks = q, q_out, 0
     else:
         k_blocks = triton.cdiv(k.shape[1], block_h)
-    has_pos = position_ids is not None
-    pos = position_ids if has_pos else cos  # any pointer; never read
-    pos_batch_stride = position_ids.stride(0) if has_pos and position_ids.shape[0] > 1 else 0
+    pos, pos_batch_stride, has_pos = position_args(position_ids, cos)
     grid = (batch * seq, q_blocks + k_blocks)
     _rotary_kernel[grid](
         q, q_out, k, k_out, cos, sin, pos,

@@ -15,43 +15,17 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from llmkernels import _native, _triton, backends
-from llmkernels.ops.common.checks import (
-    FLOAT_DTYPES,
-    INDEX_DTYPES,
-    KERNEL_DTYPES,
-    can_check_values,
-    check_dim_size,
-    check_same_device,
-    check_tensor,
-)
-from llmkernels.ops.rotary.arguments import kernel_input, new_output_like, normalize_positions
+from llmkernels import backends
+from llmkernels.ops.common.layout import finish_output, kernel_input, kernel_output, new_output_like
+from llmkernels.ops.common.positions import normalize_positions
+from llmkernels.ops.common.registration import KernelFamily, register_backends
 from llmkernels.ops.sinusoidal import reference
+from llmkernels.ops.sinusoidal.arguments import check_arguments
 
 OP = "add_sinusoidal_position_encoding"
+KERNELS = KernelFamily("sinusoidal", ("add_sinusoidal",), "llmkernels.ops.sinusoidal.triton_kernels")
 
-backends.register(OP, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, lambda d: (True, "plain PyTorch")))
-backends.register(OP, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, _native.cpu_probe))
-backends.register(OP, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses))
-backends.register(OP, backends.Implementation("cuda", ("cuda",), KERNEL_DTYPES, _native.cuda_probe))
-
-
-def check_arguments(x, position_ids, base: float, scale: float) -> None:
-    check_tensor("x", x, ndims=(3,), dtypes=FLOAT_DTYPES)
-    if not base > 1:
-        raise ValueError(f"base must be > 1; got {base!r}")
-    if position_ids is None:
-        return
-    check_tensor("position_ids", position_ids, ndims=(1, 2), dtypes=INDEX_DTYPES)
-    check_same_device("position_ids", position_ids, "x", x)
-    check_dim_size("position_ids", position_ids, -1, x.shape[1], "x's seq")
-    if position_ids.dim() == 2 and position_ids.shape[0] not in (1, x.shape[0]):
-        raise ValueError(
-            f"position_ids must be (seq,), (1, seq) or (batch, seq) with batch {x.shape[0]}; "
-            f"got shape {tuple(position_ids.shape)}"
-        )
-    if can_check_values(position_ids) and position_ids.numel() and int(position_ids.min()) < 0:
-        raise ValueError(f"position_ids must be >= 0; got a minimum of {int(position_ids.min())}")
+register_backends(OP, KERNELS)
 
 
 @functools.lru_cache(maxsize=8)
@@ -69,22 +43,15 @@ def _add_into(backend: str, x: Tensor, out: Tensor, position_ids, base: float, s
     if chosen == "reference":
         out.copy_(reference.add_encoding(x, positions, base, scale))
         return
-    source = kernel_input(x)
-    target = out if out.stride(-1) == 1 else torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    source, target = kernel_input(x), kernel_output(out)
+    kernel = KERNELS.kernel(chosen, "add_sinusoidal")
     if chosen == "cpp":
         rows = x.shape[1] if positions is None else int(positions.max()) + 1
-        table = _cpu_table(rows, x.shape[2], float(base))
-        _native.extension().add_sinusoidal_cpu(source, target, table, positions, float(scale))
-    else:
+        kernel(source, target, _cpu_table(rows, x.shape[2], float(base)), positions, float(scale))
+    else:  # the GPU kernels compute PE on the fly from the inverse frequencies
         inv_freq = reference.inverse_frequencies(x.shape[2], float(base), x.device).contiguous()
-        if chosen == "cuda":
-            _native.extension().add_sinusoidal_cuda(source, target, inv_freq, positions, float(scale))
-        else:
-            from llmkernels.ops.sinusoidal import triton_kernels
-
-            triton_kernels.add_encoding(source, target, inv_freq, positions, float(scale))
-    if target is not out:
-        out.copy_(target)
+        kernel(source, target, inv_freq, positions, float(scale))
+    finish_output(out, target)
 
 
 @torch.library.custom_op("llmkernels::add_sinusoidal_position_encoding", mutates_args=())
@@ -103,7 +70,10 @@ def _(x, position_ids, base, scale, backend):
 
 @torch.library.custom_op("llmkernels::add_sinusoidal_position_encoding_backward", mutates_args=())
 def add_sinusoidal_backward_op(grad: Tensor, scale: float, backend: str) -> Tensor:
-    # d(x * scale + PE)/dx = scale on every backend: one elementwise multiply, nothing to fuse.
+    # Resolved like every backward, so that a backend the forward could not have run on raises
+    # and LLMKERNELS_LOG names it; d(x * scale + PE)/dx = scale is one elementwise multiply, which
+    # torch's own kernel does on every backend (a fused kernel would have nothing to fuse).
+    backends.resolve(OP, grad.device, grad.dtype, backend)
     return grad * scale
 
 
@@ -113,22 +83,22 @@ def _(grad, scale, backend):
 
 
 def _setup(ctx, inputs, output):
-    ctx.scale, ctx.backend = inputs[3], inputs[4]
+    _, _, _, ctx.scale, ctx.backend = inputs
 
 
 def _backward(ctx, grad):
-    return torch.ops.llmkernels.add_sinusoidal_position_encoding_backward(grad, ctx.scale, ctx.backend), None, None, None, None
+    grad_x = torch.ops.llmkernels.add_sinusoidal_position_encoding_backward(grad, ctx.scale, ctx.backend)
+    return grad_x, None, None, None, None
+
+
+def _setup_backward(ctx, inputs, output):
+    _, ctx.scale, ctx.backend = inputs
 
 
 def _backward_of_backward(ctx, grad):
-    return torch.ops.llmkernels.add_sinusoidal_position_encoding_backward(grad, ctx.scale, ctx.backend), None, None
+    grad_grad = torch.ops.llmkernels.add_sinusoidal_position_encoding_backward(grad, ctx.scale, ctx.backend)
+    return grad_grad, None, None
 
 
 add_sinusoidal_op.register_autograd(_backward, setup_context=_setup)
-add_sinusoidal_backward_op.register_autograd(
-    _backward_of_backward, setup_context=lambda ctx, inputs, output: _setup_backward(ctx, inputs)
-)
-
-
-def _setup_backward(ctx, inputs):
-    ctx.scale, ctx.backend = inputs[1], inputs[2]
+add_sinusoidal_backward_op.register_autograd(_backward_of_backward, setup_context=_setup_backward)

@@ -7,7 +7,8 @@ import math
 import torch
 
 from llmkernels import backends
-from llmkernels.ops.sinusoidal import check_arguments, reference
+from llmkernels.ops.sinusoidal import reference
+from llmkernels.ops.sinusoidal.arguments import check_arguments
 
 
 def _check_base(base) -> float:

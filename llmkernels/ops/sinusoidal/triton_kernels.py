@@ -9,6 +9,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from llmkernels.ops.common.triton_positions import position_args, row_and_position
+
 
 @triton.jit
 def _add_encoding_kernel(
@@ -16,13 +18,7 @@ def _add_encoding_kernel(
     seq, d_model, pairs, pos_batch_stride, sxb, sxs, sob, sos,
     HAS_POS: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    row = tl.program_id(0)
-    b = row // seq
-    s = row % seq
-    if HAS_POS:
-        position = tl.load(pos_ptr + b.to(tl.int64) * pos_batch_stride + s)
-    else:
-        position = s.to(tl.int64)
+    b, s, position = row_and_position(pos_ptr, seq, pos_batch_stride, HAS_POS)
     i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     angle = position.to(tl.float32) * tl.load(inv_freq_ptr + i, mask=i < pairs, other=0.0)
     x_row = x_ptr + b.to(tl.int64) * sxb + s.to(tl.int64) * sxs
@@ -34,14 +30,12 @@ def _add_encoding_kernel(
     tl.store(o_row + odd, (x_odd * scale + tl.cos(angle)).to(out_ptr.dtype.element_ty), mask=odd < d_model)
 
 
-def add_encoding(x, out, inv_freq, position_ids, scale):
+def add_sinusoidal(x, out, inv_freq, position_ids, scale):
     """Same contract as csrc/sinusoidal/sinusoidal.h (the CUDA variant, PE from inv_freq)."""
     batch, seq, d_model = x.shape
     pairs = inv_freq.shape[0]
     block = min(1024, triton.next_power_of_2(pairs))
-    has_pos = position_ids is not None
-    pos = position_ids if has_pos else inv_freq
-    pos_batch_stride = position_ids.stride(0) if has_pos and position_ids.shape[0] > 1 else 0
+    pos, pos_batch_stride, has_pos = position_args(position_ids, inv_freq)
     grid = (batch * seq, triton.cdiv(pairs, block))
     _add_encoding_kernel[grid](
         x, out, inv_freq, pos, scale, seq, d_model, pairs, pos_batch_stride,

@@ -1,0 +1,37 @@
+"""Memory layouts the kernels accept, and how outputs are shaped for them.
+
+Every kernel (C++, CUDA, Triton) reads and writes rows as plain arrays: the last dimension must be
+dense (stride 1, or of size <= 1 where its stride is never used); every other stride is free.
+These helpers copy or allocate only when a tensor breaks that rule.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def kernel_input(x: torch.Tensor) -> torch.Tensor:
+    """x itself when its last dimension is dense, else a contiguous copy."""
+    return x if x.stride(-1) == 1 or x.shape[-1] <= 1 else x.contiguous()
+
+
+def new_output_like(x: torch.Tensor) -> torch.Tensor:
+    """An output with x's layout where that layout keeps the last dim dense, else a contiguous one."""
+    out = torch.empty_like(x)
+    if out.dim() and out.stride(-1) != 1 and out.shape[-1] > 1:
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    return out
+
+
+def kernel_output(out: torch.Tensor) -> torch.Tensor:
+    """Where a kernel may write ``out``: out itself when its last dimension is dense, else a
+    contiguous temporary to copy back with ``finish_output``."""
+    if out.stride(-1) == 1 or out.shape[-1] <= 1:
+        return out
+    return torch.empty(out.shape, dtype=out.dtype, device=out.device)
+
+
+def finish_output(out: torch.Tensor, target: torch.Tensor) -> None:
+    """Copy a ``kernel_output`` temporary back into ``out`` (nothing when the kernel wrote out)."""
+    if target is not out:
+        out.copy_(target)
