@@ -15,10 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_kernels import (
-    _key_range, _query_range, _scores, block_d, device_guard, dot_precision, launch,
-    mask_flags, score_args, seq_bucket,
-)
+from .triton_launch import block_d, device_guard, dot_precision, launch, mask_flags, score_args, seq_bucket
+from .triton_scores import alibi_slope2, key_range, keys_kept, query_block_scores, query_range, query_tile, scores
 
 
 @triton.jit
@@ -77,32 +75,27 @@ def _attn_bwd_dkdv_kernel(
     kv_mask = col_ok[:, None] & d_ok[None, :]
     k = tl.load(k_ptr + b * skb + hk * skh + cols[:, None] * skn + offs_d[None, :], mask=kv_mask, other=0.0)
     v = tl.load(v_ptr + b * svb + hk * svh + cols[:, None] * svn + offs_d[None, :], mask=kv_mask, other=0.0)
-    if HAS_KPM:
-        key_ok = tl.load(kpm_ptr + b * Sk + cols, mask=col_ok, other=0) != 0
-    else:
-        key_ok = col_ok
+    key_ok = keys_kept(kpm_ptr, b, Sk, cols, col_ok, HAS_KPM)
 
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-    lo, hi = _query_range(n_start, Sq, Sk, offset, window_left, window_right,
+    lo, hi = query_range(n_start, Sq, Sk, offset, window_left, window_right,
                           IS_CAUSAL, HAS_WL, HAS_WR, BLOCK_M, BLOCK_N)
     for g in range(0, group):
         h = hk * group + g
         q_base = q_ptr + b * sqb + h * sqh
         do_base = do_ptr + b * sdb + h * sdh
         pad_base = (b * heads + h) * sq_pad
-        slope2 = 0.0
-        if HAS_ALIBI:
-            slope2 = tl.load(slopes_ptr + b * heads + h) * 1.4426950408889634
+        slope2 = alibi_slope2(slopes_ptr, b, heads, h, HAS_ALIBI)
         for m_start in range(lo, hi, BLOCK_M):
             rows = m_start + offs_m
             row_ok = rows < Sq
             qt = tl.load(q_base + rows[None, :] * sqm + offs_d[:, None],
                          mask=row_ok[None, :] & d_ok[:, None], other=0.0)
             qk_t = tl.dot(k, qt, input_precision=PRECISION)  # (keys, queries)
-            s_t, t_t = _scores(qk_t, rows[None, :], cols[:, None], key_ok[:, None], slope2, Sq, Sk,
-                               offset, window_left, window_right, qk_scale, cap_in, cap_out,
-                               IS_CAUSAL, HAS_WL, HAS_WR, HAS_SOFTCAP, HAS_ALIBI, HAS_KPM)
+            s_t, t_t = scores(qk_t, rows[None, :], cols[:, None], key_ok[:, None], slope2, Sq, Sk,
+                              offset, window_left, window_right, qk_scale, cap_in, cap_out,
+                              IS_CAUSAL, HAS_WL, HAS_WR, HAS_SOFTCAP, HAS_ALIBI, HAS_KPM)
             lse2 = tl.load(lse2_ptr + pad_base + rows)
             p_t = tl.exp2(s_t - lse2[None, :])
             do = tl.load(do_base + rows[:, None] * sdm + offs_d[None, :],
@@ -138,17 +131,8 @@ def _attn_bwd_dq_kernel(
     HAS_SOFTCAP: tl.constexpr, HAS_ALIBI: tl.constexpr, HAS_KPM: tl.constexpr,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = (bh // heads).to(tl.int64)
-    h = (bh % heads).to(tl.int64)
-    hk = h // group
-    m_start = pid_m * BLOCK_M
-    rows = m_start + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    d_ok = offs_d < head_dim
-    row_ok = rows < Sq
+    # dQ walks the same band of key blocks as the forward: the same set-up and scores.
+    b, h, hk, m_start, rows, row_ok, offs_d, d_ok = query_tile(heads, group, Sq, head_dim, BLOCK_M, BLOCK_D)
     q_mask = row_ok[:, None] & d_ok[None, :]
     q = tl.load(q_ptr + b * sqb + h * sqh + rows[:, None] * sqm + offs_d[None, :], mask=q_mask, other=0.0)
     do = tl.load(do_ptr + b * sdb + h * sdh + rows[:, None] * sdm + offs_d[None, :], mask=q_mask, other=0.0)
@@ -157,27 +141,20 @@ def _attn_bwd_dq_kernel(
     delta = tl.load(delta_ptr + pad_base + rows)
     k_base = k_ptr + b * skb + hk * skh
     v_base = v_ptr + b * svb + hk * svh
-    slope2 = 0.0
-    if HAS_ALIBI:
-        slope2 = tl.load(slopes_ptr + b * heads + h) * 1.4426950408889634
+    slope2 = alibi_slope2(slopes_ptr, b, heads, h, HAS_ALIBI)
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    lo, hi = _key_range(m_start, Sq, Sk, offset, window_left, window_right,
-                        IS_CAUSAL, HAS_WL, HAS_WR, BLOCK_M, BLOCK_N)
+    lo, hi = key_range(m_start, Sq, Sk, offset, window_left, window_right,
+                       IS_CAUSAL, HAS_WL, HAS_WR, BLOCK_M, BLOCK_N)
     for n_start in range(lo, hi, BLOCK_N):
-        cols = n_start + offs_n
-        col_ok = cols < Sk
-        kt_mask = col_ok[None, :] & d_ok[:, None]
-        kt = tl.load(k_base + cols[None, :] * skn + offs_d[:, None], mask=kt_mask, other=0.0)
-        vt = tl.load(v_base + cols[None, :] * svn + offs_d[:, None], mask=kt_mask, other=0.0)
-        qk = tl.dot(q, kt, input_precision=PRECISION)
-        if HAS_KPM:
-            key_ok = tl.load(kpm_ptr + b * Sk + cols, mask=col_ok, other=0) != 0
-        else:
-            key_ok = col_ok
-        s, t = _scores(qk, rows[:, None], cols[None, :], key_ok[None, :], slope2, Sq, Sk, offset,
-                       window_left, window_right, qk_scale, cap_in, cap_out,
-                       IS_CAUSAL, HAS_WL, HAS_WR, HAS_SOFTCAP, HAS_ALIBI, HAS_KPM)
+        cols = n_start + tl.arange(0, BLOCK_N)
+        s, t, kt = query_block_scores(
+            q, k_base, skn, kpm_ptr, b, rows, cols, offs_d, d_ok, slope2, Sq, Sk, offset,
+            window_left, window_right, qk_scale, cap_in, cap_out,
+            IS_CAUSAL, HAS_WL, HAS_WR, HAS_SOFTCAP, HAS_ALIBI, HAS_KPM, PRECISION,
+        )
+        vt = tl.load(v_base + cols[None, :] * svn + offs_d[:, None],
+                     mask=(cols < Sk)[None, :] & d_ok[:, None], other=0.0)
         p = tl.exp2(s - lse2[:, None])
         dp = tl.dot(do, vt, input_precision=PRECISION)
         ds = p * (dp - delta[:, None])
@@ -191,16 +168,10 @@ def _attn_bwd_dq_kernel(
 
 def attention_backward(q, k, v, out, dout, lse, dq, dk, dv, scale, causal, window_left,
                        window_right, softcap, alibi_slopes, key_padding_mask) -> None:
-    """Same contract as csrc/attention/attention.h: writes contiguous dq, dk, dv in place."""
+    """Same contract as csrc/attention/attention.h: writes contiguous dq, dk, dv in place. The op
+    answers empty problems itself (no queries or no keys), so every dimension here is positive."""
     batch, heads, sq, head_dim = q.shape
     heads_kv, sk = k.shape[1], k.shape[2]
-    if sq == 0 or sk == 0:
-        dq.zero_()
-        dk.zero_()
-        dv.zero_()
-        return
-    if batch * heads == 0:
-        return
     slopes, kpm, scalars, flags = score_args(scale, softcap, alibi_slopes, key_padding_mask, q)
     # Delta/lse2 rows padded to a multiple of every BLOCK_M (at most 128) of the tile lists
     sq_pad = triton.cdiv(sq, 128) * 128
