@@ -1,7 +1,10 @@
-"""Modules built on the llmkernels ops."""
+"""Modules built on the llmkernels ops; each takes ``ops="torch"`` to run on PyTorch's own functions instead."""
 
-from llmkernels.nn.attention import Attention, KVCache
+from llmkernels.nn.attention import Attention
+from llmkernels.nn.kv_cache import KVCache
 from llmkernels.nn.losses import CrossEntropyLoss, LinearCrossEntropyLoss
 from llmkernels.nn.positional import RotaryEmbedding, SinusoidalPositionEncoding
+from llmkernels.nn.torch_baseline import OPS
 
-__all__ = ["Attention", "KVCache", "CrossEntropyLoss", "LinearCrossEntropyLoss", "RotaryEmbedding", "SinusoidalPositionEncoding"]
+__all__ = ["Attention", "KVCache", "CrossEntropyLoss", "LinearCrossEntropyLoss", "OPS", "RotaryEmbedding",
+           "SinusoidalPositionEncoding"]

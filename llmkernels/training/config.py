@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from llmkernels.models.gpt import OPS, PRESETS as MODEL_PRESETS, GPTConfig
+from llmkernels.models import OPS, PRESETS as MODEL_PRESETS, GPTConfig
+from llmkernels.models.dict_config import DictConfig, is_positive_int
 
 
 class TrainingError(Exception):
@@ -15,7 +16,7 @@ class TrainingError(Exception):
 TOKENIZERS = ("bpe", "bytes")
 DEVICES = ("auto", "cpu", "cuda")
 
-# Per-preset training defaults on top of the model presets in llmkernels.models.gpt.
+# Per-preset training defaults on top of the model presets in llmkernels.models.gpt_config.
 TRAIN_PRESETS = {
     "tiny": dict(batch_size=16, lr=3e-3, steps=300, eval_every=100),
     "small": dict(batch_size=8, lr=1e-3, steps=1000, eval_every=200),
@@ -23,7 +24,9 @@ TRAIN_PRESETS = {
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
+    unknown_fields_error = TrainingError
+
     preset: str = "tiny"
     data: str | None = None  # None: the Python standard library's own .py files
     tokenizer: str = "bpe"
@@ -72,7 +75,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None and name not in positive:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_positive_int(value):
                 raise TrainingError(f"--{name.replace('_', '-')} must be a positive integer; got {value!r}")
         if self.tokenizer == "bpe" and not 257 <= self.vocab_size <= 65535:
             raise TrainingError(f"--vocab-size must be in [257, 65535] for bpe; got {self.vocab_size}")
@@ -97,17 +100,6 @@ class TrainConfig:
         values = {**MODEL_PRESETS[self.preset], **self.model, "vocab_size": vocab_size, "ops": self.ops}
         values["max_seq_len"] = self.context
         return GPTConfig(**values)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise TrainingError(f"config has unknown fields {unknown}")
-        return cls(**values)
 
 
 def build(preset: str = "tiny", **overrides) -> TrainConfig:
