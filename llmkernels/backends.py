@@ -7,7 +7,7 @@ whether that backend is present here. Selection follows DESIGN.md:
   is passed to the op as a plain string, so the op is a pure function of its arguments (which
   keeps ``torch.compile`` honest) and its backward can be handed the same string;
 * ``auto`` picks the fastest present backend: ``cpp`` on CPU when built, else ``reference``;
-  on CUDA the per-op preference among ``triton``/``cuda``; never Triton's CPU interpreter;
+  on CUDA ``triton``, else ``cuda``; never Triton's CPU interpreter;
 * an explicit backend that the op, device or dtype lacks raises, naming what is present.
 """
 
@@ -44,16 +44,13 @@ class Implementation:
 
 
 _registry: dict[str, dict[str, Implementation]] = {}
-# Preference order of `auto` per op on CUDA, fastest first (measured where a GPU run was done).
-_cuda_preference: dict[str, tuple[str, ...]] = {}
+# `auto`'s order per device type, first choice first; the first backend that serves the op and
+# dtype runs. Every op uses the same order.
+_AUTO_ORDER = {"cpu": ("cpp", "reference"), "cuda": ("triton", "cuda", "reference")}
 
 
 def register(op: str, impl: Implementation) -> None:
     _registry.setdefault(op, {})[impl.backend] = impl
-
-
-def set_cuda_preference(op: str, order: tuple[str, ...]) -> None:
-    _cuda_preference[op] = order
 
 
 def registered_ops() -> list[str]:
@@ -127,12 +124,6 @@ def _serves(impl: Implementation, device_type: str, dtype: torch.dtype) -> str |
     return None
 
 
-def _auto_order(op: str, device_type: str) -> tuple[str, ...]:
-    if device_type == "cpu":
-        return ("cpp", "reference")
-    return _cuda_preference.get(op, ("triton", "cuda")) + ("reference",)
-
-
 def resolve(op: str, device: torch.device, dtype: torch.dtype, requested: str = "auto") -> str:
     """The concrete backend that runs ``op`` for tensors on ``device`` of ``dtype``."""
     chosen = _pick(op, device.type, dtype, requested)
@@ -145,7 +136,7 @@ def _pick(op: str, device_type: str, dtype: torch.dtype, requested: str) -> str:
     requested = _check_name(requested)
     impls = _registry[op]
     if requested == "auto":
-        for backend in _auto_order(op, device_type):
+        for backend in _AUTO_ORDER.get(device_type, ("reference",)):
             impl = impls.get(backend)
             if impl is not None and _serves(impl, device_type, dtype) is None:
                 chosen = backend

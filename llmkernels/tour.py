@@ -1,5 +1,5 @@
-"""The tour `make demo` runs until the training loop lands: every op on every present backend,
-checked against the reference and timed, in one table."""
+"""A tour of the ops: every op on every present CPU backend, checked against the reference and
+timed, in one table."""
 
 from __future__ import annotations
 

@@ -126,3 +126,34 @@ def test_package_imports_and_works_without_the_extension():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert "torch.Size([1, 1, 3, 4])" in result.stdout
+
+
+def _families():
+    from llmkernels.ops import attention, rotary, sinusoidal
+    from llmkernels.ops.cross_entropy import rows
+
+    return [attention.KERNELS, rotary.KERNELS, sinusoidal.KERNELS, rows.KERNELS]
+
+
+@pytest.mark.parametrize("family", _families(), ids=lambda family: family.name)
+def test_every_family_binds_its_entry_points(family):
+    from llmkernels import _native
+
+    for entry in family.entry_points:
+        assert callable(family.kernel("triton", entry))
+        if _native.extension() is not None:
+            assert family.kernel("cpp", entry) is getattr(_native.extension(), f"{entry}_cpu")
+    assert family.cpp_probe("cpu")[0] == (_native.extension() is not None)
+    with pytest.raises(ValueError, match="has no kernel"):
+        family.kernel("cpp", "no_such_kernel")
+
+
+def test_probes_check_that_the_extension_holds_the_family():
+    from llmkernels import _native
+    from llmkernels.ops.common.registration import KernelFamily
+
+    missing = KernelFamily("imaginary", ("rotary", "no_such_kernel"), "llmkernels.ops.rotary.triton_kernels")
+    present, why = missing.cpp_probe("cpu")
+    assert not present
+    if _native.extension() is not None:
+        assert why == "llmkernels._C was built without the imaginary kernels (no_such_kernel_cpu)"

@@ -87,3 +87,32 @@ def test_module():
     torch.testing.assert_close(module(x), x * 4.0 + llmkernels.sinusoidal_table(5, 16))
     with pytest.raises(ValueError, match=r"\(batch, seq, 16\)"):
         module(torch.randn(2, 5, 8))
+
+
+def test_backward_runs_on_the_forward_backend(monkeypatch):
+    from llmkernels import backends
+
+    op = "add_sinusoidal_position_encoding"
+    present = [b for b in llmkernels.available_backends("cpu", op) if b != "reference"]
+    chosen = present[0] if present else "reference"
+    seen = []
+    original = backends.resolve
+
+    def spy(name, device, dtype, requested="auto"):
+        seen.append((name, requested))
+        return original(name, device, dtype, requested)
+
+    monkeypatch.setattr(backends, "resolve", spy)
+    x = torch.randn(2, 3, 8, requires_grad=True)
+    with llmkernels.use_backend(chosen):
+        out = llmkernels.add_sinusoidal_position_encoding(x, scale=2.0)
+    with llmkernels.use_backend("reference"):  # the block has ended; another one is active
+        out.backward(torch.ones_like(out))
+    assert seen == [(op, chosen), (op, chosen)]
+    torch.testing.assert_close(x.grad, torch.full_like(x, 2.0))
+
+
+def test_backward_op_refuses_a_backend_that_is_absent():
+    grad = torch.randn(2, 3, 8)
+    with pytest.raises(RuntimeError, match=r"backend 'cuda' does not run on cpu.*present: reference"):
+        torch.ops.llmkernels.add_sinusoidal_position_encoding_backward(grad, 2.0, "cuda")

@@ -42,6 +42,29 @@ def _softcap(x, softcap, WANT_DERIVATIVE: tl.constexpr):
 
 
 @triton.jit
+def _logit_block(x_row, start, cols, C, softcap, HAS_SOFTCAP: tl.constexpr, WANT_DERIVATIVE: tl.constexpr):
+    """Columns c = start + cols of a row, their in-range mask, the logits z there in float32
+    (softcapped when asked; 0 past the row) and dz/dx (1.0 unless softcap and derivative)."""
+    c = start + cols
+    mask = c < C
+    z = tl.load(x_row + c, mask=mask, other=0.0).to(tl.float32)
+    dz = 1.0
+    if HAS_SOFTCAP:
+        z, dz = _softcap(z, softcap, WANT_DERIVATIVE)
+    return c, mask, z, dz
+
+
+@triton.jit
+def _class_weights(weight_ptr, c, mask, HAS_WEIGHT: tl.constexpr):
+    """w_c for the columns c (1.0 without class weights), 0 past the row."""
+    if HAS_WEIGHT:
+        w = tl.load(weight_ptr + c, mask=mask, other=0.0)
+    else:
+        w = tl.where(mask, 1.0, 0.0)
+    return w
+
+
+@triton.jit
 def _cross_entropy_row_kernel(
     logits_ptr, target_ptr, weight_ptr, loss_ptr, lse_ptr, grad_ptr,
     C, row_stride, ignore_index, label_smoothing, z_loss, softcap, ce_scale, z_scale,
@@ -69,16 +92,9 @@ def _cross_entropy_row_kernel(
     w_sum = tl.zeros([], tl.float32)
     wz_sum = tl.zeros([], tl.float32)
     for start in range(0, C, BLOCK):
-        c = start + cols
-        mask = c < C
-        z = tl.load(x_row + c, mask=mask, other=0.0).to(tl.float32)
-        if HAS_SOFTCAP:
-            z, _unused = _softcap(z, softcap, False)
+        c, mask, z, _unused = _logit_block(x_row, start, cols, C, softcap, HAS_SOFTCAP, False)
         if HAS_SMOOTHING:
-            if HAS_WEIGHT:
-                w = tl.load(weight_ptr + c, mask=mask, other=0.0)
-            else:
-                w = tl.where(mask, 1.0, 0.0)
+            w = _class_weights(weight_ptr, c, mask, HAS_WEIGHT)
             w_sum += tl.sum(w, axis=0)
             wz_sum += tl.sum(w * (z - z_t), axis=0)  # masked columns have z = 0, w = 0
         z = tl.where(mask, z, float("-inf"))
@@ -110,21 +126,12 @@ def _cross_entropy_row_kernel(
             coef_p += b * w_sum
         g_row = grad_ptr + row * C
         for start in range(0, C, BLOCK):
-            c = start + cols
-            mask = c < C
-            x = tl.load(x_row + c, mask=mask, other=0.0).to(tl.float32)
-            if HAS_SOFTCAP:
-                z, dz = _softcap(x, softcap, True)
-            else:
-                z = x
+            c, mask, z, dz = _logit_block(x_row, start, cols, C, softcap, HAS_SOFTCAP, True)
             p = tl.exp(tl.where(mask, (z - m) - log_s, float("-inf")))
             g = coef_p * p - tl.where(c == t_safe, a, 0.0)
             if HAS_SMOOTHING:
-                if HAS_WEIGHT:
-                    w = tl.load(weight_ptr + c, mask=mask, other=0.0)
-                    g -= b * w
-                else:
-                    g -= b
+                # w_c is 1.0 on every stored column without class weights: b * 1.0 is exactly b
+                g -= b * _class_weights(weight_ptr, c, mask, HAS_WEIGHT)
             if HAS_SOFTCAP:
                 g = g * dz
             tl.store(g_row + c, g.to(grad_ptr.dtype.element_ty), mask=mask)
