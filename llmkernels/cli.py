@@ -84,6 +84,8 @@ def _sample(args) -> int:
 
 
 def main(argv=None) -> int:
+    from llmkernels.nn import OPS
+
     parser = argparse.ArgumentParser(prog="llmkernels", description="Fused transformer kernels.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="what was built and which backend each op would use")
@@ -97,7 +99,7 @@ def main(argv=None) -> int:
     sample.add_argument("--temperature", type=float, default=0.8)
     sample.add_argument("--top-k", type=int, default=40)
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--ops", default=None, choices=("llmkernels", "torch"))
+    sample.add_argument("--ops", default=None, choices=OPS)
     args = parser.parse_args(argv)
 
     from llmkernels.training.config import TrainingError
