@@ -125,15 +125,11 @@ struct BwdDot {
   static constexpr bool value = LLMK_ISA_LEVEL >= 3 && IsBf16<T>::value;
 };
 
-// One float32 vector -> 16 consecutive bf16 (same rounding as pack_bf16_pair). Only the
-// avx512bf16 level calls it; the portable body below keeps the shared backward code valid
-// at the other levels.
+// One float32 vector -> 16 consecutive bf16 (same rounding as pack_bf16_pair); a vpmovdw at the
+// avx512bf16 level, the only one that calls it.
 LLMK_ALWAYS_INLINE void store_bf16_row(uint16_t* dst, const vf& a) {
+  typedef uint16_t vh __attribute__((vector_size(kLanes * sizeof(uint16_t))));
   const vu ua = (vu)a;
-  const vu ra = (ua + 0x7FFFu + ((ua >> 16) & 1u)) >> 16;
-#if LLMK_ISA_LEVEL >= 3
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16((__m512i)ra));
-#else
-  for (int i = 0; i < kLanes; ++i) dst[i] = static_cast<uint16_t>(ra[i]);
-#endif
+  const vh h = __builtin_convertvector((ua + 0x7FFFu + ((ua >> 16) & 1u)) >> 16, vh);
+  __builtin_memcpy(dst, &h, sizeof h);
 }
