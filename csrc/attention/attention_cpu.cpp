@@ -46,7 +46,8 @@ Variant attention_variant(cpu::Isa isa) {
 constexpr int64_t kBQ = cpu::kAttnBlockQ;
 constexpr int64_t kBK = cpu::kAttnBlockK;
 
-// Per-thread scratch, large enough for every task kind (layouts in attention_cpu_kernel_impl.h).
+// Per-thread scratch, large enough for every task kind (layouts in attention_cpu_forward_impl.h
+// and attention_cpu_backward_impl.h).
 int64_t attention_scratch_floats(int64_t head_dim) {
   const int64_t dp = (head_dim + 15) / 16 * 16;
   // + the bf16 backward's vdpbf16ps buffers: kr (BK x D), pb (BK x BQ bf16).
