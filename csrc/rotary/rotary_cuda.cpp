@@ -6,8 +6,8 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "../common/checks.h"
-#include "../common/cuda_alias.h"
 #include "../common/cuda_glue.h"
+#include "../common/overlap_checks.h"
 #include "../common/position_ids.h"
 #include "rotary.h"
 #include "rotary_cuda_launch.h"
