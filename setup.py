@@ -86,12 +86,15 @@ def extension_modules():
     if torch.version.cuda is not None and cpp_extension.CUDA_HOME is None:
         warn("torch has CUDA but no CUDA toolkit (CUDA_HOME) was found: building CPU kernels only.")
 
+    # No -std: torch's BuildExtension adds the C++ standard its own headers need (c++17 for
+    # torch 2.6, c++20 for current torch) to both the host compiler and nvcc, where a second
+    # -std would override it or make nvcc refuse the command line.
     # -ffp-contract is left to the per-ISA kernel files (see csrc/common/isa_begin.h); no
     # -march=native: per-ISA variants are selected at run time instead.
     # -g0 by default: debug info for the torch headers doubles compile time and the .so size;
     # LLMKERNELS_DEBUG=1 keeps it.
     debug = env_flag("LLMKERNELS_DEBUG")
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-g" if debug else "-g0"]
+    cxx_flags = ["-O3", "-fopenmp", "-g" if debug else "-g0"]
     macros = [("LLMK_TORCH_VERSION", f'"{torch.__version__}"')]
     sources = cpu_sources
     archs = ""
@@ -100,7 +103,7 @@ def extension_modules():
         archs = os.environ.get("LLMKERNELS_CUDA_ARCHS", "80;90a").strip()
         arch_list = [a.strip() for a in re.split(r"[;,\s]+", archs) if a.strip()]
         # Precise sinf/cosf are required (sinusoidal encoding): never --use_fast_math.
-        nvcc_flags = ["-O3", "-lineinfo", "-std=c++17"]
+        nvcc_flags = ["-O3", "-lineinfo"]
         for arch in arch_list:
             digits = arch.replace(".", "")
             nvcc_flags.append(f"-gencode=arch=compute_{digits},code=sm_{digits}")

@@ -1,4 +1,6 @@
-// The compiled extension llmkernels._C: kernel entry points plus build and CPU-variant info.
+// The compiled extension llmkernels._C: kernel entry points plus build and CPU-variant info. Each
+// op family binds all its entry points, CPU and (built with LLMK_WITH_CUDA) CUDA, in one
+// register_<family> function in csrc/<family>/<family>.cpp.
 #include <torch/extension.h>
 
 #include <string>
@@ -20,10 +22,6 @@ void register_rotary(py::module_& m);
 void register_sinusoidal(py::module_& m);
 void register_cross_entropy(py::module_& m);
 void register_attention(py::module_& m);
-#ifdef LLMK_WITH_CUDA
-void register_cross_entropy_cuda(py::module_& m);
-void register_attention_cuda(py::module_& m);
-#endif
 }  // namespace llmkernels
 
 namespace {
@@ -79,8 +77,4 @@ PYBIND11_MODULE(_C, m) {
   llmkernels::register_sinusoidal(m);
   llmkernels::register_cross_entropy(m);
   llmkernels::register_attention(m);
-#ifdef LLMK_WITH_CUDA
-  llmkernels::register_cross_entropy_cuda(m);
-  llmkernels::register_attention_cuda(m);
-#endif
 }

@@ -54,6 +54,10 @@ mapfile -t CU_FILES < <(find csrc -name '*.cu' -type f | sort)
 mapfile -t GLUE_FILES < <(find csrc -name '*_cuda.cpp' -type f | sort)
 
 GENCODE=(-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90a,code=sm_90a)
+# The standard setup.py's build gets for nvcc: the one the installed torch's BuildExtension adds
+# (c++20 for current torch, c++17 for older); override with CUDA_CHECK_NVCC_STD.
+NVCC_STD="${CUDA_CHECK_NVCC_STD:-$("$PY" -c 'import inspect, torch.utils.cpp_extension as c; print("c++20" if "-std=c++20" in inspect.getsource(c) else "c++17")' 2>/dev/null || echo c++17)}"
+echo "cuda-check: nvcc -std=$NVCC_STD"
 
 # nvcc runs in parallel (one job per CPU, at most 4): each .cu compiles for two archs.
 JOBS="$(nproc 2>/dev/null || echo 2)"
@@ -63,7 +67,7 @@ pids=()
 for f in "${CU_FILES[@]}"; do
   obj="$TMP/cu_$i.o"
   log="$TMP/cu_$i.log"
-  ( "$NVCC" -c -std=c++17 -O3 -lineinfo "${GENCODE[@]}" -Icsrc "$f" -o "$obj" >"$log" 2>&1
+  ( "$NVCC" -c "-std=$NVCC_STD" -O3 -lineinfo "${GENCODE[@]}" -Icsrc "$f" -o "$obj" >"$log" 2>&1
     echo $? >"$TMP/cu_$i.rc" ) &
   pids+=($!)
   i=$((i + 1))
@@ -78,7 +82,7 @@ for f in "${CU_FILES[@]}"; do
   rc="$(cat "$TMP/cu_$i.rc" 2>/dev/null || echo 1)"
   # nvcc warnings are failures too: a warning in a kernel is usually a bug.
   if [ "$rc" = 0 ] && ! grep -qi 'warning' "$TMP/cu_$i.log"; then
-    report ok "$f (nvcc sm_80 sm_90a)"
+    report ok "$f (nvcc -std=$NVCC_STD sm_80 sm_90a)"
   else
     report fail "$f (nvcc sm_80 sm_90a)" "$TMP/cu_$i.log"
   fi

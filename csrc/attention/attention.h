@@ -44,4 +44,21 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
                             double softcap, const std::optional<at::Tensor>& alibi_slopes,
                             const std::optional<at::Tensor>& key_padding_mask);
 
+#ifdef LLMK_WITH_CUDA
+// The same arguments and semantics on CUDA tensors (attention_cuda.cpp); head_dim must lie in
+// [8, 256].
+void attention_forward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            at::Tensor& out, at::Tensor& lse, double scale, bool causal,
+                            int64_t window_left, int64_t window_right, double softcap,
+                            const std::optional<at::Tensor>& alibi_slopes,
+                            const std::optional<at::Tensor>& key_padding_mask);
+
+void attention_backward_cuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                             const at::Tensor& out, const at::Tensor& dout, const at::Tensor& lse,
+                             at::Tensor& dq, at::Tensor& dk, at::Tensor& dv, double scale,
+                             bool causal, int64_t window_left, int64_t window_right,
+                             double softcap, const std::optional<at::Tensor>& alibi_slopes,
+                             const std::optional<at::Tensor>& key_padding_mask);
+#endif
+
 }  // namespace llmkernels

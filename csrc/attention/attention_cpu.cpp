@@ -1,20 +1,19 @@
-// Torch glue for the flash-attention CPU kernel: checks, dtype mapping, workspaces, threading and
-// ISA dispatch. The arithmetic lives in attention_cpu_kernel_impl.h, compiled per ISA level.
+// Torch glue for the flash-attention CPU kernel: workspaces, threading and ISA dispatch (argument
+// checks: attention_arguments.h). The arithmetic lives in attention_cpu_kernel_impl.h, compiled
+// per ISA level.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <limits>
 #include <vector>
 
-#include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 
-#include "../common/checks.h"
-#include "../common/cpu_elem_type.h"
 #include "../common/cpu_isa.h"
 #include "attention.h"
+#include "attention_arguments.h"
 #include "attention_cpu_kernel.h"
 
 namespace llmkernels {
@@ -47,7 +46,8 @@ Variant attention_variant(cpu::Isa isa) {
 constexpr int64_t kBQ = cpu::kAttnBlockQ;
 constexpr int64_t kBK = cpu::kAttnBlockK;
 
-// Per-thread scratch, large enough for every task kind (layouts in attention_cpu_kernel_impl.h).
+// Per-thread scratch, large enough for every task kind (layouts in attention_cpu_forward_impl.h
+// and attention_cpu_backward_impl.h).
 int64_t attention_scratch_floats(int64_t head_dim) {
   const int64_t dp = (head_dim + 15) / 16 * 16;
   // + the bf16 backward's vdpbf16ps buffers: kr (BK x D), pb (BK x BQ bf16).
@@ -67,85 +67,20 @@ void run_tasks(int64_t n, int64_t scratch_floats, const F& fn) {
   });
 }
 
-void check_disjoint(const at::Tensor& a, const char* a_name, const at::Tensor& b,
-                    const char* b_name) {
-  const auto status = at::get_overlap_status(a, b);
-  LLMK_CHECK_ARG(status != at::MemOverlapStatus::Partial && status != at::MemOverlapStatus::Full,
-                 a_name, "overlaps ", b_name, "; expected separate memory");
-}
-
-void check_bhsd(const at::Tensor& t, const char* name, const at::Tensor& q) {
-  LLMK_CHECK_DEVICE_TYPE(t, name, at::kCPU);
-  LLMK_CHECK_DIM(t, name, 4);
-  LLMK_CHECK_DTYPE(t, name, q.scalar_type());
-  LLMK_CHECK_LAST_DIM_CONTIGUOUS(t, name);
-}
-
-void check_output(const at::Tensor& t, const char* name) {
-  LLMK_CHECK_ARG(at::has_internal_overlap(t) != at::MemOverlap::Yes, name,
-                 "has internally overlapping memory (an expanded tensor?), shape ", t.sizes(),
-                 " strides ", t.strides());
-}
-
 cpu::Strides3 strides3(const at::Tensor& t) {
   return cpu::Strides3{t.stride(0), t.stride(1), t.stride(2)};
 }
 
-// Shared checks of q, k, v and the optional inputs; fills everything but the pointers.
-cpu::AttentionParams check_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                  double scale, bool causal, int64_t window_left,
-                                  int64_t window_right, double softcap,
-                                  const std::optional<at::Tensor>& alibi_slopes,
-                                  const std::optional<at::Tensor>& key_padding_mask) {
-  LLMK_CHECK_DEVICE_TYPE(q, "q", at::kCPU);
-  LLMK_CHECK_DIM(q, "q", 4);
-  LLMK_CHECK_FLOATING(q, "q");
-  LLMK_CHECK_LAST_DIM_CONTIGUOUS(q, "q");
-  check_bhsd(k, "k", q);
-  check_bhsd(v, "v", q);
-  const int64_t B = q.size(0), Hq = q.size(1), Sq = q.size(2), D = q.size(3);
-  const int64_t Hkv = k.size(1), Sk = k.size(2);
-  LLMK_CHECK_ARG(k.size(0) == B && k.size(3) == D, "k", "expected shape (", B, ", heads_kv, seq_k, ",
-                 D, ") to match q ", q.sizes(), ", got ", k.sizes());
-  LLMK_CHECK_ARG(Hkv > 0 ? Hq % Hkv == 0 : Hq == 0, "k", "expected a head count dividing q's ",
-                 Hq, ", got shape ", k.sizes());
-  LLMK_CHECK_SHAPE(v, "v", k.sizes());
-  constexpr int64_t kMaxSeq = int64_t{1} << 30;  // relative positions are int32 in the kernel
-  LLMK_CHECK_ARG(Sq < kMaxSeq && Sk < kMaxSeq, "q", "sequence lengths must be below 2^30, got ",
-                 Sq, " and ", Sk);
-
-  cpu::AttentionParams p{};
-  p.batch = B;
-  p.heads_q = Hq;
-  p.heads_kv = Hkv;
-  p.seq_q = Sq;
-  p.seq_k = Sk;
-  p.head_dim = D;
-  p.scale = static_cast<float>(scale);
-  p.causal = causal;
-  p.window_left = window_left < 0 ? -1 : window_left;
-  p.window_right = window_right < 0 ? -1 : window_right;
-  p.softcap = softcap > 0.0 ? static_cast<float>(softcap) : 0.0f;
-  p.dtype = cpu::elem_type(q.scalar_type());
-  p.alibi = nullptr;
-  p.key_padding_mask = nullptr;
-  if (alibi_slopes.has_value()) {
-    const at::Tensor& s = *alibi_slopes;
-    LLMK_CHECK_DEVICE_TYPE(s, "alibi_slopes", at::kCPU);
-    LLMK_CHECK_DTYPE(s, "alibi_slopes", at::kFloat);
-    LLMK_CHECK_SHAPE(s, "alibi_slopes", (std::vector<int64_t>{B, Hq}));
-    LLMK_CHECK_CONTIGUOUS(s, "alibi_slopes");
-    p.alibi = s.data_ptr<float>();
-  }
-  if (key_padding_mask.has_value()) {
-    const at::Tensor& m = *key_padding_mask;
-    LLMK_CHECK_DEVICE_TYPE(m, "key_padding_mask", at::kCPU);
-    LLMK_CHECK_DTYPE(m, "key_padding_mask", at::kBool);
-    LLMK_CHECK_SHAPE(m, "key_padding_mask", (std::vector<int64_t>{B, Sk}));
-    LLMK_CHECK_CONTIGUOUS(m, "key_padding_mask");
-    p.key_padding_mask = reinterpret_cast<const uint8_t*>(m.data_ptr<bool>());
-  }
-  return p;
+// The pointers and strides of q, k, v (both passes read them).
+void set_inputs(cpu::AttentionInputs& a, const cpu::AttentionParams& p, const at::Tensor& q,
+                const at::Tensor& k, const at::Tensor& v) {
+  a.p = p;
+  a.q = q.data_ptr();
+  a.qs = strides3(q);
+  a.k = k.data_ptr();
+  a.ks = strides3(k);
+  a.v = v.data_ptr();
+  a.vs = strides3(v);
 }
 
 }  // namespace
@@ -155,32 +90,17 @@ void attention_forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::T
                            int64_t window_left, int64_t window_right, double softcap,
                            const std::optional<at::Tensor>& alibi_slopes,
                            const std::optional<at::Tensor>& key_padding_mask) {
-  const cpu::AttentionParams p = check_inputs(q, k, v, scale, causal, window_left, window_right,
-                                              softcap, alibi_slopes, key_padding_mask);
-  check_bhsd(out, "out", q);
-  LLMK_CHECK_SHAPE(out, "out", q.sizes());
-  check_output(out, "out");
-  LLMK_CHECK_DEVICE_TYPE(lse, "lse", at::kCPU);
-  LLMK_CHECK_DTYPE(lse, "lse", at::kFloat);
-  LLMK_CHECK_SHAPE(lse, "lse", (std::vector<int64_t>{p.batch, p.heads_q, p.seq_q}));
-  LLMK_CHECK_CONTIGUOUS(lse, "lse");
-  check_disjoint(out, "out", q, "q");
-  check_disjoint(out, "out", k, "k");
-  check_disjoint(out, "out", v, "v");
-  check_disjoint(lse, "lse", out, "out");
+  const cpu::AttentionParams p =
+      check_attention_inputs(q, k, v, scale, causal, window_left, window_right, softcap,
+                             alibi_slopes, key_padding_mask, at::kCPU);
+  check_attention_forward_outputs(p, q, k, v, out, lse);
 
   const int64_t n_qb = (p.seq_q + kBQ - 1) / kBQ;
   const int64_t tasks = p.batch * p.heads_q * n_qb;
   if (tasks == 0) return;
 
   cpu::AttentionFwdArgs a{};
-  a.p = p;
-  a.q = q.data_ptr();
-  a.qs = strides3(q);
-  a.k = k.data_ptr();
-  a.ks = strides3(k);
-  a.v = v.data_ptr();
-  a.vs = strides3(v);
+  set_inputs(a, p, q, k, v);
   a.out = out.data_ptr();
   a.os = strides3(out);
   a.lse = lse.data_ptr<float>();
@@ -195,33 +115,10 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
                             bool causal, int64_t window_left, int64_t window_right,
                             double softcap, const std::optional<at::Tensor>& alibi_slopes,
                             const std::optional<at::Tensor>& key_padding_mask) {
-  const cpu::AttentionParams p = check_inputs(q, k, v, scale, causal, window_left, window_right,
-                                              softcap, alibi_slopes, key_padding_mask);
-  check_bhsd(out, "out", q);
-  LLMK_CHECK_SHAPE(out, "out", q.sizes());
-  check_bhsd(dout, "dout", q);
-  LLMK_CHECK_SHAPE(dout, "dout", q.sizes());
-  LLMK_CHECK_DEVICE_TYPE(lse, "lse", at::kCPU);
-  LLMK_CHECK_DTYPE(lse, "lse", at::kFloat);
-  LLMK_CHECK_SHAPE(lse, "lse", (std::vector<int64_t>{p.batch, p.heads_q, p.seq_q}));
-  LLMK_CHECK_CONTIGUOUS(lse, "lse");
-  const std::pair<at::Tensor*, const char*> grads[] = {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}};
-  for (const auto& gr : grads) {
-    LLMK_CHECK_DEVICE_TYPE(*gr.first, gr.second, at::kCPU);
-    LLMK_CHECK_DTYPE(*gr.first, gr.second, q.scalar_type());
-    LLMK_CHECK_CONTIGUOUS(*gr.first, gr.second);
-  }
-  LLMK_CHECK_SHAPE(dq, "dq", q.sizes());
-  LLMK_CHECK_SHAPE(dk, "dk", k.sizes());
-  LLMK_CHECK_SHAPE(dv, "dv", k.sizes());
-  const std::pair<const at::Tensor*, const char*> inputs[] = {
-      {&q, "q"}, {&k, "k"}, {&v, "v"}, {&out, "out"}, {&dout, "dout"}, {&lse, "lse"}};
-  for (const auto& gr : grads) {
-    for (const auto& in : inputs) check_disjoint(*gr.first, gr.second, *in.first, in.second);
-  }
-  check_disjoint(dq, "dq", dk, "dk");
-  check_disjoint(dq, "dq", dv, "dv");
-  check_disjoint(dk, "dk", dv, "dv");
+  const cpu::AttentionParams p =
+      check_attention_inputs(q, k, v, scale, causal, window_left, window_right, softcap,
+                             alibi_slopes, key_padding_mask, at::kCPU);
+  check_attention_backward_tensors(p, q, k, v, out, dout, lse, dq, dk, dv);
 
   const int64_t B = p.batch, Hq = p.heads_q, Hkv = p.heads_kv, D = p.head_dim;
   const int64_t n_qb = (p.seq_q + kBQ - 1) / kBQ, n_kb = (p.seq_k + kBK - 1) / kBK;
@@ -248,13 +145,7 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
   float* w = work.data_ptr<float>();
 
   cpu::AttentionBwdArgs a{};
-  a.p = p;
-  a.q = q.data_ptr();
-  a.qs = strides3(q);
-  a.k = k.data_ptr();
-  a.ks = strides3(k);
-  a.v = v.data_ptr();
-  a.vs = strides3(v);
+  set_inputs(a, p, q, k, v);
   a.out = out.data_ptr();
   a.os = strides3(out);
   a.dout = dout.data_ptr();

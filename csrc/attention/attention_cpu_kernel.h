@@ -33,7 +33,8 @@ struct Strides3 {
   int64_t b, h, s;
 };
 
-struct AttentionFwdArgs {
+// What every task reads: the parameters and the q, k, v operands.
+struct AttentionInputs {
   AttentionParams p;
   const void* q;
   Strides3 qs;
@@ -41,6 +42,9 @@ struct AttentionFwdArgs {
   Strides3 ks;
   const void* v;
   Strides3 vs;
+};
+
+struct AttentionFwdArgs : AttentionInputs {
   void* out;
   Strides3 os;
   float* lse;  // (B, Hq, Sq) contiguous
@@ -53,14 +57,7 @@ struct AttentionFwdArgs {
 //   lse_q      (blk, kAttnBlockQ)      lse, +inf where the row sees no key and on padding
 //   delta      (blk, kAttnBlockQ)      rowsum(dout * out), 0 on padding
 //   dq_t       (chunk, blk, D, kAttnBlockQ)  each key chunk's dq contribution (unscaled)
-struct AttentionBwdArgs {
-  AttentionParams p;
-  const void* q;
-  Strides3 qs;
-  const void* k;
-  Strides3 ks;
-  const void* v;
-  Strides3 vs;
+struct AttentionBwdArgs : AttentionInputs {
   const void* out;
   Strides3 os;
   const void* dout;

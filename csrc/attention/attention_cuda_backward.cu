@@ -19,6 +19,7 @@ template <typename T, int DT>
 struct BackwardLayout {
   static constexpr int BM = BackwardTiles<sizeof(T), DT>::BM;
   static constexpr int BN = BackwardTiles<sizeof(T), DT>::BN;
+  static constexpr int LDT = Ld<DT>::tile, LDO = Ld<DT>::acc, LDP = LdScore<BN>::t;
   static constexpr int kTileQ = round128(BM * Ld<DT>::tile * sizeof(T));
   static constexpr int kTileK = round128(BN * Ld<DT>::tile * sizeof(T));
   static constexpr int kScoreF = round128(BM * LdScore<BN>::f32 * 4);
@@ -42,6 +43,28 @@ struct BackwardLayout {
   static constexpr int bytes_dq = kAcc + round128(BM * Ld<DT>::acc * 4);
   static_assert(bytes_dkdv <= kMaxSmemBytes && bytes_dq <= kMaxSmemBytes,
                 "backward tiles exceed the shared-memory budget");
+};
+
+// Typed views of BackwardLayout's regions of the dynamic shared memory.
+template <typename T, int DT>
+struct BackwardSmem {
+  using L = BackwardLayout<T, DT>;
+  T *q, *dout, *k, *v;
+  float *s, *dp;  // S and dP
+  T *p, *ds;      // P and dS
+  float *lse, *delta, *acc;
+  __device__ __forceinline__ explicit BackwardSmem(unsigned char* smem)
+      : q(reinterpret_cast<T*>(smem + L::kQ)),
+        dout(reinterpret_cast<T*>(smem + L::kDO)),
+        k(reinterpret_cast<T*>(smem + L::kK)),
+        v(reinterpret_cast<T*>(smem + L::kV)),
+        s(reinterpret_cast<float*>(smem + L::kS)),
+        dp(reinterpret_cast<float*>(smem + L::kDP)),
+        p(reinterpret_cast<T*>(smem + L::kP)),
+        ds(reinterpret_cast<T*>(smem + L::kDS)),
+        lse(reinterpret_cast<float*>(smem + L::kLse)),
+        delta(reinterpret_cast<float*>(smem + L::kDelta)),
+        acc(reinterpret_cast<float*>(smem + L::kAcc)) {}
 };
 
 template <typename T>
@@ -73,11 +96,9 @@ __device__ __forceinline__ void load_query_side(const AttentionCudaParams& p, in
                                                 int64_t h, int64_t m0, T* q_s, T* do_s,
                                                 float* lse_s, float* delta_s) {
   const int D = static_cast<int>(p.head_dim);
-  const T* q_head = static_cast<const T*>(p.q.ptr) + b * p.q.stride_b + h * p.q.stride_h;
-  const T* do_head =
-      static_cast<const T*>(p.dout.ptr) + b * p.dout.stride_b + h * p.dout.stride_h;
-  load_tile<T, BM, DT>(q_s, Ld<DT>::tile, q_head, p.q.stride_s, m0, p.seq_q, D);
-  load_tile<T, BM, DT>(do_s, Ld<DT>::tile, do_head, p.dout.stride_s, m0, p.seq_q, D);
+  load_tile<T, BM, DT>(q_s, Ld<DT>::tile, head_of<T>(p.q, b, h), p.q.stride_s, m0, p.seq_q, D);
+  load_tile<T, BM, DT>(do_s, Ld<DT>::tile, head_of<T>(p.dout, b, h), p.dout.stride_s, m0, p.seq_q,
+                       D);
   const int64_t row_base = (b * p.heads_q + h) * p.seq_q;
   for (int r = threadIdx.x; r < BM; r += kThreads) {
     const int64_t i = m0 + r;
@@ -109,24 +130,26 @@ __device__ __forceinline__ void probs_and_dscores(const ScoreRule& rule, int64_t
   }
 }
 
+// S = Q.K^T and dP = dO.V^T of the staged tiles, then P and dS (probs_and_dscores); ends synced.
+template <typename T, int DT>
+__device__ __forceinline__ void tile_grads(const BackwardSmem<T, DT>& sm, const ScoreRule& rule,
+                                           int64_t m0, int64_t n0) {
+  using L = BackwardLayout<T, DT>;
+  constexpr int LDT = Ld<DT>::tile, LDS = LdScore<L::BN>::f32;
+  block_gemm<T, L::BM, L::BN, DT, false, true, false>(sm.q, LDT, sm.k, LDT, sm.s, LDS);
+  block_gemm<T, L::BM, L::BN, DT, false, true, false>(sm.dout, LDT, sm.v, LDT, sm.dp, LDS);
+  __syncthreads();
+  probs_and_dscores<T, L::BM, L::BN>(rule, m0, n0, sm.s, sm.dp, sm.lse, sm.delta, sm.p, sm.ds);
+  __syncthreads();
+}
+
 template <typename T, int DT>
 __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(const AttentionCudaParams p) {
   using L = BackwardLayout<T, DT>;
-  constexpr int BM = L::BM, BN = L::BN;
-  constexpr int LDT = Ld<DT>::tile, LDO = Ld<DT>::acc;
-  constexpr int LDS = LdScore<BN>::f32, LDP = LdScore<BN>::t;
+  constexpr int BM = L::BM, BN = L::BN, LDT = L::LDT, LDO = L::LDO, LDP = L::LDP;
   extern __shared__ __align__(128) unsigned char smem[];
-  T* q_s = reinterpret_cast<T*>(smem + L::kQ);
-  T* do_s = reinterpret_cast<T*>(smem + L::kDO);
-  T* k_s = reinterpret_cast<T*>(smem + L::kK);
-  T* v_s = reinterpret_cast<T*>(smem + L::kV);
-  float* s_s = reinterpret_cast<float*>(smem + L::kS);
-  float* dp_s = reinterpret_cast<float*>(smem + L::kDP);
-  T* p_s = reinterpret_cast<T*>(smem + L::kP);
-  T* ds_s = reinterpret_cast<T*>(smem + L::kDS);
-  float* lse_s = reinterpret_cast<float*>(smem + L::kLse);
-  float* delta_s = reinterpret_cast<float*>(smem + L::kDelta);
-  float* dk_s = reinterpret_cast<float*>(smem + L::kAcc);
+  const BackwardSmem<T, DT> sm(smem);
+  float* dk_s = sm.acc;
   float* dv_s = reinterpret_cast<float*>(smem + L::kAcc + L::kAccK);
 
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
@@ -134,10 +157,7 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(const Attentio
   const int64_t group = p.heads_q / p.heads_kv;
   const int D = static_cast<int>(p.head_dim);
 
-  const T* k_head = static_cast<const T*>(p.k.ptr) + b * p.k.stride_b + hk * p.k.stride_h;
-  const T* v_head = static_cast<const T*>(p.v.ptr) + b * p.v.stride_b + hk * p.v.stride_h;
-  load_tile<T, BN, DT>(k_s, LDT, k_head, p.k.stride_s, n0, p.seq_k, D);
-  load_tile<T, BN, DT>(v_s, LDT, v_head, p.v.stride_s, n0, p.seq_k, D);
+  load_kv_tiles<T, BN, DT>(p, head_of<T>(p.k, b, hk), head_of<T>(p.v, b, hk), n0, sm.k, sm.v);
   zero_f32<BN, DT>(dk_s, LDO);
   zero_f32<BN, DT>(dv_s, LDO);
 
@@ -148,15 +168,11 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(const Attentio
     const ScoreRule rule = make_rule(p, b, h);
     for (int64_t m0 = max64(lo, 0) / BM * BM; m0 < hi; m0 += BM) {
       __syncthreads();  // the previous products are done with q_s, do_s, p_s, ds_s
-      load_query_side<T, DT, BM>(p, b, h, m0, q_s, do_s, lse_s, delta_s);
+      load_query_side<T, DT, BM>(p, b, h, m0, sm.q, sm.dout, sm.lse, sm.delta);
       __syncthreads();
-      block_gemm<T, BM, BN, DT, false, true, false>(q_s, LDT, k_s, LDT, s_s, LDS);
-      block_gemm<T, BM, BN, DT, false, true, false>(do_s, LDT, v_s, LDT, dp_s, LDS);
-      __syncthreads();
-      probs_and_dscores<T, BM, BN>(rule, m0, n0, s_s, dp_s, lse_s, delta_s, p_s, ds_s);
-      __syncthreads();
-      block_gemm<T, BN, DT, BM, true, false, true>(p_s, LDP, do_s, LDT, dv_s, LDO);
-      block_gemm<T, BN, DT, BM, true, false, true>(ds_s, LDP, q_s, LDT, dk_s, LDO);
+      tile_grads(sm, rule, m0, n0);
+      block_gemm<T, BN, DT, BM, true, false, true>(sm.p, LDP, sm.dout, LDT, dv_s, LDO);
+      block_gemm<T, BN, DT, BM, true, false, true>(sm.ds, LDP, sm.q, LDT, dk_s, LDO);
     }
   }
   __syncthreads();
@@ -176,46 +192,30 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(const Attentio
 template <typename T, int DT>
 __global__ void __launch_bounds__(kThreads) attention_dq_kernel(const AttentionCudaParams p) {
   using L = BackwardLayout<T, DT>;
-  constexpr int BM = L::BM, BN = L::BN;
-  constexpr int LDT = Ld<DT>::tile, LDO = Ld<DT>::acc;
-  constexpr int LDS = LdScore<BN>::f32, LDP = LdScore<BN>::t;
+  constexpr int BM = L::BM, BN = L::BN, LDT = L::LDT, LDO = L::LDO, LDP = L::LDP;
   extern __shared__ __align__(128) unsigned char smem[];
-  T* q_s = reinterpret_cast<T*>(smem + L::kQ);
-  T* do_s = reinterpret_cast<T*>(smem + L::kDO);
-  T* k_s = reinterpret_cast<T*>(smem + L::kK);
-  T* v_s = reinterpret_cast<T*>(smem + L::kV);
-  float* s_s = reinterpret_cast<float*>(smem + L::kS);
-  float* dp_s = reinterpret_cast<float*>(smem + L::kDP);
-  T* p_s = reinterpret_cast<T*>(smem + L::kP);
-  T* ds_s = reinterpret_cast<T*>(smem + L::kDS);
-  float* lse_s = reinterpret_cast<float*>(smem + L::kLse);
-  float* delta_s = reinterpret_cast<float*>(smem + L::kDelta);
-  float* dq_s = reinterpret_cast<float*>(smem + L::kAcc);
+  const BackwardSmem<T, DT> sm(smem);
+  float* dq_s = sm.acc;
 
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM;
   const int64_t h = blockIdx.y, b = blockIdx.z;
   const int64_t hk = h / (p.heads_q / p.heads_kv);
   const int D = static_cast<int>(p.head_dim);
-  const T* k_head = static_cast<const T*>(p.k.ptr) + b * p.k.stride_b + hk * p.k.stride_h;
-  const T* v_head = static_cast<const T*>(p.v.ptr) + b * p.v.stride_b + hk * p.v.stride_h;
+  const T* k_head = head_of<T>(p.k, b, hk);
+  const T* v_head = head_of<T>(p.v, b, hk);
   const ScoreRule rule = make_rule(p, b, h);
 
-  load_query_side<T, DT, BM>(p, b, h, m0, q_s, do_s, lse_s, delta_s);
+  load_query_side<T, DT, BM>(p, b, h, m0, sm.q, sm.dout, sm.lse, sm.delta);
   zero_f32<BM, DT>(dq_s, LDO);
 
   int64_t lo, hi;
   key_range(p, m0, min64(m0 + BM, p.seq_q) - 1, &lo, &hi);
   for (int64_t n0 = max64(lo, 0) / BN * BN; n0 < hi; n0 += BN) {
     __syncthreads();  // the previous dS.K is done with k_s, ds_s
-    load_tile<T, BN, DT>(k_s, LDT, k_head, p.k.stride_s, n0, p.seq_k, D);
-    load_tile<T, BN, DT>(v_s, LDT, v_head, p.v.stride_s, n0, p.seq_k, D);
+    load_kv_tiles<T, BN, DT>(p, k_head, v_head, n0, sm.k, sm.v);
     __syncthreads();
-    block_gemm<T, BM, BN, DT, false, true, false>(q_s, LDT, k_s, LDT, s_s, LDS);
-    block_gemm<T, BM, BN, DT, false, true, false>(do_s, LDT, v_s, LDT, dp_s, LDS);
-    __syncthreads();
-    probs_and_dscores<T, BM, BN>(rule, m0, n0, s_s, dp_s, lse_s, delta_s, p_s, ds_s);
-    __syncthreads();
-    block_gemm<T, BM, DT, BN, false, false, true>(ds_s, LDP, k_s, LDT, dq_s, LDO);
+    tile_grads(sm, rule, m0, n0);
+    block_gemm<T, BM, DT, BN, false, false, true>(sm.ds, LDP, sm.k, LDT, dq_s, LDO);
   }
   __syncthreads();
 
@@ -263,16 +263,9 @@ template <typename T>
 cudaError_t launch_attention_backward(const AttentionCudaParams& p, cudaStream_t stream) {
   using namespace attn_cuda;
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0 || p.seq_k == 0) return cudaSuccess;
-  if (p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0 || p.batch > 65535 || p.heads_q > 65535 ||
-      p.seq_q >= (int64_t{1} << 30) || p.seq_k >= (int64_t{1} << 30) || p.delta == nullptr) {
-    return cudaErrorInvalidValue;
-  }
-  if (p.head_dim < kAttentionCudaMinHeadDim) return cudaErrorInvalidValue;
-  if (p.head_dim <= 32) return launch_dt<T, 32>(p, stream);
-  if (p.head_dim <= 64) return launch_dt<T, 64>(p, stream);
-  if (p.head_dim <= 128) return launch_dt<T, 128>(p, stream);
-  if (p.head_dim <= 256) return launch_dt<T, 256>(p, stream);
-  return cudaErrorInvalidValue;
+  if (p.delta == nullptr) return cudaErrorInvalidValue;
+  return launch_for_head_dim(
+      p, [&](auto dt) { return launch_dt<T, decltype(dt)::value>(p, stream); });
 }
 
 template cudaError_t launch_attention_backward<float>(const AttentionCudaParams&, cudaStream_t);

@@ -111,6 +111,21 @@ __device__ __forceinline__ void load_tile(T* dst, int ld, const T* head, int64_t
   }
 }
 
+// The (S, D) head h of batch b of an operand.
+template <typename T>
+__device__ __forceinline__ const T* head_of(const AttentionCudaOperand& o, int64_t b, int64_t h) {
+  return static_cast<const T*>(o.ptr) + b * o.stride_b + h * o.stride_h;
+}
+
+// Loads rows [n0, n0 + BN) of key head k_head and value head v_head into k_s, v_s.
+template <typename T, int BN, int DT>
+__device__ __forceinline__ void load_kv_tiles(const AttentionCudaParams& p, const T* k_head,
+                                              const T* v_head, int64_t n0, T* k_s, T* v_s) {
+  const int D = static_cast<int>(p.head_dim);
+  load_tile<T, BN, DT>(k_s, Ld<DT>::tile, k_head, p.k.stride_s, n0, p.seq_k, D);
+  load_tile<T, BN, DT>(v_s, Ld<DT>::tile, v_head, p.v.stride_s, n0, p.seq_k, D);
+}
+
 template <int ROWS, int COLS>
 __device__ __forceinline__ void zero_f32(float* dst, int ld) {
   for (int idx = threadIdx.x; idx < ROWS * COLS; idx += kThreads) {
@@ -220,6 +235,23 @@ struct BackwardTiles {
 };
 
 constexpr int kMaxSmemBytes = 160 * 1024;
+
+// Refuses shapes the kernels were not built for (the glue checks them first; a direct caller
+// gets cudaErrorInvalidValue rather than a bad launch) and calls launch(tile) with the head-dim
+// tile, a std::integral_constant<int, 32, 64, 128 or 256>.
+template <typename Launch>
+cudaError_t launch_for_head_dim(const AttentionCudaParams& p, const Launch& launch) {
+  if (p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0 || p.batch > 65535 || p.heads_q > 65535 ||
+      p.seq_q >= (int64_t{1} << 30) || p.seq_k >= (int64_t{1} << 30) ||
+      p.head_dim < kAttentionCudaMinHeadDim) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.head_dim <= 32) return launch(std::integral_constant<int, 32>{});
+  if (p.head_dim <= 64) return launch(std::integral_constant<int, 64>{});
+  if (p.head_dim <= 128) return launch(std::integral_constant<int, 128>{});
+  if (p.head_dim <= 256) return launch(std::integral_constant<int, 256>{});
+  return cudaErrorInvalidValue;
+}
 
 inline cudaError_t prepare_smem(const void* kernel, int bytes) {
   int device = 0;

@@ -51,9 +51,9 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Atten
   const int D = static_cast<int>(p.head_dim);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
-  const T* q_head = static_cast<const T*>(p.q.ptr) + b * p.q.stride_b + h * p.q.stride_h;
-  const T* k_head = static_cast<const T*>(p.k.ptr) + b * p.k.stride_b + hk * p.k.stride_h;
-  const T* v_head = static_cast<const T*>(p.v.ptr) + b * p.v.stride_b + hk * p.v.stride_h;
+  const T* q_head = head_of<T>(p.q, b, h);
+  const T* k_head = head_of<T>(p.k, b, hk);
+  const T* v_head = head_of<T>(p.v, b, hk);
   const ScoreRule rule = make_rule(p, b, h);
 
   load_tile<T, BM, DT>(q_s, LDT, q_head, p.q.stride_s, m0, p.seq_q, D);
@@ -68,8 +68,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Atten
   key_range(p, m0, q_last, &lo, &hi);
   for (int64_t n0 = max64(lo, 0) / BN * BN; n0 < hi; n0 += BN) {
     __syncthreads();  // the previous block's P.V is done with k_s, v_s, p_s
-    load_tile<T, BN, DT>(k_s, LDT, k_head, p.k.stride_s, n0, p.seq_k, D);
-    load_tile<T, BN, DT>(v_s, LDT, v_head, p.v.stride_s, n0, p.seq_k, D);
+    load_kv_tiles<T, BN, DT>(p, k_head, v_head, n0, k_s, v_s);
     __syncthreads();
     block_gemm<T, BM, BN, DT, false, true, false>(q_s, LDT, k_s, LDT, s_s, LDS);
     __syncthreads();
@@ -140,16 +139,9 @@ template <typename T>
 cudaError_t launch_attention_forward(const AttentionCudaParams& p, cudaStream_t stream) {
   using namespace attn_cuda;
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return cudaSuccess;
-  if (p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0 || p.batch > 65535 || p.heads_q > 65535 ||
-      p.seq_q >= (int64_t{1} << 30) || p.seq_k >= (int64_t{1} << 30) || p.seq_k <= 0) {
-    return cudaErrorInvalidValue;
-  }
-  if (p.head_dim < kAttentionCudaMinHeadDim) return cudaErrorInvalidValue;
-  if (p.head_dim <= 32) return launch_dt<T, 32>(p, stream);
-  if (p.head_dim <= 64) return launch_dt<T, 64>(p, stream);
-  if (p.head_dim <= 128) return launch_dt<T, 128>(p, stream);
-  if (p.head_dim <= 256) return launch_dt<T, 256>(p, stream);
-  return cudaErrorInvalidValue;
+  if (p.seq_k <= 0) return cudaErrorInvalidValue;  // the glue handles Sk == 0 itself
+  return launch_for_head_dim(
+      p, [&](auto dt) { return launch_dt<T, decltype(dt)::value>(p, stream); });
 }
 
 template cudaError_t launch_attention_forward<float>(const AttentionCudaParams&, cudaStream_t);

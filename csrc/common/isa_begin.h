@@ -16,8 +16,14 @@
 // namespace inside LLMK_ISA_NS, so only the entry points have external linkage, each under a
 // namespace named after its level.
 //
-// fp-contract=off: products and sums round separately exactly as in the PyTorch reference, so
-// every variant gives bitwise the same float32 result (no FMA contraction in the AVX2+ ones).
+// fp-contract=off: the compiler never fuses a product and a sum, so a plain expression rounds the
+// same way at every level. Kernels written only with plain expressions (rotary, sinusoidal, cross-
+// entropy) therefore give bitwise the same float32 result at every level. A kernel that asks for
+// fused multiply-adds explicitly (attention's vfma, its vdpbf16ps products) is bitwise
+// reproducible per level, for any thread count, but not across levels.
+//
+// LLMK_ALWAYS_INLINE (defined here, removed by isa_end.h) marks the small helpers of the region:
+// they must inline into the hot loops, and inlining also keeps every call inside one level.
 #if !defined(LLMK_ISA_LEVEL) || !defined(LLMK_ISA_NS)
 #error "define LLMK_ISA_LEVEL and LLMK_ISA_NS before including isa_begin.h"
 #endif
@@ -42,3 +48,5 @@
 #endif
 #pragma GCC optimize("fp-contract=off")
 #endif
+
+#define LLMK_ALWAYS_INLINE inline __attribute__((always_inline))

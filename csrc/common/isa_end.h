@@ -6,5 +6,6 @@
 #elif defined(__GNUC__)
 #pragma GCC pop_options
 #endif
+#undef LLMK_ALWAYS_INLINE
 #undef LLMK_ISA_LEVEL
 #undef LLMK_ISA_NS

@@ -32,4 +32,13 @@ void cross_entropy_cpu(const at::Tensor& logits, const at::Tensor& target,
                        double label_smoothing, double z_loss, double softcap, double ce_scale,
                        double z_scale);
 
+#ifdef LLMK_WITH_CUDA
+// The same on CUDA tensors (cross_entropy_cuda.cpp). Target values are not checked on the host.
+void cross_entropy_cuda(const at::Tensor& logits, const at::Tensor& target,
+                        const std::optional<at::Tensor>& class_weight, at::Tensor& loss_rows,
+                        at::Tensor& lse, const std::optional<at::Tensor>& grad,
+                        int64_t ignore_index, double label_smoothing, double z_loss,
+                        double softcap, double ce_scale, double z_scale);
+#endif
+
 }  // namespace llmkernels

@@ -1,16 +1,18 @@
-// Torch glue for the cross-entropy CPU kernel: checks, dtype mapping, threading and ISA dispatch.
+// Torch glue for the cross-entropy CPU kernel: the host-side target check, threading and ISA
+// dispatch (argument checks: cross_entropy_arguments.h).
 // The arithmetic lives in cross_entropy_cpu_kernel_impl.h, compiled per ISA level.
 #include <algorithm>
 #include <cstdint>
 #include <memory>
 
-#include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
 #include "../common/checks.h"
+#include "../common/cpu_elem_type.h"
 #include "../common/cpu_isa.h"
 #include "cross_entropy.h"
+#include "cross_entropy_arguments.h"
 #include "cross_entropy_cpu_kernel.h"
 
 namespace llmkernels {
@@ -25,30 +27,6 @@ cpu::CrossEntropyRowsFn cross_entropy_variant(cpu::Isa isa) {
 #endif
     default: return &cpu_generic::cross_entropy_rows;
   }
-}
-
-cpu::ElemType elem_type(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return cpu::ElemType::f32;
-    case at::kHalf: return cpu::ElemType::f16;
-    case at::kBFloat16: return cpu::ElemType::bf16;
-    default: TORCH_CHECK_VALUE(false, "llmkernels: unsupported dtype ", t);
-  }
-}
-
-void check_row_output(const at::Tensor& t, const char* name, int64_t rows) {
-  LLMK_CHECK_DEVICE_TYPE(t, name, at::kCPU);
-  LLMK_CHECK_DTYPE(t, name, at::kFloat);
-  LLMK_CHECK_DIM(t, name, 1);
-  LLMK_CHECK_SIZE(t, name, 0, rows);
-  LLMK_CHECK_CONTIGUOUS(t, name);
-}
-
-void check_disjoint(const at::Tensor& a, const char* a_name, const at::Tensor& b,
-                    const char* b_name) {
-  const auto status = at::get_overlap_status(a, b);
-  LLMK_CHECK_ARG(status != at::MemOverlapStatus::Partial && status != at::MemOverlapStatus::Full,
-                 a_name, "overlaps ", b_name, "; expected separate memory");
 }
 
 // The per-thread scratch the kernel expects (layout in cross_entropy_cpu_kernel.h).
@@ -66,54 +44,15 @@ void cross_entropy_cpu(const at::Tensor& logits, const at::Tensor& target,
                        at::Tensor& lse, const std::optional<at::Tensor>& grad, int64_t ignore_index,
                        double label_smoothing, double z_loss, double softcap, double ce_scale,
                        double z_scale) {
-  LLMK_CHECK_DEVICE_TYPE(logits, "logits", at::kCPU);
-  LLMK_CHECK_DIM(logits, "logits", 2);
-  LLMK_CHECK_FLOATING(logits, "logits");
-  LLMK_CHECK_LAST_DIM_CONTIGUOUS(logits, "logits");
-  const int64_t rows = logits.size(0), classes = logits.size(1);
-  LLMK_CHECK_ARG(classes > 0 || rows == 0, "logits", "expected at least one class, got shape ",
-                 logits.sizes());
-
-  LLMK_CHECK_DEVICE_TYPE(target, "target", at::kCPU);
-  LLMK_CHECK_DTYPE(target, "target", at::kLong);
-  LLMK_CHECK_DIM(target, "target", 1);
-  LLMK_CHECK_SIZE(target, "target", 0, rows);
-  LLMK_CHECK_CONTIGUOUS(target, "target");
-
+  const CrossEntropyShape shape = check_cross_entropy_arguments(
+      logits, target, class_weight, loss_rows, lse, grad, at::kCPU);
+  const int64_t rows = shape.rows, classes = shape.classes;
   const float* weight_ptr = nullptr;
   double weight_sum = static_cast<double>(classes);
   if (class_weight.has_value()) {
-    const at::Tensor& w = *class_weight;
-    LLMK_CHECK_DEVICE_TYPE(w, "class_weight", at::kCPU);
-    LLMK_CHECK_DTYPE(w, "class_weight", at::kFloat);
-    LLMK_CHECK_DIM(w, "class_weight", 1);
-    LLMK_CHECK_SIZE(w, "class_weight", 0, classes);
-    LLMK_CHECK_CONTIGUOUS(w, "class_weight");
-    weight_ptr = w.data_ptr<float>();
+    weight_ptr = class_weight->data_ptr<float>();
     weight_sum = 0.0;
     for (int64_t c = 0; c < classes; ++c) weight_sum += static_cast<double>(weight_ptr[c]);
-  }
-
-  check_row_output(loss_rows, "loss_rows", rows);
-  check_row_output(lse, "lse", rows);
-  check_disjoint(loss_rows, "loss_rows", lse, "lse");
-  check_disjoint(loss_rows, "loss_rows", logits, "logits");
-  check_disjoint(lse, "lse", logits, "logits");
-
-  bool in_place = false;
-  if (grad.has_value()) {
-    const at::Tensor& g = *grad;
-    LLMK_CHECK_DEVICE_TYPE(g, "grad", at::kCPU);
-    LLMK_CHECK_DTYPE(g, "grad", logits.scalar_type());
-    LLMK_CHECK_SHAPE(g, "grad", logits.sizes());
-    LLMK_CHECK_CONTIGUOUS(g, "grad");
-    // grad may be logits itself (each block is read before it is written); nothing else may
-    // overlap.
-    in_place = rows > 0 && classes > 0 && g.data_ptr() == logits.data_ptr() &&
-               g.strides() == logits.strides();
-    if (!in_place) check_disjoint(g, "grad", logits, "logits");
-    check_disjoint(g, "grad", loss_rows, "loss_rows");
-    check_disjoint(g, "grad", lse, "lse");
   }
 
   // Host-side range check: one pass over (N,) int64; an out-of-range index would read outside
@@ -148,8 +87,8 @@ void cross_entropy_cpu(const at::Tensor& logits, const at::Tensor& target,
   args.softcap = softcap > 0.0 ? softcap : 0.0;
   args.ce_scale = ce_scale;
   args.z_scale = z_scale;
-  args.dtype = elem_type(logits.scalar_type());
-  args.stream_grad = grad.has_value() && !in_place &&
+  args.dtype = cpu::elem_type(logits.scalar_type());
+  args.stream_grad = grad.has_value() && !shape.in_place &&
                      grad->numel() * grad->element_size() >= cpu::kStreamingMinBytes;
 
   const cpu::CrossEntropyRowsFn fn = cross_entropy_variant(cpu::selected_isa());

@@ -1,106 +1,22 @@
 // Cross-entropy kernel body, compiled once per ISA level: include only between isa_begin.h and
 // isa_end.h (see there), after <cstddef>/<cstdint>. No include guard on purpose.
 //
-// The math runs on 16-lane GCC/Clang vector types: each level lowers them to its own registers
-// (4 SSE, 2 AVX2 or 1 AVX-512 register), while every lane keeps the same elements and every
-// reduction the same order, so all levels and thread counts give bitwise the same results.
+// Built on the vector library (common/cpu_vec_impl.h): every reduction runs in one fixed order,
+// so all levels and thread counts give bitwise the same results.
 #include "cross_entropy_cpu_kernel.h"
-
-// GCC warns that 64-byte vectors change the calling convention below AVX-512; the helpers are
-// always inlined and internal, so no call crosses that boundary. Left off to the end of the
-// (one-kernel) translation unit, where GCC reports it.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 
 namespace llmkernels {
 namespace LLMK_ISA_NS {
 namespace {
 
 #include "../common/cpu_convert_impl.h"
-
-#define LLMK_CE_INLINE inline __attribute__((always_inline))
-
-constexpr int kLanes = 16;
-typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
-typedef int32_t vi __attribute__((vector_size(kLanes * sizeof(int32_t))));
+#include "../common/cpu_vec_impl.h"
+#include "../common/cpu_dispatch_impl.h"
 
 // Columns per block: a block is converted to float32 scratch (L1) once, then swept by the
 // max, exp and gradient loops; it is also the store unit of store_out.
 constexpr int64_t kBlock = cpu::kMaxStoreBlock;
 static_assert(kBlock % kLanes == 0, "blocks hold whole vectors");
-
-LLMK_CE_INLINE vf vsplat(float a) { return vf{} + a; }
-LLMK_CE_INLINE vf vload(const float* p) {
-  vf v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-LLMK_CE_INLINE void vstore(float* p, const vf& v) { __builtin_memcpy(p, &v, sizeof v); }
-LLMK_CE_INLINE vf vselect(const vi& mask, const vf& a, const vf& b) { return mask ? a : b; }
-
-// exp(x), float32, range reduction by ln 2 (Cody-Waite) and a degree-6 polynomial on
-// [-ln2/2, ln2/2] (Cephes expf: ~1 ulp). x < -87.3 gives 0 (denormal results flushed), x > 88.3 is
-// clamped (no inf from finite input); NaN stays NaN.
-LLMK_CE_INLINE vf vexp(const vf& x) {
-  const vf lo = vsplat(-87.3f), hi = vsplat(88.3f);
-  const vi underflow = x < lo;
-  vf xc = vselect(x < lo, lo, x);  // a NaN compares false: it passes through
-  xc = vselect(xc > hi, hi, xc);
-  const vf magic = vsplat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const vf fx = (xc * 1.44269504088896341f + magic) - magic;
-  vf r = xc - fx * 0.693359375f;
-  r = r - fx * -2.12194440e-4f;
-  vf p = vsplat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const vf y = (p * (r * r) + r) + 1.0f;
-  const vi k = __builtin_convertvector(fx, vi);  // in [-126, 128), or garbage for NaN (y is NaN)
-  const vf scale = (vf)((k + 127) << 23);
-  return vselect(underflow, vf{}, y * scale);
-}
-
-// tanh(x): odd polynomial below |x| = 0.625 (Cephes tanhf), 1 - 2 / (exp(2|x|) + 1) above,
-// |x| >= 9 saturating to 1; sign restored by bits. NaN stays NaN.
-LLMK_CE_INLINE vf vtanh(const vf& x) {
-  const vi sign_mask = vi{} + static_cast<int32_t>(0x80000000u);
-  const vi bits = (vi)x;
-  const vf a = (vf)(bits & ~sign_mask);
-  const vf s = a * a;
-  vf ps = vsplat(-5.70498872745e-3f);
-  ps = ps * s + 2.06390887954e-2f;
-  ps = ps * s - 5.37397155531e-2f;
-  ps = ps * s + 1.33314422036e-1f;
-  ps = ps * s - 3.33332819422e-1f;
-  const vf small = (ps * s) * a + a;
-  const vf ac = vselect(a > 9.0f, vsplat(9.0f), a);
-  const vf large = 1.0f - 2.0f / (vexp(ac + ac) + 1.0f);
-  const vf t = vselect(a < 0.625f, small, large);
-  return (vf)((vi)t | (bits & sign_mask));
-}
-
-// Lane reductions in one fixed (tree) order.
-LLMK_CE_INLINE float hsum(const vf& v) {
-  float t[kLanes];
-  __builtin_memcpy(t, &v, sizeof v);
-  for (int w = kLanes / 2; w > 0; w /= 2)
-    for (int j = 0; j < w; ++j) t[j] = t[j] + t[j + w];
-  return t[0];
-}
-LLMK_CE_INLINE float hmax(const vf& v) {
-  float t[kLanes];
-  __builtin_memcpy(t, &v, sizeof v);
-  for (int w = kLanes / 2; w > 0; w /= 2)
-    for (int j = 0; j < w; ++j) t[j] = t[j + w] > t[j] ? t[j + w] : t[j];
-  return t[0];
-}
-
-LLMK_CE_INLINE void fill(float* p, int64_t n, float v) {
-  for (int64_t i = 0; i < n; ++i) p[i] = v;
-}
 
 struct RowStats {
   float max;
@@ -111,8 +27,8 @@ struct RowStats {
 // Loads columns [c0, c0 + n) of a row as float32 z (soft-capped when kCap) into zb, and the
 // capped values also into zrow (the row scratch the gradient pass reads back).
 template <typename T, bool kCap>
-LLMK_CE_INLINE void load_block(const T* x, int64_t c0, int64_t n, float cap, float* zrow,
-                               float* zb) {
+LLMK_ALWAYS_INLINE void load_block(const T* x, int64_t c0, int64_t n, float cap, float* zrow,
+                                   float* zb) {
   const int64_t nv = (n + kLanes - 1) / kLanes * kLanes;
   if (kCap) {
     load_f32(x + c0, zb, n);
@@ -286,30 +202,16 @@ void rows_typed(const cpu::CrossEntropyRowsArgs& a, int64_t row_begin, int64_t r
   if (kStream) stream_fence();
 }
 
-template <typename T>
-void rows_dispatch(const cpu::CrossEntropyRowsArgs& a, int64_t begin, int64_t end, float* scratch) {
-  const bool cap = a.softcap > 0.0;
-  const bool stream = a.stream_grad && a.grad != nullptr;
-  if (cap) {
-    if (stream) rows_typed<T, true, true>(a, begin, end, scratch);
-    else rows_typed<T, true, false>(a, begin, end, scratch);
-  } else {
-    if (stream) rows_typed<T, false, true>(a, begin, end, scratch);
-    else rows_typed<T, false, false>(a, begin, end, scratch);
-  }
-}
-
-#undef LLMK_CE_INLINE
-
 }  // namespace
 
 void cross_entropy_rows(const cpu::CrossEntropyRowsArgs& a, int64_t row_begin, int64_t row_end,
                         float* scratch) {
-  switch (a.dtype) {
-    case cpu::ElemType::f32: rows_dispatch<float>(a, row_begin, row_end, scratch); break;
-    case cpu::ElemType::f16: rows_dispatch<F16>(a, row_begin, row_end, scratch); break;
-    case cpu::ElemType::bf16: rows_dispatch<Bf16>(a, row_begin, row_end, scratch); break;
-  }
+  visit_elem_type(a.dtype, [&](auto type) {
+    using T = typename decltype(type)::type;
+    visit_flags(a.softcap > 0.0, a.stream_grad && a.grad != nullptr, [&](auto cap, auto stream) {
+      rows_typed<T, decltype(cap)::value, decltype(stream)::value>(a, row_begin, row_end, scratch);
+    });
+  });
 }
 
 }  // namespace LLMK_ISA_NS

@@ -2,13 +2,13 @@
 // arithmetic lives in rotary_cpu_kernel_impl.h, compiled per ISA level.
 #include <algorithm>
 
-#include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
 #include "../common/checks.h"
 #include "../common/cpu_elem_type.h"
 #include "../common/cpu_isa.h"
+#include "../common/overlap_checks.h"
 #include "../common/position_ids.h"
 #include "rotary.h"
 #include "rotary_cpu_kernel.h"
@@ -27,20 +27,6 @@ cpu::RotaryRowsFn rotary_variant(cpu::Isa isa) {
   }
 }
 
-// In place (out is in, element for element) is fine: a block of each row is read before the same
-// thread writes it. Any other overlap would read already-rotated values. As in torch's own
-// out= checks, layouts whose overlap torch cannot decide cheaply (TooHard: e.g. slices of a fused
-// qkv buffer) are accepted rather than refused.
-void check_in_out_alias(const at::Tensor& in, const char* in_name, const at::Tensor& out,
-                        const char* out_name) {
-  const auto status = at::get_overlap_status(in, out);
-  const bool same_start_other_layout =
-      in.numel() > 0 && in.data_ptr() == out.data_ptr() && in.strides() != out.strides();
-  LLMK_CHECK_ARG(status != at::MemOverlapStatus::Partial && !same_start_other_layout, out_name,
-                 "partially overlaps ", in_name, " (strides ", out.strides(), " vs ",
-                 in.strides(), "); it must be ", in_name, " itself (in place) or separate memory");
-}
-
 // Input/output pair checks shared by q and k (k may have its own head count).
 void check_pair(const at::Tensor& in, const char* in_name, const at::Tensor& out,
                 const char* out_name, const at::Tensor& q) {
@@ -55,18 +41,8 @@ void check_pair(const at::Tensor& in, const char* in_name, const at::Tensor& out
   LLMK_CHECK_DTYPE(out, out_name, in.scalar_type());
   LLMK_CHECK_SHAPE(out, out_name, in.sizes());
   LLMK_CHECK_LAST_DIM_CONTIGUOUS(out, out_name);
-  LLMK_CHECK_ARG(at::has_internal_overlap(out) != at::MemOverlap::Yes, out_name,
-                 "has internally overlapping memory (an expanded tensor?), shape ", out.sizes(),
-                 " strides ", out.strides());
-  check_in_out_alias(in, in_name, out, out_name);
-}
-
-// q_out/k_out against the other tensor's input and output.
-void check_disjoint(const at::Tensor& a, const char* a_name, const at::Tensor& b,
-                    const char* b_name) {
-  const auto status = at::get_overlap_status(a, b);
-  LLMK_CHECK_ARG(status != at::MemOverlapStatus::Partial && status != at::MemOverlapStatus::Full,
-                 a_name, "overlaps ", b_name, "; expected separate memory");
+  check_output(out, out_name);
+  check_in_place_or_disjoint(in, in_name, out, out_name);
 }
 
 cpu::RotaryTensor view(const at::Tensor& in, const at::Tensor& out) {

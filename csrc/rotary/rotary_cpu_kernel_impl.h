@@ -7,6 +7,8 @@ namespace LLMK_ISA_NS {
 namespace {
 
 #include "../common/cpu_convert_impl.h"
+#include "../common/cpu_vec_impl.h"
+#include "../common/cpu_dispatch_impl.h"
 
 // Pairs per block: the block's inputs are converted to float32 scratch first, which also makes
 // the in-place case (out == in) safe, since a block is fully read before it is written.
@@ -86,25 +88,15 @@ void rotary_rows_typed(const cpu::RotaryRowsArgs& a, int64_t row_begin, int64_t 
   if (kStream) stream_fence();
 }
 
-template <typename T>
-void rotary_rows_dispatch_layout(const cpu::RotaryRowsArgs& a, int64_t begin, int64_t end) {
-  if (a.interleaved) {
-    if (a.stream_out) rotary_rows_typed<T, true, true>(a, begin, end);
-    else rotary_rows_typed<T, true, false>(a, begin, end);
-  } else {
-    if (a.stream_out) rotary_rows_typed<T, false, true>(a, begin, end);
-    else rotary_rows_typed<T, false, false>(a, begin, end);
-  }
-}
-
 }  // namespace
 
 void rotary_rows(const cpu::RotaryRowsArgs& a, int64_t row_begin, int64_t row_end) {
-  switch (a.dtype) {
-    case cpu::ElemType::f32: rotary_rows_dispatch_layout<float>(a, row_begin, row_end); break;
-    case cpu::ElemType::f16: rotary_rows_dispatch_layout<F16>(a, row_begin, row_end); break;
-    case cpu::ElemType::bf16: rotary_rows_dispatch_layout<Bf16>(a, row_begin, row_end); break;
-  }
+  visit_elem_type(a.dtype, [&](auto type) {
+    visit_flags(a.interleaved, a.stream_out, [&](auto interleaved, auto stream) {
+      rotary_rows_typed<typename decltype(type)::type, decltype(interleaved)::value,
+                        decltype(stream)::value>(a, row_begin, row_end);
+    });
+  });
 }
 
 }  // namespace LLMK_ISA_NS

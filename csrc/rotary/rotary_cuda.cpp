@@ -4,11 +4,10 @@
 
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 
 #include "../common/checks.h"
-#include "../common/cuda_alias.h"
+#include "../common/cuda_glue.h"
+#include "../common/overlap_checks.h"
 #include "../common/position_ids.h"
 #include "rotary.h"
 #include "rotary_cuda_launch.h"
@@ -111,22 +110,10 @@ void rotary_cuda(const at::Tensor& q, at::Tensor& q_out, const std::optional<at:
 
   const c10::cuda::CUDAGuard guard(q.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(q.device().index()).stream();
-  cudaError_t err = cudaSuccess;
-  switch (q.scalar_type()) {
-    case at::kFloat:
-      err = launch_rotary<float>(p, stream);
-      break;
-    case at::kHalf:
-      err = launch_rotary<__half>(p, stream);
-      break;
-    case at::kBFloat16:
-      err = launch_rotary<__nv_bfloat16>(p, stream);
-      break;
-    default:
-      TORCH_CHECK(false, "llmkernels: rotary_cuda: unhandled dtype ", q.scalar_type());
-  }
-  TORCH_CHECK(err == cudaSuccess, "llmkernels: rotary CUDA kernel launch failed: ",
-              cudaGetErrorString(err));
+  const cudaError_t err = launch_for_dtype(q.scalar_type(), "rotary_cuda", [&](auto t) {
+    return launch_rotary<typename decltype(t)::type>(p, stream);
+  });
+  check_cuda_launch(err, "rotary");
 }
 
 }  // namespace llmkernels

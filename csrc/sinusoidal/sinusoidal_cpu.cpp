@@ -2,13 +2,13 @@
 // The arithmetic lives in sinusoidal_cpu_kernel_impl.h, compiled per ISA level.
 #include <algorithm>
 
-#include <ATen/MemoryOverlap.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
 #include "../common/checks.h"
 #include "../common/cpu_elem_type.h"
 #include "../common/cpu_isa.h"
+#include "../common/overlap_checks.h"
 #include "../common/position_ids.h"
 #include "sinusoidal.h"
 #include "sinusoidal_cpu_kernel.h"
@@ -39,16 +39,8 @@ void add_sinusoidal_cpu(const at::Tensor& x, at::Tensor& out, const at::Tensor& 
   LLMK_CHECK_DTYPE(out, "out", x.scalar_type());
   LLMK_CHECK_SHAPE(out, "out", x.sizes());
   LLMK_CHECK_LAST_DIM_CONTIGUOUS(out, "out");
-  LLMK_CHECK_ARG(at::has_internal_overlap(out) != at::MemOverlap::Yes, "out",
-                 "has internally overlapping memory (an expanded tensor?), shape ", out.sizes(),
-                 " strides ", out.strides());
-  // In place (out is x) is fine; other overlaps would read updated values. Undecidable layouts
-  // (TooHard) are accepted, as in torch's own out= checks.
-  const auto status = at::get_overlap_status(x, out);
-  const bool same_start_other_layout =
-      x.numel() > 0 && x.data_ptr() == out.data_ptr() && x.strides() != out.strides();
-  LLMK_CHECK_ARG(status != at::MemOverlapStatus::Partial && !same_start_other_layout, "out",
-                 "partially overlaps x; it must be x itself (in place) or separate memory");
+  check_output(out, "out");
+  check_in_place_or_disjoint(x, "x", out, "out");
 
   const int64_t batch = x.size(0), seq = x.size(1), d_model = x.size(2);
   LLMK_CHECK_DEVICE_TYPE(table, "table", at::kCPU);

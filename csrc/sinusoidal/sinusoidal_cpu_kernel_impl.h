@@ -7,6 +7,8 @@ namespace LLMK_ISA_NS {
 namespace {
 
 #include "../common/cpu_convert_impl.h"
+#include "../common/cpu_vec_impl.h"
+#include "../common/cpu_dispatch_impl.h"
 
 constexpr int64_t kBlock = cpu::kMaxStoreBlock;
 
@@ -34,22 +36,16 @@ void add_rows_typed(const cpu::SinusoidalRowsArgs& a, int64_t row_begin, int64_t
   if (kStream) stream_fence();
 }
 
-template <typename T>
-void add_rows_dispatch(const cpu::SinusoidalRowsArgs& a, int64_t row_begin, int64_t row_end) {
-  if (a.stream_out)
-    add_rows_typed<T, true>(a, row_begin, row_end);
-  else
-    add_rows_typed<T, false>(a, row_begin, row_end);
-}
-
 }  // namespace
 
 void add_sinusoidal_rows(const cpu::SinusoidalRowsArgs& a, int64_t row_begin, int64_t row_end) {
-  switch (a.dtype) {
-    case cpu::ElemType::f32: add_rows_dispatch<float>(a, row_begin, row_end); break;
-    case cpu::ElemType::f16: add_rows_dispatch<F16>(a, row_begin, row_end); break;
-    case cpu::ElemType::bf16: add_rows_dispatch<Bf16>(a, row_begin, row_end); break;
-  }
+  visit_elem_type(a.dtype, [&](auto type) {
+    using T = typename decltype(type)::type;
+    if (a.stream_out)
+      add_rows_typed<T, true>(a, row_begin, row_end);
+    else
+      add_rows_typed<T, false>(a, row_begin, row_end);
+  });
 }
 
 }  // namespace LLMK_ISA_NS

@@ -4,11 +4,10 @@
 
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 
 #include "../common/checks.h"
-#include "../common/cuda_alias.h"
+#include "../common/cuda_glue.h"
+#include "../common/overlap_checks.h"
 #include "../common/position_ids.h"
 #include "sinusoidal.h"
 #include "sinusoidal_cuda_launch.h"
@@ -56,22 +55,10 @@ void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor&
 
   const c10::cuda::CUDAGuard guard(x.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
-  cudaError_t err = cudaSuccess;
-  switch (x.scalar_type()) {
-    case at::kFloat:
-      err = launch_add_sinusoidal<float>(p, stream);
-      break;
-    case at::kHalf:
-      err = launch_add_sinusoidal<__half>(p, stream);
-      break;
-    case at::kBFloat16:
-      err = launch_add_sinusoidal<__nv_bfloat16>(p, stream);
-      break;
-    default:
-      TORCH_CHECK(false, "llmkernels: add_sinusoidal_cuda: unhandled dtype ", x.scalar_type());
-  }
-  TORCH_CHECK(err == cudaSuccess, "llmkernels: sinusoidal CUDA kernel launch failed: ",
-              cudaGetErrorString(err));
+  const cudaError_t err = launch_for_dtype(x.scalar_type(), "add_sinusoidal_cuda", [&](auto t) {
+    return launch_add_sinusoidal<typename decltype(t)::type>(p, stream);
+  });
+  check_cuda_launch(err, "sinusoidal");
 }
 
 }  // namespace llmkernels

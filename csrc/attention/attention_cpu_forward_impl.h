@@ -1,0 +1,165 @@
+// Forward of the attention CPU kernel (see attention_cpu_kernel_impl.h): one query block of one
+// head per task, an online softmax over its visible key blocks.
+// Scratch: qt (D x BQ), st (BK x BQ), ot (D x BQ), kf (BK x D), vf (BK x D), row (Dp), then the
+// kDot path's P pairs ((BK / 2) x BQ).
+
+// kDot (bf16 at the avx512bf16 level, even head_dim and key row stride): both products run on
+// vdpbf16ps with q, the keys and the values read as bf16 pairs and P rounded to bf16.
+template <typename T, bool kCap, bool kAlibi, bool kDot>
+void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
+  const cpu::AttentionParams& p = a.p;
+  const Geometry g = geometry(p);
+  const int64_t BH = g.B * g.Hq;
+  const int64_t rank = task / BH, bh = task % BH;
+  const int64_t qb = g.causal ? g.nQb - 1 - rank : rank;
+  const int64_t b = bh / g.Hq, h = bh % g.Hq, hk = h / (g.Hq / g.Hkv);
+  const int64_t D = g.D;
+  const int64_t i0 = qb * kBQ, nq = min_i64(kBQ, g.Sq - i0), N = round16(nq), nv = N / kLanes;
+
+  float* qt = scratch;
+  float* st = qt + D * kBQ;
+  float* ot = st + kBK * kBQ;
+  float* kf = ot + D * kBQ;
+  float* vbuf = kf + kBK * D;
+  float* row = vbuf + kBK * D;
+  uint32_t* pv = reinterpret_cast<uint32_t*>(row + g.Dp);  // (BK / 2) x BQ bf16 pairs
+  uint32_t* qv = reinterpret_cast<uint32_t*>(qt);          // (D / 2) x BQ bf16 pairs
+  uint32_t* vv = reinterpret_cast<uint32_t*>(vbuf);        // (BK / 2) x D bf16 pairs
+
+  const T* qbase = static_cast<const T*>(a.q) + b * a.qs.b + h * a.qs.h;
+  const T* kbase = static_cast<const T*>(a.k) + b * a.ks.b + hk * a.ks.h;
+  const T* vbase = static_cast<const T*>(a.v) + b * a.vs.b + hk * a.vs.h;
+
+  if constexpr (kDot) {
+    const int64_t Dh = D / 2;
+    for (int64_t r = 0; r < nq; ++r) {
+      uint32_t qrow[512];
+      __builtin_memcpy(qrow, qbase + (i0 + r) * a.qs.s, static_cast<uint64_t>(D) * 2);
+      for (int64_t dp = 0; dp < Dh; ++dp) qv[dp * kBQ + r] = qrow[dp];
+    }
+    for (int64_t dp = 0; dp < Dh; ++dp)
+      for (int64_t r = nq; r < kBQ; ++r) qv[dp * kBQ + r] = 0u;
+  } else {
+    for (int64_t r = 0; r < nq; ++r) {
+      load_f32(qbase + (i0 + r) * a.qs.s, row, D);
+      for (int64_t d = 0; d < D; ++d) qt[d * kBQ + r] = row[d];
+    }
+    for (int64_t d = 0; d < D; ++d) fill(qt + d * kBQ + nq, kBQ - nq, 0.0f);
+  }
+  fill(ot, D * kBQ, 0.0f);
+
+  const ScoreCtx c = score_ctx(p, b, h);
+  const vf neg_inf = vsplat(-__builtin_inff());
+  vf m[kBQ / kLanes], l[kBQ / kLanes];
+  for (int64_t v = 0; v < kBQ / kLanes; ++v) {
+    m[v] = neg_inf;
+    l[v] = vf{};
+  }
+
+  int64_t lo, hi;
+  key_range(g, i0, i0 + nq, &lo, &hi);
+  if (lo < hi) {
+    for (int64_t kb = lo / kBK; kb <= (hi - 1) / kBK; ++kb) {
+      const int64_t j0 = kb * kBK, nk = min_i64(kBK, g.Sk - j0);
+      int64_t ldk, ldv;
+      if constexpr (kDot) {
+        gemm<false>(nk, N, D / 2, reinterpret_cast<const uint32_t*>(kbase + j0 * a.ks.s),
+                    a.ks.s / 2, 1, qv, kBQ, st, kBQ);
+      } else {
+        const float* kp = tile_rows(kbase + j0 * a.ks.s, a.ks.s, nk, D, kf, &ldk);
+        gemm<false>(nk, N, D, kp, ldk, 1, qt, kBQ, st, kBQ);
+      }
+      const bool mask = !tile_unmasked(g, i0, i0 + nq, j0, j0 + nk, c.kpm_row);
+      score_tile<kCap, kAlibi>(c, mask, st, st, nk, nv, i0, g.off, j0);
+      // Online softmax, element-wise per query lane.
+      vf alpha[kBQ / kLanes], msafe[kBQ / kLanes];
+      for (int64_t v = 0; v < nv; ++v) {
+        vf mx = m[v];
+        for (int64_t j = 0; j < nk; ++j) mx = vmax(mx, vload(st + j * kBQ + v * kLanes));
+        msafe[v] = vselect(mx == neg_inf, vf{}, mx);
+        alpha[v] = vexp(m[v] - msafe[v]);
+        m[v] = mx;
+        vf sum = vf{};
+        for (int64_t j = 0; j < nk; ++j) {
+          float* sp = st + j * kBQ + v * kLanes;
+          const vf e = vexp(vload(sp) - msafe[v]);
+          vstore(sp, e);
+          sum += e;
+        }
+        l[v] = l[v] * alpha[v] + sum;
+      }
+      for (int64_t d = 0; d < D; ++d)
+        for (int64_t v = 0; v < nv; ++v) {
+          float* op = ot + d * kBQ + v * kLanes;
+          vstore(op, vload(op) * alpha[v]);
+        }
+      if constexpr (kDot) {
+        const int64_t nkp = (nk + 1) / 2;
+        const vf zero = vf{};
+        for (int64_t jp = 0; jp < nkp; ++jp) {
+          const bool two = 2 * jp + 1 < nk;
+          for (int64_t v = 0; v < nv; ++v) {
+            const vf p0 = vload(st + 2 * jp * kBQ + v * kLanes);
+            const vf p1 = two ? vload(st + (2 * jp + 1) * kBQ + v * kLanes) : zero;
+            const vu w = pack_bf16_pair(p0, p1);
+            __builtin_memcpy(pv + jp * kBQ + v * kLanes, &w, sizeof w);
+          }
+          const uint16_t* v0 = reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp) * a.vs.s);
+          const uint16_t* v1 =
+              reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp + (two ? 1 : 0)) * a.vs.s);
+          const uint32_t hi_mask = two ? 0xFFFFFFFFu : 0u;
+          for (int64_t d = 0; d < D; ++d)
+            vv[jp * D + d] = static_cast<uint32_t>(v0[d]) |
+                             ((static_cast<uint32_t>(v1[d]) << 16) & hi_mask);
+        }
+        gemm<true>(D, N, nkp, vv, 1, D, pv, kBQ, ot, kBQ);
+      } else {
+        const float* vp = tile_rows(vbase + j0 * a.vs.s, a.vs.s, nk, D, vbuf, &ldv);
+        gemm<true>(D, N, nk, vp, 1, ldv, st, kBQ, ot, kBQ);
+      }
+    }
+  }
+
+  float mf[kBQ], lf[kBQ];
+  __builtin_memcpy(mf, m, sizeof mf);
+  __builtin_memcpy(lf, l, sizeof lf);
+  T* obase = static_cast<T*>(a.out) + b * a.os.b + h * a.os.h;
+  float* lse = a.lse + (b * g.Hq + h) * g.Sq;
+  for (int64_t r = 0; r < nq; ++r) {
+    const float lr = lf[r];
+    if (!(lr > 0.0f)) {
+      fill(row, D, 0.0f);
+      lse[i0 + r] = -__builtin_inff();
+    } else {
+      const float inv = 1.0f / lr;
+      for (int64_t d = 0; d < D; ++d) row[d] = ot[d * kBQ + r] * inv;
+      lse[i0 + r] = mf[r] + __builtin_logf(lr);
+    }
+    store_f32(row, obase + (i0 + r) * a.os.s, D);
+  }
+}
+
+template <typename T, bool kDot>
+void fwd_run(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
+  visit_flags(a.p.softcap > 0.0f, a.p.alibi != nullptr, [&](auto cap, auto alibi) {
+    fwd_task<T, decltype(cap)::value, decltype(alibi)::value, kDot>(a, task, scratch);
+  });
+}
+
+// kDot needs pairs of bf16 that start at even element offsets (4-byte aligned) along every key
+// row, and a q row that fits fwd_task's stack buffer.
+template <typename T>
+void fwd_dispatch(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
+#if LLMK_ISA_LEVEL >= 3
+  if constexpr (!IsF32<T>::value) {
+    const bool is_bf16 = a.p.dtype == cpu::ElemType::bf16;
+    const int64_t D = a.p.head_dim;
+    if (is_bf16 && D % 2 == 0 && D <= 1024 && a.ks.s % 2 == 0 && a.ks.h % 2 == 0 &&
+        a.ks.b % 2 == 0 && reinterpret_cast<uintptr_t>(a.k) % 4 == 0) {
+      fwd_run<T, true>(a, task, scratch);
+      return;
+    }
+  }
+#endif
+  fwd_run<T, false>(a, task, scratch);
+}

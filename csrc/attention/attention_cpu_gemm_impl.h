@@ -1,0 +1,135 @@
+// Tile products of the attention CPU kernel (see attention_cpu_kernel_impl.h): a register-blocked
+// micro-kernel C (+)= A * B with A broadcast one scalar at a time and B, C row-major, 16 query
+// lanes per vector; float32 on vfma at every level, bf16 pairs on vdpbf16ps at avx512bf16.
+
+constexpr int64_t kBQ = cpu::kAttnBlockQ;
+constexpr int64_t kBK = cpu::kAttnBlockK;
+
+// Register blocking of the micro-kernel: kMR rows of A x kNV vectors of B.
+#if LLMK_ISA_LEVEL >= 2
+constexpr int kMR = 4;
+constexpr int kNV = 4;
+#elif LLMK_ISA_LEVEL == 1
+constexpr int kMR = 2;
+constexpr int kNV = 2;
+#else
+constexpr int kMR = 2;
+constexpr int kNV = 1;
+#endif
+
+LLMK_ALWAYS_INLINE int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
+LLMK_ALWAYS_INLINE int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+template <typename T>
+struct IsF32 {
+  static constexpr bool value = false;
+};
+template <>
+struct IsF32<float> {
+  static constexpr bool value = true;
+};
+
+// ---------------------------------------------------------------------------------------------
+// C[M x N] (+)= A[M x K] * B[K x N], A(r, k) = A[r * sr + k * sk], B and C row-major (ldb, ldc),
+// N a multiple of 16.
+
+// With TA = uint32_t (avx512bf16 level only) A and B hold bf16 pairs along K (VNNI layout: each
+// 32-bit B lane is (B[2k][n], B[2k+1][n])), K counts pairs and the product is vdpbf16ps.
+template <typename TA, int R, int NV, bool kAcc>
+LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, int64_t ldb,
+                              float* C, int64_t ldc, int64_t K) {
+  vf acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = kAcc ? vload(C + r * ldc + v * kLanes) : vf{};
+  const TA* a_rows[R];
+  for (int r = 0; r < R; ++r) a_rows[r] = A + r * sr;
+  for (int64_t k = 0; k < K; ++k) {
+    const TA* b = B + k * ldb;
+    const int64_t ko = k * sk;
+    if constexpr (IsF32<TA>::value) {
+      vf bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = vload(b + v * kLanes);
+      for (int r = 0; r < R; ++r) {
+        const vf av = vsplat(a_rows[r][ko]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = vfma(av, bv[v], acc[r][v]);
+      }
+    } else {
+#if LLMK_ISA_LEVEL >= 3
+      __m512i bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(b + v * kLanes);
+      for (int r = 0; r < R; ++r) {
+        const __m512i av = _mm512_set1_epi32(static_cast<int>(a_rows[r][ko]));
+        for (int v = 0; v < NV; ++v)
+          acc[r][v] = (vf)_mm512_dpbf16_ps((__m512)acc[r][v], (__m512bh)av, (__m512bh)bv[v]);
+      }
+#endif
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) vstore(C + r * ldc + v * kLanes, acc[r][v]);
+}
+
+template <typename TA, int NV, bool kAcc>
+LLMK_ALWAYS_INLINE void micro_rows(int64_t rows, const TA* A, int64_t sr, int64_t sk, const TA* B,
+                                   int64_t ldb, float* C, int64_t ldc, int64_t K) {
+  switch (rows) {
+    case 1: micro<TA, 1, NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
+    case 2: micro<TA, (kMR >= 2 ? 2 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
+    case 3: micro<TA, (kMR >= 3 ? 3 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
+    default: micro<TA, (kMR >= 4 ? 4 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
+  }
+}
+
+template <bool kAcc, typename TA>
+void gemm(int64_t M, int64_t N, int64_t K, const TA* A, int64_t sr, int64_t sk, const TA* B,
+          int64_t ldb, float* C, int64_t ldc) {
+  const int64_t nvec = N / kLanes;
+  for (int64_t c0 = 0; c0 < nvec; c0 += kNV) {
+    const int64_t nv = min_i64(kNV, nvec - c0);
+    const TA* Bc = B + c0 * kLanes;
+    float* Cc = C + c0 * kLanes;
+    for (int64_t r0 = 0; r0 < M; r0 += kMR) {
+      const int64_t rows = min_i64(kMR, M - r0);
+      const TA* Ar = A + r0 * sr;
+      float* Cr = Cc + r0 * ldc;
+      switch (nv) {
+        case 1: micro_rows<TA, 1, kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
+        case 2: micro_rows<TA, (kNV >= 2 ? 2 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
+        case 3: micro_rows<TA, (kNV >= 3 ? 3 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
+        default: micro_rows<TA, (kNV >= 4 ? 4 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
+      }
+    }
+  }
+}
+
+// Two float32 rows -> one row of bf16 pairs (lo from `a`, hi from `b`), round-to-nearest-even;
+// the values are finite here (probabilities and their gradients).
+LLMK_ALWAYS_INLINE vu pack_bf16_pair(const vf& a, const vf& b) {
+  const vu ua = (vu)a, ub = (vu)b;
+  const vu ra = ua + 0x7FFFu + ((ua >> 16) & 1u), rb = ub + 0x7FFFu + ((ub >> 16) & 1u);
+  return (ra >> 16) | (rb & 0xFFFF0000u);
+}
+
+template <typename T>
+struct IsBf16 {
+  static constexpr bool value = false;
+};
+template <>
+struct IsBf16<Bf16> {
+  static constexpr bool value = true;
+};
+
+// The bf16 backward runs S, dP and dv on vdpbf16ps at the avx512bf16 level (bwd_kv_block).
+template <typename T>
+struct BwdDot {
+  static constexpr bool value = LLMK_ISA_LEVEL >= 3 && IsBf16<T>::value;
+};
+
+// One float32 vector -> 16 consecutive bf16 (same rounding as pack_bf16_pair); a vpmovdw at the
+// avx512bf16 level, the only one that calls it.
+LLMK_ALWAYS_INLINE void store_bf16_row(uint16_t* dst, const vf& a) {
+  typedef uint16_t vh __attribute__((vector_size(kLanes * sizeof(uint16_t))));
+  const vu ua = (vu)a;
+  const vh h = __builtin_convertvector((ua + 0x7FFFu + ((ua >> 16) & 1u)) >> 16, vh);
+  __builtin_memcpy(dst, &h, sizeof h);
+}

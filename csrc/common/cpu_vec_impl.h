@@ -1,0 +1,114 @@
+// The vector-math library of the per-ISA CPU kernels. Included INSIDE
+// `namespace llmkernels::LLMK_ISA_NS { namespace { ... } }` by a kernel implementation header, in
+// a region opened by isa_begin.h (which defines LLMK_ALWAYS_INLINE); it includes nothing itself.
+//
+// The math runs on 16-lane GCC/Clang vector types: each level lowers them to its own registers
+// (4 SSE, 2 AVX2 or 1 AVX-512 register) while every lane keeps the same elements, so a kernel
+// written with these helpers and plain expressions gives bitwise the same result at every level.
+// Only vfma differs by level (one rounding where the level has FMA, two below).
+
+// GCC warns that 64-byte vectors change the calling convention below AVX-512; the helpers are
+// always inlined and internal, so no call crosses that boundary. Left off to the end of the
+// (one-kernel) translation unit, where GCC reports it.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+constexpr int kLanes = 16;
+typedef float vf __attribute__((vector_size(kLanes * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(kLanes * sizeof(int32_t))));
+typedef uint32_t vu __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+
+LLMK_ALWAYS_INLINE vf vsplat(float a) { return vf{} + a; }
+LLMK_ALWAYS_INLINE vf vload(const float* p) {
+  vf v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+LLMK_ALWAYS_INLINE void vstore(float* p, const vf& v) { __builtin_memcpy(p, &v, sizeof v); }
+LLMK_ALWAYS_INLINE vf vselect(const vi& mask, const vf& a, const vf& b) { return mask ? a : b; }
+LLMK_ALWAYS_INLINE vf vmax(const vf& a, const vf& b) { return a > b ? a : b; }
+LLMK_ALWAYS_INLINE vf vabs(const vf& x) { return (vf)((vi)x & (vi{} + 0x7FFFFFFF)); }
+
+// a * b + c with one rounding where the level has FMA (isa_begin.h keeps the compiler from
+// contracting plain expressions, so this is the only fused product).
+LLMK_ALWAYS_INLINE vf vfma(const vf& a, const vf& b, const vf& c) {
+#if LLMK_ISA_LEVEL >= 2
+  return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif LLMK_ISA_LEVEL == 1
+  __m256 ah[2], bh[2], ch[2];
+  __builtin_memcpy(ah, &a, sizeof a);
+  __builtin_memcpy(bh, &b, sizeof b);
+  __builtin_memcpy(ch, &c, sizeof c);
+  ch[0] = _mm256_fmadd_ps(ah[0], bh[0], ch[0]);
+  ch[1] = _mm256_fmadd_ps(ah[1], bh[1], ch[1]);
+  vf r;
+  __builtin_memcpy(&r, ch, sizeof r);
+  return r;
+#else
+  return a * b + c;
+#endif
+}
+
+// exp(x), float32, range reduction by ln 2 (Cody-Waite) and a degree-6 polynomial on
+// [-ln2/2, ln2/2] (Cephes expf: ~1 ulp). x < -87.3 (and -inf) gives 0 (denormal results flushed),
+// x > 88.3 is clamped (no inf from finite input); NaN stays NaN.
+LLMK_ALWAYS_INLINE vf vexp(const vf& x) {
+  const vf lo = vsplat(-87.3f), hi = vsplat(88.3f);
+  const vi underflow = x < lo;
+  vf xc = vselect(x < lo, lo, x);  // a NaN compares false: it passes through
+  xc = vselect(xc > hi, hi, xc);
+  const vf magic = vsplat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  const vf fx = (xc * 1.44269504088896341f + magic) - magic;
+  vf r = xc - fx * 0.693359375f;
+  r = r - fx * -2.12194440e-4f;
+  vf p = vsplat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const vf y = (p * (r * r) + r) + 1.0f;
+  const vi k = __builtin_convertvector(fx, vi);  // in [-126, 128), or garbage for NaN (y is NaN)
+  const vf scale = (vf)((k + 127) << 23);
+  return vselect(underflow, vf{}, y * scale);
+}
+
+// tanh(x): odd polynomial below |x| = 0.625 (Cephes tanhf), 1 - 2 / (exp(2|x|) + 1) above,
+// |x| >= 9 saturating to 1; sign restored by bits. NaN stays NaN.
+LLMK_ALWAYS_INLINE vf vtanh(const vf& x) {
+  const vi sign_mask = vi{} + static_cast<int32_t>(0x80000000u);
+  const vi bits = (vi)x;
+  const vf a = (vf)(bits & ~sign_mask);
+  const vf s = a * a;
+  vf ps = vsplat(-5.70498872745e-3f);
+  ps = ps * s + 2.06390887954e-2f;
+  ps = ps * s - 5.37397155531e-2f;
+  ps = ps * s + 1.33314422036e-1f;
+  ps = ps * s - 3.33332819422e-1f;
+  const vf small = (ps * s) * a + a;
+  const vf ac = vselect(a > 9.0f, vsplat(9.0f), a);
+  const vf large = 1.0f - 2.0f / (vexp(ac + ac) + 1.0f);
+  const vf t = vselect(a < 0.625f, small, large);
+  return (vf)((vi)t | (bits & sign_mask));
+}
+
+// Lane reductions in one fixed (tree) order: the same at every level.
+LLMK_ALWAYS_INLINE float hsum(const vf& v) {
+  float t[kLanes];
+  __builtin_memcpy(t, &v, sizeof v);
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int j = 0; j < w; ++j) t[j] = t[j] + t[j + w];
+  return t[0];
+}
+LLMK_ALWAYS_INLINE float hmax(const vf& v) {
+  float t[kLanes];
+  __builtin_memcpy(t, &v, sizeof v);
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int j = 0; j < w; ++j) t[j] = t[j + w] > t[j] ? t[j + w] : t[j];
+  return t[0];
+}
+
+LLMK_ALWAYS_INLINE void fill(float* p, int64_t n, float v) {
+  for (int64_t i = 0; i < n; ++i) p[i] = v;
+}
