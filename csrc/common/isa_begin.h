@@ -1,12 +1,8 @@
 // Opens the code-generation region of one CPU kernel variant.
 //
-// Used by the small per-ISA translation units (e.g. rotary_cpu_avx512.cpp):
-//   #include <cstddef>, <cstdint> (and <immintrin.h> on x86)  -- standard headers first
-//   #define LLMK_ISA_LEVEL 2          // 0 generic, 1 avx2, 2 avx512, 3 avx512bf16
-//   #define LLMK_ISA_NS cpu_avx512    // namespace the variant's code lives in
-//   #include "../common/isa_begin.h"
-//   #include "<family>_cpu_kernel_impl.h"
-//   #include "../common/isa_end.h"
+// Included only by isa_unit.h, the whole of each small per-ISA translation unit (e.g.
+// rotary_cpu_avx512.cpp), after the standard and intrinsics headers and before the kernel body;
+// isa_end.h closes the region.
 //
 // Why a pragma and not -march flags: the extension is one setuptools target with one set of
 // compiler flags, and -march=native would tie a wheel to the build machine. Everything between

@@ -1,13 +1,5 @@
-// The cross-entropy CPU kernel compiled for the avx2 level (see common/isa_begin.h).
-#include "../common/cpu_arch.h"
-#if LLMK_CPU_X86
-#include <cstddef>
-#include <cstdint>
-#include <immintrin.h>
-
+// The cross_entropy CPU kernel compiled for the avx2 level (see common/isa_unit.h).
 #define LLMK_ISA_LEVEL 1
 #define LLMK_ISA_NS cpu_avx2
-#include "../common/isa_begin.h"
-#include "cross_entropy_cpu_kernel_impl.h"
-#include "../common/isa_end.h"
-#endif  // LLMK_CPU_X86
+#define LLMK_KERNEL_IMPL "cross_entropy/cross_entropy_cpu_kernel_impl.h"
+#include "../common/isa_unit.h"

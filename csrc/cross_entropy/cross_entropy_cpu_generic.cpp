@@ -1,14 +1,5 @@
-// The cross-entropy CPU kernel compiled for the generic level (see common/isa_begin.h).
-#include <cstddef>
-#include <cstdint>
-
-#include "../common/cpu_arch.h"
-#if LLMK_CPU_X86
-#include <emmintrin.h>  // SSE2 (baseline x86-64): streaming stores
-#endif
-
+// The cross_entropy CPU kernel compiled for the generic level (see common/isa_unit.h).
 #define LLMK_ISA_LEVEL 0
 #define LLMK_ISA_NS cpu_generic
-#include "../common/isa_begin.h"
-#include "cross_entropy_cpu_kernel_impl.h"
-#include "../common/isa_end.h"
+#define LLMK_KERNEL_IMPL "cross_entropy/cross_entropy_cpu_kernel_impl.h"
+#include "../common/isa_unit.h"
