@@ -10,7 +10,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP="$VENV/bin/python -m pip"
 # The build tools first: --no-build-isolation below builds with what is installed here.
-$PIP install -q --upgrade pip "setuptools>=77" wheel ninja pybind11
+$PIP install -q --upgrade pip "setuptools>=77" wheel ninja pybind11 numpy  # numpy: torch warns without it at build time
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
     $PIP install -q "torch>=2.6"
