@@ -7,6 +7,7 @@ import math
 import torch
 
 from llmkernels import backends
+from llmkernels.ops.common.checks import is_finite_number, is_symbolic
 from llmkernels.ops.sinusoidal import reference
 from llmkernels.ops.sinusoidal.arguments import check_arguments
 
@@ -39,7 +40,7 @@ def add_sinusoidal_position_encoding(x, position_ids=None, *, base=10000.0, scal
     ``sinusoidal_table``.)
     """
     base = _check_base(base)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+    if isinstance(scale, bool) or not (isinstance(scale, (int, float)) or is_symbolic(scale)) or not is_finite_number(scale):
         raise ValueError(f"scale must be a finite number; got {scale!r}")
     check_arguments(x, position_ids, base, float(scale))
     backend = backends.requested_backend()
