@@ -18,7 +18,7 @@ def _rotary(q, k, cos, sin):
     return a.sum() + b.sum() * 0.5
 
 
-def _rotary_embedding(q, k, cos, sin):
+def _rotary_embedding(q, cos, sin):
     return (llmkernels.rotary_embedding(q, cos, sin, interleaved=True) * torch.arange(q.shape[-1])).sum()
 
 
@@ -58,7 +58,7 @@ def _inputs(name, n):
     target = torch.randint(0, vocab, (n,))
     return {
         "apply_rotary": (_qkv(n, d)[:2], [cos, sin]),
-        "rotary_embedding": (_qkv(n, d)[:2], [cos, sin]),
+        "rotary_embedding": (_qkv(n, d)[:1], [cos, sin]),
         "add_sinusoidal_position_encoding": ([torch.randn(2, n, d)], []),
         "attention": (_qkv(n, d), [20.0 + n]),
         "attention (scale)": (_qkv(n, d), [0.1 * n]),

@@ -39,9 +39,11 @@ def check_dim_size(name: str, value: torch.Tensor, dim: int, expected: int, what
 
 
 def is_symbolic(value) -> bool:
-    """True for a scalar that torch.compile traces symbolically (``dynamic=True``: a scale derived
-    from a shape, a float argument): its value is unknown until run time, so value checks skip it."""
-    return isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool))
+    """True for a scalar that may be symbolic: a ``torch.Sym*`` (fake kernels under
+    ``torch.compile(dynamic=True)``), or any scalar while dynamo traces (there a symbolic float
+    reads as a float). Its value is unknown until run time: value checks skip it, and the op
+    itself checks it when it runs."""
+    return isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)) or torch.compiler.is_compiling()
 
 
 def is_finite_number(value) -> bool:

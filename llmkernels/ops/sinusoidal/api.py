@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from llmkernels import backends
@@ -13,7 +11,7 @@ from llmkernels.ops.sinusoidal.arguments import check_arguments
 
 
 def _check_base(base) -> float:
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not math.isfinite(base) or base <= 1:
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not is_finite_number(base) or base <= 1:
         raise ValueError(f"base must be a finite number > 1; got {base!r}")
     return float(base)
 
