@@ -86,7 +86,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     for flag, (dest, kind, text) in {**TRAIN_FLAGS, **MODEL_FLAGS}.items():
         default = _default_text(dest)
         help_text = text + (f" (default: {default})" if default is not None else "")
-        metavar = "{" + ",".join(choices[dest]) + "}" if dest in choices else dest.upper()
+        metavar = "{" + ",".join(choices[dest]) + "}" if dest in choices else "DIR" if dest == "data" else dest.upper()
         if dest in choices:
             help_text += f"; one of {', '.join(choices[dest])}"
         # No argparse `choices`: the config checks the values and says so in one line.

@@ -86,7 +86,8 @@ def test_bogus_backend_env_is_one_line(capsys, monkeypatch, tmp_path, command):
 def test_cuda_backend_env_on_a_cpu(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("LLMKERNELS_BACKEND", "cuda")
     _one_line_error(capsys, ["train", "--out", str(tmp_path / "run"), "--quiet"],
-                    "backend 'cuda' (from LLMKERNELS_BACKEND) cannot run on cpu", "present: reference")
+                    "backend 'cuda' (from LLMKERNELS_BACKEND) cannot run here: does not run on cpu",
+                    "present on cpu: reference")
     assert not (tmp_path / "run").exists()
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out

@@ -117,7 +117,7 @@ def _check_backend(config: TrainConfig, device: torch.device) -> None:
         origin = "--backend" if config.backend != "auto" else llmkernels.backends.requested_origin()
         present = llmkernels.available_backends(device.type)
         raise TrainingError(
-            f"backend {requested!r} (from {origin}) cannot run on {device.type}: {why}; present: {', '.join(present)}"
+            f"backend {requested!r} (from {origin}) cannot run here: {why}; present on {device.type}: {', '.join(present)}"
         )
 
 
