@@ -15,7 +15,7 @@ test: setup cuda-check
 	LLMKERNELS_REQUIRE_EXTENSION=1 $(PY) -m pytest tests -q --durations=15 --timeout=900
 
 demo: setup
-	$(PY) -m llmkernels demo  # trains the tiny model on the stdlib, then reports; the op tour: llmkernels tour
+	$(PY) -m llmkernels demo  # trains the tiny GPT on the standard library's sources, then reports
 
 bench: setup
 	$(PY) -m pytest benchmarks -q

@@ -67,7 +67,17 @@ def requested_backend() -> str:
     """The backend asked for right now: innermost ``use_backend`` block, else the env, else auto."""
     if _requested_stack:
         return _requested_stack[-1]
-    return _check_name(os.environ.get("LLMKERNELS_BACKEND", "auto") or "auto")
+    name = os.environ.get("LLMKERNELS_BACKEND", "auto") or "auto"
+    if name not in _CHOICES:
+        raise ValueError(f"LLMKERNELS_BACKEND must be one of {', '.join(_CHOICES)}; got {name!r}")
+    return name
+
+
+def requested_origin() -> str:
+    """Where ``requested_backend()`` comes from, for messages."""
+    if _requested_stack:
+        return "use_backend"
+    return "LLMKERNELS_BACKEND" if os.environ.get("LLMKERNELS_BACKEND") else "default"
 
 
 @contextlib.contextmanager
@@ -148,9 +158,10 @@ def _pick(op: str, device_type: str, dtype: torch.dtype, requested: str) -> str:
         why = "is not implemented for this op" if impl is None else _serves(impl, device_type, dtype)
         if why is not None:
             usable = [b for b, i in impls.items() if _serves(i, device_type, dtype) is None]
+            where = "" if device_type in why else f" on {device_type}"
             raise RuntimeError(
-                f"llmkernels.{op}: backend {requested!r} {why} on {device_type} "
-                f"(dtype {dtype}); present: {', '.join(usable) or 'none'}"
+                f"llmkernels.{op}: backend {requested!r} {why}{where} (dtype {dtype}); "
+                f"present: {', '.join(usable) or 'none'}"
             )
         chosen = requested
     return chosen
@@ -162,6 +173,25 @@ def _log_choice(op: str, chosen: str, requested: str, device_type: str, dtype) -
         _log.info(message)
     else:
         print(message, file=sys.stderr)
+
+
+def would_run(op: str, device_type: str, dtype: torch.dtype, requested: str) -> tuple[str | None, str | None]:
+    """For ``info()`` and the CLI: (the backend ``requested`` would run, None) or (None, the error it would raise)."""
+    try:
+        return _pick(op, device_type, dtype, requested), None
+    except (RuntimeError, ValueError) as error:
+        return None, str(error)
+
+
+def absent_reason(backend: str, device_type: str) -> str | None:
+    """None when ``backend`` serves some op on ``device_type``, else why not (for one-line errors)."""
+    if backend == "auto" or backend in available_backends(device_type):
+        return None
+    for op in registered_ops():
+        impl = _registry[op].get(backend)
+        if impl is not None:
+            return _present(impl, device_type)[1]
+    return "is not implemented"
 
 
 def explain(op: str, device_type: str, dtype: torch.dtype) -> tuple[str | None, dict[str, str]]:

@@ -4,46 +4,125 @@
   tour     every op on every present backend against the reference
   train    train a GPT (default: the tiny preset on the Python standard library)
   sample   generate text from a run
-  demo     train the default model on the stdlib corpus and print a short report
+  demo     the same as train with its defaults: the tiny GPT on the stdlib corpus, then a report
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import os
 import sys
 
-TRAIN_FLAGS = {  # flag: (TrainConfig field, type)
-    "--preset": ("preset", str), "--data": ("data", str), "--tokenizer": ("tokenizer", str),
-    "--vocab-size": ("vocab_size", int), "--seq-len": ("seq_len", int), "--batch-size": ("batch_size", int),
-    "--grad-accum": ("grad_accum", int), "--steps": ("steps", int), "--lr": ("lr", float),
-    "--min-lr-ratio": ("min_lr_ratio", float), "--warmup-steps": ("warmup_steps", int),
-    "--weight-decay": ("weight_decay", float), "--grad-clip": ("grad_clip", float), "--seed": ("seed", int),
-    "--log-every": ("log_every", int), "--eval-every": ("eval_every", int), "--eval-batches": ("eval_batches", int),
-    "--save-every": ("save_every", int), "--sample-tokens": ("sample_tokens", int),
-    "--ops": ("ops", str), "--backend": ("backend", str), "--device": ("device", str),
+# flag: (TrainConfig field, type, help). The default each help line shows is read from the
+# presets and dataclasses below, so it cannot drift; None-valued defaults say what None means.
+TRAIN_FLAGS = {
+    "--preset": ("preset", str, "model size and training defaults"),
+    "--data": ("data", str, "folder of .py/.txt files to train on; default: the Python standard library's own sources"),
+    "--tokenizer": ("tokenizer", str, "byte-level BPE trained on the data, or raw bytes"),
+    "--vocab-size": ("vocab_size", int, "BPE vocabulary to train (the model takes the size reached)"),
+    "--seq-len": ("seq_len", int, "tokens per training sequence; default: the preset's context"),
+    "--batch-size": ("batch_size", int, "sequences per micro-batch per process"),
+    "--grad-accum": ("grad_accum", int, "micro-batches per optimizer step"),
+    "--steps": ("steps", int, "optimizer steps: the length of the learning-rate schedule"),
+    "--lr": ("lr", float, "peak learning rate (AdamW)"),
+    "--min-lr-ratio": ("min_lr_ratio", float, "final learning rate as a fraction of --lr (cosine floor)"),
+    "--warmup-steps": ("warmup_steps", int, "linear warm-up steps; default: steps // 10"),
+    "--weight-decay": ("weight_decay", float, "AdamW weight decay of the matrices"),
+    "--grad-clip": ("grad_clip", float, "clip the gradient norm to this (0: off)"),
+    "--seed": ("seed", int, "seed of the initialisation and of the data order"),
+    "--log-every": ("log_every", int, "log train loss and tokens/s every N steps"),
+    "--eval-every": ("eval_every", int, "validate and sample every N steps"),
+    "--eval-batches": ("eval_batches", int, "validation batches per evaluation"),
+    "--save-every": ("save_every", int, "checkpoint every N steps; default: at each evaluation and at the end"),
+    "--sample-tokens": ("sample_tokens", int, "tokens sampled at each evaluation"),
+    "--ops": ("ops", str, "llmkernels' fused ops, or PyTorch's own functions (the baseline)"),
+    "--backend": ("backend", str, "backend of the llmkernels ops (auto: cpp on a CPU when built, triton/cuda on a GPU)"),
+    "--device": ("device", str, "where to train (auto: CUDA when present)"),
 }
-MODEL_FLAGS = {"--d-model": ("d_model", int), "--n-layer": ("n_layer", int), "--n-head": ("n_head", int),
-               "--n-kv-head": ("n_kv_head", int), "--mlp-hidden": ("mlp_hidden", int),
-               "--positional": ("positional", str)}
+MODEL_FLAGS = {
+    "--d-model": ("d_model", int, "model width"),
+    "--n-layer": ("n_layer", int, "transformer blocks"),
+    "--n-head": ("n_head", int, "query heads"),
+    "--n-kv-head": ("n_kv_head", int, "key/value heads (GQA when fewer than --n-head)"),
+    "--mlp-hidden": ("mlp_hidden", int, "SwiGLU hidden width"),
+    "--positional": ("positional", str, "position encoding"),
+}
+
+
+def _choices() -> dict:
+    import llmkernels
+    from llmkernels.models import PRESETS
+    from llmkernels.models.gpt_config import POSITIONAL
+    from llmkernels.nn import OPS
+    from llmkernels.training.config import DEVICES, TOKENIZERS
+
+    return {"preset": sorted(PRESETS), "tokenizer": TOKENIZERS, "ops": OPS, "device": DEVICES,
+            "backend": ("auto",) + llmkernels.BACKEND_NAMES, "positional": POSITIONAL}
+
+
+def _default_text(dest: str) -> str | None:
+    """The default of a train/model flag, per preset where the presets differ."""
+    from llmkernels.models import PRESETS as MODEL_PRESETS
+    from llmkernels.models.gpt_config import GPTConfig
+    from llmkernels.training.config import TRAIN_PRESETS, TrainConfig
+
+    train_fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    if dest in train_fields:
+        values = {p: TRAIN_PRESETS[p].get(dest, train_fields[dest]) for p in TRAIN_PRESETS}
+    else:
+        model_default = {f.name: f.default for f in dataclasses.fields(GPTConfig)}[dest]
+        values = {p: MODEL_PRESETS[p].get(dest, model_default) for p in MODEL_PRESETS}
+    if any(v is None for v in values.values()):
+        return None  # the help text says what None means
+    if len(set(values.values())) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"{v} for {p}" for p, v in values.items())
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    for flag, (dest, kind) in {**TRAIN_FLAGS, **MODEL_FLAGS}.items():
-        p.add_argument(flag, dest=dest, type=kind, default=None)
-    p.add_argument("--bf16", action="store_const", const=True, default=None, help="bf16 autocast")
+    choices = _choices()
+    for flag, (dest, kind, text) in {**TRAIN_FLAGS, **MODEL_FLAGS}.items():
+        default = _default_text(dest)
+        help_text = text + (f" (default: {default})" if default is not None else "")
+        metavar = "{" + ",".join(choices[dest]) + "}" if dest in choices else "DIR" if dest == "data" else dest.upper()
+        if dest in choices:
+            help_text += f"; one of {', '.join(choices[dest])}"
+        # No argparse `choices`: the config checks the values and says so in one line.
+        p.add_argument(flag, dest=dest, type=kind, default=None, metavar=metavar, help=help_text)
+    p.add_argument("--bf16", action="store_const", const=True, default=None,
+                   help="bf16 autocast (default: off, float32)")
     p.add_argument("--untied", dest="tie_embeddings", action="store_const", const=False, default=None,
                    help="separate output projection (default: tied to the embedding)")
-    p.add_argument("--out", default=None, help="run dir (default runs/<preset>-<time>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--stop-at", type=int, default=None, help="stop after this step, as if interrupted")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (the end-of-run report is still printed)")
+    p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/<preset>-<date>-<time>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (default: start a new run)")
+    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="stop after this step, as if interrupted (default: run all --steps)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar; the end-of-run report is still printed (default: show it)")
+
+
+def _add_sample_flags(p: argparse.ArgumentParser) -> None:
+    from llmkernels.nn import OPS
+
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory written by `llmkernels train` (required)")
+    p.add_argument("--prompt", default="", help="text to continue (default: empty, start from end-of-text)")
+    p.add_argument("--tokens", type=int, default=200, help="tokens to generate (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature, 0 for greedy (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=40,
+                   help="sample among the k most likely tokens, 0 for all (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument("--ops", default=None, choices=OPS,
+                   help="run the model on llmkernels' ops or PyTorch's own (default: the run's)")
 
 
 def _given(args) -> dict:
-    given = {dest: getattr(args, dest) for dest, _ in TRAIN_FLAGS.values()}
+    given = {dest: getattr(args, dest) for dest, _, _ in TRAIN_FLAGS.values()}
     given["bf16"] = args.bf16
-    model = {dest: getattr(args, dest) for dest, _ in MODEL_FLAGS.values() if getattr(args, dest) is not None}
+    model = {dest: getattr(args, dest) for dest, _, _ in MODEL_FLAGS.values() if getattr(args, dest) is not None}
     if args.tie_embeddings is not None:
         model["tie_embeddings"] = False
     given["model"] = model or None
@@ -51,6 +130,9 @@ def _given(args) -> dict:
 
 
 def _train(args) -> int:
+    from llmkernels.extras import require
+
+    require("train", f"llmkernels {args.command}")
     from llmkernels.training import loop, report
 
     config = loop.resolve_config(_given(args), args.out, args.resume)
@@ -61,6 +143,9 @@ def _train(args) -> int:
 
 
 def _sample(args) -> int:
+    from llmkernels.extras import require
+
+    require("train", "llmkernels sample")
     import torch
 
     from llmkernels.models import GPT, GPTConfig
@@ -76,35 +161,70 @@ def _sample(args) -> int:
     model_config.ops = args.ops or model_config.ops
     model = GPT(model_config)
     checkpoint.load(args.run, model)
-    if args.tokens <= 0 or args.temperature < 0:
-        raise TrainingError("--tokens must be positive and --temperature >= 0")
+    if args.tokens <= 0 or args.temperature < 0 or args.top_k < 0:
+        raise TrainingError("--tokens must be positive, --temperature and --top-k >= 0")
     torch.manual_seed(args.seed)
-    print(loop.sample_text(model, tok, args.prompt, args.tokens, args.seed, args.temperature, args.top_k))
+    print(loop.sample_text(model, tok, args.prompt, args.tokens, args.seed, args.temperature, args.top_k or None))
     return 0
 
 
-def main(argv=None) -> int:
-    from llmkernels.nn import OPS
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each subcommand's parser (for its own usage line on errors)."""
+    from llmkernels import __version__
 
-    parser = argparse.ArgumentParser(prog="llmkernels", description="Fused transformer kernels.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="what was built and which backend each op would use")
-    commands.add_parser("tour", help="run every op on every present backend and compare")
-    _add_train_flags(commands.add_parser("train", help="train a GPT on the llmkernels ops"))
-    _add_train_flags(commands.add_parser("demo", help="train the default model on the stdlib corpus, then report"))
-    sample = commands.add_parser("sample", help="generate text from a trained run")
-    sample.add_argument("--run", required=True)
-    sample.add_argument("--prompt", default="")
-    sample.add_argument("--tokens", type=int, default=200)
-    sample.add_argument("--temperature", type=float, default=0.8)
-    sample.add_argument("--top-k", type=int, default=40)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--ops", default=None, choices=OPS)
-    args = parser.parse_args(argv)
+    parser = argparse.ArgumentParser(prog="llmkernels", description="Fused transformer kernels for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"llmkernels {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample}")
+    helps = {
+        "info": "what was built and which backend each op would use, and why",
+        "tour": "run every op on every present backend against the reference",
+        "train": "train a GPT on the llmkernels ops",
+        "demo": "train with the defaults (the tiny GPT on the Python standard library), then report",
+        "sample": "generate text from a trained run",
+    }
+    subparsers = {}
+    for name, text in helps.items():
+        subparsers[name] = commands.add_parser(
+            name, help=text, description=text[0].upper() + text[1:] + ".")
+    _add_train_flags(subparsers["train"])
+    _add_train_flags(subparsers["demo"])
+    _add_sample_flags(subparsers["sample"])
+    return parser, subparsers
 
+
+def _unrecognized(extras: list[str], parser: argparse.ArgumentParser) -> str:
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    known = [option for action in parser._actions for option in action.option_strings]
+    for flag in (e.split("=")[0] for e in extras if e.startswith("-")):
+        close = difflib.get_close_matches(flag, known, n=1)
+        if close:
+            message += f" (did you mean {close[0]}?)"
+            break
+    return message
+
+
+def _check_requested_backend() -> None:
+    """A bad LLMKERNELS_BACKEND is one line here, not a traceback from deep inside an op."""
+    from llmkernels import backends
     from llmkernels.training.config import TrainingError
 
     try:
+        backends.requested_backend()
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+
+
+def main(argv=None) -> int:
+    parser, subparsers = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        subparsers[args.command].error(_unrecognized(extras, subparsers[args.command]))
+
+    from llmkernels.extras import MissingExtra
+    from llmkernels.training.config import TrainingError
+
+    try:
+        _check_requested_backend()
         if args.command == "info":
             import llmkernels
 
@@ -117,7 +237,7 @@ def main(argv=None) -> int:
             return _train(args)
         elif args.command == "sample":
             return _sample(args)
-    except TrainingError as e:
+    except (TrainingError, MissingExtra) as e:
         print(f"llmkernels {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,16 +9,23 @@ from llmkernels import _native, _triton, backends
 
 
 def info(print_report: bool = True) -> dict:
-    """Describe the build and backend choices; prints a report unless ``print_report=False``."""
+    """Describe the build and backend choices; prints a report unless ``print_report=False``.
+
+    For each op, device and dtype: the backend ``auto`` would pick (``"auto"``), what the backend
+    requested now (``use_backend`` block, else ``LLMKERNELS_BACKEND``) would run (``"runs"``) or
+    the error it would raise (``"error"``), and every backend's status (``"backends"``).
+    """
     import llmkernels
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    requested = backends.requested_backend()
     report = {
         "version": llmkernels.__version__,
         "torch": torch.__version__,
         "extension": _native.build_info(),
         "triton": _triton.probe("cuda" if torch.cuda.is_available() else "cpu")[1],
-        "requested_backend": backends.requested_backend(),
+        "requested_backend": requested,
+        "requested_from": backends.requested_origin(),
         "ops": {},
     }
     for op in backends.registered_ops():
@@ -27,11 +34,34 @@ def info(print_report: bool = True) -> dict:
             per_dtype = {}
             for dtype in (torch.float32, torch.bfloat16):
                 chosen, statuses = backends.explain(op, device, dtype)
-                per_dtype[str(dtype).replace("torch.", "")] = {"auto": chosen, "backends": statuses}
+                runs, error = backends.would_run(op, device, dtype, requested)
+                per_dtype[str(dtype).replace("torch.", "")] = {
+                    "auto": chosen, "runs": runs, "error": error, "backends": statuses,
+                }
             report["ops"][op][device] = per_dtype
     if print_report:
         print(format_report(report))
     return report
+
+
+def _shared_statuses(report: dict, device: str, dtype: str) -> dict[str, str]:
+    """The backend statuses that are the same for every op on ``device`` and ``dtype``: said once."""
+    rows = [per_device[device][dtype]["backends"] for per_device in report["ops"].values()]
+    if not rows:
+        return {}
+    return {b: s for b, s in rows[0].items() if all(row.get(b) == s for row in rows)}
+
+
+def _requested_line(report: dict) -> str:
+    requested, origin = report["requested_backend"], report["requested_from"]
+    line = f"requested backend: {requested}" + ("" if origin == "default" else f" (from {origin})")
+    choices = [c for devices in report["ops"].values() for dtypes in devices.values() for c in dtypes.values()]
+    failing = sum(c["error"] is not None for c in choices)
+    if failing == len(choices) and choices:
+        line += "; every op would raise (why below)"
+    elif failing:
+        line += f"; {failing} of {len(choices)} op/device/dtype combinations would raise (below)"
+    return line
 
 
 def format_report(report: dict) -> str:
@@ -46,10 +76,19 @@ def format_report(report: dict) -> str:
     else:
         lines.append(f"extension: not built ({ext.get('reason')}); ops run on 'reference'")
     lines.append(f"triton: {report['triton']}")
-    lines.append(f"requested backend: {report['requested_backend']}")
-    for op, devices in report["ops"].items():
-        for device, dtypes in devices.items():
-            for dtype, choice in dtypes.items():
-                why = "; ".join(f"{b}: {s}" for b, s in choice["backends"].items())
-                lines.append(f"  {op} [{device}, {dtype}] auto -> {choice['auto']}   ({why})")
+    lines.append(_requested_line(report))
+    requested = report["requested_backend"]
+    cases = {(device, dtype) for per_op in report["ops"].values() for device, dtypes in per_op.items() for dtype in dtypes}
+    for device, dtype in sorted(cases, key=lambda case: (case[0], case[1] != "float32", case[1])):
+        shared = _shared_statuses(report, device, dtype)
+        said = "; ".join(f"{b}: {'see triton above' if s == report['triton'] else s}" for b, s in shared.items())
+        lines.append(f"on {device}, {dtype}, every op: {said}")
+        for op, per_device in report["ops"].items():
+            choice = per_device[device][dtype]
+            rest = "; ".join(f"{b}: {s}" for b, s in choice["backends"].items() if b not in shared)
+            why = f"   ({rest})" if rest else ""
+            if choice["error"] is not None:
+                lines.append(f"  {op} [{device}, {dtype}] {requested} -> would raise: {choice['error']}")
+            else:
+                lines.append(f"  {op} [{device}, {dtype}] {requested} -> {choice['runs']}{why}")
     return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""A tour of the ops: every op on every present CPU backend, checked against the reference and
-timed, in one table."""
+"""A tour of the ops: every registered op on every backend present, checked against the reference
+and timed, one line per op and backend."""
 
 from __future__ import annotations
 
@@ -8,29 +8,44 @@ import time
 import torch
 
 import llmkernels
+from llmkernels import backends
 
 
-def _cases():
-    q = torch.randn(2, 8, 512, 64)
-    k = torch.randn(2, 2, 512, 64)
-    cos, sin = llmkernels.rope_cache(512, 64)
-    positions = torch.randint(0, 512, (2, 512))
-    x = torch.randn(4, 512, 256)
-    yield "apply_rotary", lambda: torch.cat([t.flatten() for t in llmkernels.apply_rotary(q, k, cos, sin, positions)])
-    yield "rotary_embedding", lambda: llmkernels.rotary_embedding(q, cos[:, :16], sin[:, :16], interleaved=True)
-    yield "add_sinusoidal_position_encoding", lambda: llmkernels.add_sinusoidal_position_encoding(x, scale=2.0)
-    logits = torch.randn(512, 8000, requires_grad=True)
-    target = torch.randint(0, 8000, (512,))
-
-    def loss_and_grad():
-        loss = llmkernels.cross_entropy(logits, target, label_smoothing=0.1)
-        (grad,) = torch.autograd.grad(loss, logits)
-        return torch.cat((loss.reshape(1), grad.flatten()))
-
-    yield "cross_entropy (fwd+bwd)", loss_and_grad
+def _flat(*tensors) -> torch.Tensor:
+    return torch.cat([t.detach().double().flatten() for t in tensors])
 
 
-def _time(fn, repeats=10) -> float:
+def _grad_of(loss_fn, *leaves):
+    """The op's forward and backward in one vector: outputs, then the gradients of ``leaves``."""
+    def run():
+        out = loss_fn()
+        outputs = out if isinstance(out, tuple) else (out,)
+        total = sum((o.double() * torch.linspace(0.5, 1.5, o.numel(), dtype=torch.float64).reshape(o.shape)).sum() for o in outputs)
+        grads = torch.autograd.grad(total, leaves)
+        return _flat(*outputs, *grads)
+    return run
+
+
+def cases(device: str, seq: int = 256, vocab: int = 8000):
+    """op name -> a function running it (forward and backward) that returns one float64 vector."""
+    leaf = lambda *shape: torch.randn(*shape, device=device, requires_grad=True)  # noqa: E731
+    q, k, v = leaf(2, 8, seq, 64), leaf(2, 2, seq, 64), leaf(2, 2, seq, 64)
+    cos, sin = llmkernels.rope_cache(seq, 64, device=device)
+    positions = torch.randint(0, seq, (2, seq), device=device)
+    x = leaf(4, seq, 256)
+    logits, target = leaf(seq, vocab), torch.randint(0, vocab, (seq,), device=device)
+    hidden, lm_head = leaf(seq, 128), leaf(vocab, 128)
+    return {
+        "apply_rotary": _grad_of(lambda: llmkernels.apply_rotary(q, k, cos, sin, positions), q, k),
+        "rotary_embedding": _grad_of(lambda: llmkernels.rotary_embedding(q, cos[:, :16], sin[:, :16], interleaved=True), q),
+        "add_sinusoidal_position_encoding": _grad_of(lambda: llmkernels.add_sinusoidal_position_encoding(x, scale=2.0), x),
+        "attention": _grad_of(lambda: llmkernels.attention(q, k, v, causal=True), q, k, v),
+        "cross_entropy": _grad_of(lambda: llmkernels.cross_entropy(logits, target, label_smoothing=0.1), logits),
+        "linear_cross_entropy": _grad_of(lambda: llmkernels.linear_cross_entropy(hidden, lm_head, target), hidden, lm_head),
+    }
+
+
+def _time(fn, repeats=5) -> float:
     fn()
     best = float("inf")
     for _ in range(repeats):
@@ -40,22 +55,36 @@ def _time(fn, repeats=10) -> float:
     return best
 
 
-def run() -> None:
-    torch.manual_seed(0)
-    llmkernels.info()
-    print()
-    print(f"{'op':<34} {'backend':<10} {'max |err| vs reference':>24} {'time (ms)':>10} {'speed-up':>9}")
-    for op, fn in _cases():
+def _lines(device: str, small: bool):
+    runs = cases(device, 16, 100) if small else cases(device)
+    for op in backends.registered_ops():
+        fn = runs.get(op)
+        if fn is None:
+            yield f"{op:<34} {'-':<10} no tour case for this op yet"
+            continue
         with llmkernels.use_backend("reference"):
             expected = fn()
         reference_time = None
-        for backend in llmkernels.available_backends("cpu", op.split(" ")[0]):
-            if backend == "triton":  # the CPU interpreter checks kernels; it does not race them
+        for backend in llmkernels.available_backends(device, op):
+            label = f"{op:<34} {backend:<10}"
+            if backend == "triton" and device == "cpu":
+                yield f"{label} skipped: Triton's CPU interpreter checks kernels in the tests; it is not raced"
                 continue
             with llmkernels.use_backend(backend):
                 error = (fn() - expected).abs().max().item()
                 elapsed = _time(fn)
             reference_time = reference_time or elapsed
-            print(
-                f"{op:<34} {backend:<10} {error:>24.2e} {elapsed * 1e3:>10.2f} {reference_time / elapsed:>8.2f}x"
-            )
+            yield f"{label} {error:>24.2e} {elapsed * 1e3:>10.2f} {reference_time / elapsed:>8.2f}x"
+
+
+def run(small: bool = False) -> None:
+    """Print ``info()``, then one line per op and backend; ``small``: tiny sizes (tests)."""
+    torch.manual_seed(0)
+    llmkernels.info()
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        print()
+        print(f"on {device}: forward and backward, float32, against the reference")
+        print(f"{'op':<34} {'backend':<10} {'max |err| vs reference':>24} {'time (ms)':>10} {'speed-up':>9}")
+        for line in _lines(device, small):
+            print(line, flush=True)

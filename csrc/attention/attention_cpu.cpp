@@ -54,17 +54,35 @@ int64_t attention_scratch_floats(int64_t head_dim) {
   return 4 * std::max(kBQ, kBK) * dp + 3 * kBK * kBQ + 4 * dp + 64 + kBK * dp + kBK * kBQ / 2;
 }
 
+// Multiply-adds a thread should have before another one is woken: entering a parallel region
+// costs microseconds on an idle machine and a scheduler time slice when the other cores are busy,
+// so a small attention (a 4x4x32x16 one: ~0.5M) runs on the calling thread.
+constexpr int64_t kMinWorkPerThread = int64_t{1} << 22;
+
 // Runs tasks [0, n) on the intra-op pool, each thread taking the next task from a shared counter
-// (tasks are independent, so the result does not depend on who runs what).
+// (tasks are independent, so the result does not depend on who runs what, or on how many run).
+// `work` (multiply-adds of all n tasks together) sets how many threads are worth waking.
 template <typename F>
-void run_tasks(int64_t n, int64_t scratch_floats, const F& fn) {
+void run_tasks(int64_t n, int64_t work, int64_t scratch_floats, const F& fn) {
   if (n <= 0) return;
+  const int64_t by_work = std::max<int64_t>(1, work / kMinWorkPerThread);
+  const int64_t workers =
+      std::max<int64_t>(1, std::min<int64_t>({int64_t{at::get_num_threads()}, n, by_work}));
+  if (workers == 1) {
+    std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+    for (int64_t t = 0; t < n; ++t) fn(t, scratch.data());
+    return;
+  }
   std::atomic<int64_t> next{0};
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     std::vector<float> scratch(static_cast<size_t>(scratch_floats));
     for (int64_t t = next.fetch_add(1); t < n; t = next.fetch_add(1)) fn(t, scratch.data());
   });
+}
+
+// Multiply-adds of one pass over every (query, key) pair: q.k and p.v, masks ignored.
+int64_t attention_work(const cpu::AttentionParams& p) {
+  return 2 * p.batch * p.heads_q * p.seq_q * p.seq_k * p.head_dim;
 }
 
 cpu::Strides3 strides3(const at::Tensor& t) {
@@ -105,7 +123,7 @@ void attention_forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::T
   a.os = strides3(out);
   a.lse = lse.data_ptr<float>();
   const Variant fn = attention_variant(cpu::selected_isa());
-  run_tasks(tasks, attention_scratch_floats(p.head_dim),
+  run_tasks(tasks, attention_work(p), attention_scratch_floats(p.head_dim),
             [&](int64_t t, float* scratch) { fn.fwd(a, t, scratch); });
 }
 
@@ -166,9 +184,10 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
 
   const Variant fn = attention_variant(cpu::selected_isa());
   const int64_t scratch = attention_scratch_floats(D);
-  run_tasks(q_blocks, scratch, [&](int64_t t, float* s) { fn.prep(a, t, s); });
-  run_tasks(num_chunks * B * Hkv, scratch, [&](int64_t t, float* s) { fn.kv(a, t, s); });
-  run_tasks(q_blocks, scratch, [&](int64_t t, float* s) { fn.dq(a, t, s); });
+  const int64_t pass_work = attention_work(p);
+  run_tasks(q_blocks, B * Hq * p.seq_q * D, scratch, [&](int64_t t, float* s) { fn.prep(a, t, s); });
+  run_tasks(num_chunks * B * Hkv, 2 * pass_work, scratch, [&](int64_t t, float* s) { fn.kv(a, t, s); });
+  run_tasks(q_blocks, pass_work, scratch, [&](int64_t t, float* s) { fn.dq(a, t, s); });
 }
 
 }  // namespace llmkernels

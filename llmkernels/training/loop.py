@@ -40,6 +40,8 @@ def lr_at(config: TrainConfig, step: int) -> float:
 
 def read_run_config(run_dir: str) -> dict:
     path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise TrainingError(f"run dir {run_dir!r} does not exist, so it holds no run")
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -102,11 +104,21 @@ def _device(config: TrainConfig, local_rank: int) -> torch.device:
 
 
 def _check_backend(config: TrainConfig, device: torch.device) -> None:
-    if config.backend == "auto":
+    """The backend the ops would run on (--backend, else LLMKERNELS_BACKEND) must be present: one
+    line before any work, not an error from the first op call."""
+    if config.ops != "llmkernels":
         return
-    present = llmkernels.available_backends(device.type)
-    if config.backend not in present:
-        raise TrainingError(f"backend {config.backend!r} is not present on {device.type}; present: {', '.join(present)}")
+    try:
+        requested = config.backend if config.backend != "auto" else llmkernels.backends.requested_backend()
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    why = llmkernels.backends.absent_reason(requested, device.type)
+    if why is not None:
+        origin = "--backend" if config.backend != "auto" else llmkernels.backends.requested_origin()
+        present = llmkernels.available_backends(device.type)
+        raise TrainingError(
+            f"backend {requested!r} (from {origin}) cannot run here: {why}; present on {device.type}: {', '.join(present)}"
+        )
 
 
 def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool) -> tuple[str, str]:
@@ -120,10 +132,15 @@ def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool) -> tup
             raise TrainingError(f"cannot resume: the data or tokenizer differs from the run's ({saved.get('corpus_key')})")
         if saved.get("world_size") != int(os.environ.get("WORLD_SIZE", "1")):
             raise TrainingError(f"cannot resume: the run used {saved.get('world_size')} processes")
-        checkpoint.read_state(run_dir)  # refuses a damaged checkpoint before anything is written
+        if checkpoint.folder(run_dir) is not None:
+            checkpoint.read_state(run_dir)  # refuses a damaged checkpoint before anything is written
+        # No checkpoint: the run stopped before its first one, and resumes from step 0.
     else:
-        if os.path.exists(os.path.join(run_dir, "config.json")) or checkpoint.folder(run_dir):
+        if checkpoint.folder(run_dir):
             raise TrainingError(f"{run_dir!r} already holds a run; pass --resume to continue it or choose another --out")
+        # A config without a checkpoint is a run that stopped before saving anything: start it again.
+        for leftover in (report.METRICS, "loss.png"):
+            Path(run_dir, leftover).unlink(missing_ok=True)
         os.makedirs(run_dir, exist_ok=True)
         shutil.copyfile(corpus.tokenizer_path, os.path.join(run_dir, "tokenizer.json"))
         model_config = config.model_config(corpus.vocab_size)
@@ -215,7 +232,8 @@ def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
     optimizer = _optimizer(model, config, device)
     start = 0
     if resume:
-        start = checkpoint.load(run_dir, model, optimizer)["step"]
+        if checkpoint.folder(run_dir) is not None:
+            start = checkpoint.load(run_dir, model, optimizer)["step"]
         if dist.rank == 0:
             report.truncate_metrics(run_dir, start)
     trained = model

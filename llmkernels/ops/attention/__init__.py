@@ -7,8 +7,9 @@
 Semantics: see ``reference.py``. Backends: reference (any head_dim, fp64 too), cpp (CPU), triton
 (GPU; CPU interpreter in tests) and cuda; GPU kernels take head_dim 8..256.
 
-Autocast: no autocast kernel: q, k, v arrive in the dtype of the projections that made them
-(bf16 under bf16 autocast) and must share it; accumulation is float32 in every backend.
+Autocast: as torch's ``scaled_dot_product_attention``: the public functions cast q, k and v to the
+autocast dtype (``ops/common/autocast.py``; float64 stays); the op itself takes one dtype for all
+three. Accumulation is float32 in every backend.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from llmkernels import backends
 from llmkernels.ops.attention.arguments import check_options, check_qkv, normalize_window
+from llmkernels.ops.common.autocast import autocast_inputs
 
 
 def _options(q, scale, window, softcap):
@@ -28,8 +29,11 @@ def attention(q, k, v, *, causal=False, scale=None, window=(-1, -1), softcap=Non
     softcap * tanh(s / softcap); ALiBi: -slope * |i + Sk - Sq - j| (``alibi_slopes`` (Hq,) or (B, Hq));
     then the masks; ``key_padding_mask`` (B, Sk) bool, True = attend. A query that sees no key
     returns zeros (lse = -inf). Returns out in q's dtype, and with ``return_lse`` also the
-    natural-log log-sum-exp (B, Hq, Sq) float32 (no gradient).
+    natural-log log-sum-exp (B, Hq, Sq) float32 (no gradient). Under autocast, q, k and v are cast
+    to the autocast dtype first, as torch's ``scaled_dot_product_attention`` does.
     """
+    if isinstance(q, torch.Tensor):
+        q, k, v = autocast_inputs(q.device.type, q, k, v)
     check_qkv(q, k, v)
     scale, window_left, window_right, softcap = _options(q, scale, window, softcap)
     check_options(q, k, scale, window_left, window_right, softcap, alibi_slopes, key_padding_mask)
@@ -89,7 +93,9 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
     """``F.scaled_dot_product_attention`` with torch's exact semantics (top-left causal alignment),
     routed to the fused kernels when the arguments allow, to PyTorch otherwise (masks, dropout,
-    a value head_dim unlike the query's, other ranks)."""
+    a value head_dim unlike the query's, other ranks). Under autocast it casts as torch does."""
+    if isinstance(query, torch.Tensor):
+        query, key, value = autocast_inputs(query.device.type, query, key, value)
     fused = (
         attn_mask is None and dropout_p == 0.0 and query.dim() == 4 and key.dim() == 4 and value.dim() == 4
         and key.shape == value.shape and query.shape[-1] == value.shape[-1] and query.shape[0] == key.shape[0]

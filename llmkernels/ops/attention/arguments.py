@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from llmkernels.ops.common.checks import FLOAT_DTYPES, check_same_device, check_tensor
+from llmkernels.ops.common.checks import FLOAT_DTYPES, check_same_device, check_tensor, is_finite_number
 
 
 def check_qkv(q, k, v) -> None:
@@ -27,12 +25,12 @@ def check_qkv(q, k, v) -> None:
 
 
 def check_options(q, k, scale, window_left, window_right, softcap, alibi_slopes, key_padding_mask) -> None:
-    if not math.isfinite(scale):
+    if not is_finite_number(scale):
         raise ValueError(f"scale must be finite; got {scale!r}")
     for name, value in (("window[0]", window_left), ("window[1]", window_right)):
         if value < -1:
             raise ValueError(f"{name} must be >= 0, or -1 for unbounded; got {value}")
-    if not (math.isfinite(softcap) and softcap >= 0):
+    if not (is_finite_number(softcap) and softcap >= 0):
         raise ValueError(f"softcap must be None, 0 (off) or a finite positive number; got {softcap!r}")
     batch, heads_q = q.shape[0], q.shape[1]
     if alibi_slopes is not None:

@@ -3,6 +3,8 @@ argument, what was seen and what was expected."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -34,6 +36,19 @@ def check_dim_size(name: str, value: torch.Tensor, dim: int, expected: int, what
         raise ValueError(
             f"{name} dimension {dim} must be {expected} ({what}); got shape {tuple(value.shape)}"
         )
+
+
+def is_symbolic(value) -> bool:
+    """True for a scalar that may be symbolic: a ``torch.Sym*`` (fake kernels under
+    ``torch.compile(dynamic=True)``), or any scalar while dynamo traces (there a symbolic float
+    reads as a float). Its value is unknown until run time: value checks skip it, and the op
+    itself checks it when it runs."""
+    return isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)) or torch.compiler.is_compiling()
+
+
+def is_finite_number(value) -> bool:
+    """``math.isfinite`` for plain numbers; True for a symbolic one (checked when it is concrete)."""
+    return is_symbolic(value) or math.isfinite(value)
 
 
 def is_fake(tensor: torch.Tensor) -> bool:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from llmkernels.ops.common.checks import FLOAT_DTYPES, can_check_values, check_same_device, check_tensor
+from llmkernels.ops.common.checks import FLOAT_DTYPES, can_check_values, check_same_device, check_tensor, is_finite_number
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -33,9 +31,9 @@ def check_arguments(logits, target, weight, reduction, label_smoothing, z_loss, 
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
     if not (0.0 <= label_smoothing <= 1.0):
         raise ValueError(f"label_smoothing must lie in [0, 1]; got {label_smoothing!r}")
-    if not (math.isfinite(z_loss) and z_loss >= 0):
+    if not (is_finite_number(z_loss) and z_loss >= 0):
         raise ValueError(f"z_loss must be a finite number >= 0; got {z_loss!r}")
-    if softcap is not None and not (math.isfinite(softcap) and softcap >= 0):
+    if softcap is not None and not (is_finite_number(softcap) and softcap >= 0):
         raise ValueError(f"softcap must be None, 0 (off) or a finite positive number; got {softcap!r}")
     if logits.shape[1] == 0 and logits.shape[0] > 0:
         raise ValueError(f"input must have at least one class; got shape {tuple(logits.shape)}")

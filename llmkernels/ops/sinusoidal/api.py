@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from llmkernels import backends
+from llmkernels.ops.common.checks import is_finite_number, is_symbolic
 from llmkernels.ops.sinusoidal import reference
 from llmkernels.ops.sinusoidal.arguments import check_arguments
 
 
 def _check_base(base) -> float:
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not math.isfinite(base) or base <= 1:
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not is_finite_number(base) or base <= 1:
         raise ValueError(f"base must be a finite number > 1; got {base!r}")
     return float(base)
 
@@ -39,7 +38,7 @@ def add_sinusoidal_position_encoding(x, position_ids=None, *, base=10000.0, scal
     ``sinusoidal_table``.)
     """
     base = _check_base(base)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+    if isinstance(scale, bool) or not (isinstance(scale, (int, float)) or is_symbolic(scale)) or not is_finite_number(scale):
         raise ValueError(f"scale must be a finite number; got {scale!r}")
     check_arguments(x, position_ids, base, float(scale))
     backend = backends.requested_backend()

@@ -1,0 +1,40 @@
+"""The optional extras of pyproject.toml, and the one-line error when a command needs one that is
+not installed (rather than a ``ModuleNotFoundError`` from deep inside the command)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+# extra: the modules it installs that llmkernels imports (pyproject.toml lists the packages).
+EXTRAS = {
+    "train": ("numpy", "safetensors", "tokenizers", "tqdm", "matplotlib"),
+    "triton": ("triton",),
+    "transformers": ("transformers",),
+}
+
+
+class MissingExtra(ImportError):
+    """A command needs an optional dependency that is not installed: one line naming the extra."""
+
+
+def missing(extra: str) -> list[str]:
+    """The modules of ``extra`` that cannot be imported here (found without importing them)."""
+    absent = []
+    for module in EXTRAS[extra]:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken install, or a module blocked in sys.modules
+            found = False
+        if not found:
+            absent.append(module)
+    return absent
+
+
+def require(extra: str, what: str) -> None:
+    """Raise ``MissingExtra`` unless every module of ``extra`` is importable."""
+    absent = missing(extra)
+    if absent:
+        raise MissingExtra(
+            f"{what} needs {', '.join(absent)}, which {'is' if len(absent) == 1 else 'are'} not installed: "
+            f"pip install 'llmkernels[{extra}]'"
+        )
