@@ -24,6 +24,15 @@ def _divergence(p_s: Categorical, p_t: Categorical, beta):
     return beta * kl_divergence(p_t, m) + (1 - beta) * kl_divergence(p_s, m)
 
 
+def _reduce(rows, target, ignore_index, reduction):
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    count = rows.shape[0] if target is None else int((target != ignore_index).sum())
+    return rows.sum() / max(count, 1)
+
+
 def naive_loss(student, teacher, target, *, temperature=1.0, beta=0.0, hard_weight=0.0, ignore_index=-100,
                reduction="mean", scale_by_temperature=True, softcap=None):
     """The issue's statement, row by row in float64 (differentiable w.r.t. student)."""
@@ -40,12 +49,7 @@ def naive_loss(student, teacher, target, *, temperature=1.0, beta=0.0, hard_weig
         hard = -Categorical(logits=s).log_prob(target[i]) if target is not None else 0.0
         rows.append((1 - hard_weight) * soft + hard_weight * hard)
     rows = torch.stack(rows) if rows else student.new_zeros(0, dtype=torch.float64)
-    if reduction == "none":
-        return rows
-    if reduction == "sum":
-        return rows.sum()
-    count = student.shape[0] if target is None else int((target != ignore_index).sum())
-    return rows.sum() / max(count, 1)
+    return _reduce(rows, target, ignore_index, reduction)
 
 
 def _plogp(p, other):
@@ -83,13 +87,7 @@ def naive_topk_loss(student, ids, logprobs, target, *, temperature=1.0, beta=0.0
         soft = soft * (temperature**2 if scale_by_temperature else 1.0)
         hard = -Categorical(logits=s).log_prob(target[i]) if target is not None else 0.0
         rows.append((1 - hard_weight) * soft + hard_weight * hard)
-    rows = torch.stack(rows)
-    if reduction == "none":
-        return rows
-    if reduction == "sum":
-        return rows.sum()
-    count = student.shape[0] if target is None else int((target != ignore_index).sum())
-    return rows.sum() / max(count, 1)
+    return _reduce(torch.stack(rows), target, ignore_index, reduction)
 
 
 def _problem(rows, v_s, v_t, dtype=torch.float64, spread=3.0):

@@ -24,7 +24,7 @@ def _present(backend, op, dtype=torch.float32):
         skip_unless_present(op, "cpu", backend, dtype)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("options", [dict(beta=0.0, temperature=2.0), dict(beta=0.5, temperature=1.5, hard_weight=0.3, softcap=6.0)], ids=["kl", "jsd-all"])
@@ -51,9 +51,10 @@ def test_linear_matches_full_logits(backend, dtype, reduction, options, chunk_si
         assert_close_scaled(got.float(), want, torch.float32 if dtype == torch.float32 else dtype)
 
 
-@pytest.mark.parametrize("backend", ["reference"])
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_linear_topk_matches_topk_on_full_logits(backend, reduction):
+    _present(backend, "linear_topk_distillation_loss")
     s_x, s_w, s_b, t_x, t_w, t_b, target = _problem(19, 16, 24, 40, 40)
     ids, logprobs = llmkernels.linear_topk_logprobs(t_x, t_w, 7, bias=t_b, temperature=2.0, chunk_size=4)
     full_ids, full_logprobs = llmkernels.topk_logprobs(t_x @ t_w.T + t_b, 7, temperature=2.0)
