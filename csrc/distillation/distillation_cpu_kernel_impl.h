@@ -187,6 +187,16 @@ void zero_row(T* g, int64_t C) {
   for (int64_t c0 = 0; c0 < C; c0 += kBlock) store_out<false>(zeros, g + c0, min_i64(kBlock, C - c0));
 }
 
+// A row whose target is ignore_index: zero parts and a zero gradient row.
+template <typename Args, typename T>
+bool ignored_row(const Args& a, int64_t r, T* grad, int64_t Vs) {
+  if (!a.target || a.target[r] != a.ignore_index) return false;
+  a.soft[r] = 0.0f;
+  a.hard[r] = 0.0f;
+  if (grad) zero_row<T>(grad + r * Vs, Vs);
+  return true;
+}
+
 template <typename T, bool kCap>
 void rows_typed(const cpu::DistillationRowsArgs& a, int64_t row_begin, int64_t row_end,
                 float* scratch) {
@@ -202,13 +212,8 @@ void rows_typed(const cpu::DistillationRowsArgs& a, int64_t row_begin, int64_t r
   float* zs = scratch;
   float* zt = scratch + whole_vectors(Vs);
   for (int64_t r = row_begin; r < row_end; ++r) {
+    if (ignored_row(a, r, grad, Vs)) continue;
     const int64_t t = a.target ? a.target[r] : -1;
-    if (a.target && t == a.ignore_index) {
-      a.soft[r] = 0.0f;
-      a.hard[r] = 0.0f;
-      if (grad) zero_row<T>(grad + r * Vs, Vs);
-      continue;
-    }
     load_row<T, kCap>(student + r * a.student_stride, Vs, cap, zs);
     load_row<T, kCap>(teacher + r * a.teacher_stride, V, cap, zt);
     const LogSoftmax ls = log_softmax_of(softmax_stats(zs, V, inv_t), inv_t);

@@ -73,13 +73,8 @@ void topk_rows_typed(const cpu::TopkDistillationRowsArgs& a, int64_t row_begin, 
   const int64_t bucket_at = (whole_vectors(Vs) * 2 + 2 * (k + 1) + 1) / 2 * 2;
   Bucket* buckets = reinterpret_cast<Bucket*>(scratch + bucket_at);
   for (int64_t r = row_begin; r < row_end; ++r) {
+    if (ignored_row(a, r, grad, Vs)) continue;
     const int64_t t = a.target ? a.target[r] : -1;
-    if (a.target && t == a.ignore_index) {
-      a.soft[r] = 0.0f;
-      a.hard[r] = 0.0f;
-      if (grad) zero_row<T>(grad + r * Vs, Vs);
-      continue;
-    }
     const int64_t* ids = a.ids + r * k;
     const float* lp = a.logprobs + r * k;
     load_row<T, kCap>(student + r * a.student_stride, Vs, cap, zs);
