@@ -13,10 +13,11 @@ import torch
 CHUNK_ELEMENTS = 1 << 21  # logits per chunk (8 MB in float32): GEMMs still large, peak memory small
 
 
-def rows_per_chunk(rows: int, classes: int, chunk_size: int) -> int:
+def rows_per_chunk(rows: int, classes: int, chunk_size: int, elements: int = CHUNK_ELEMENTS) -> int:
+    """``chunk_size`` when given, else as many rows as hold about ``elements`` logits."""
     if chunk_size > 0:
         return chunk_size
-    return max(1, min(rows, CHUNK_ELEMENTS // max(classes, 1)))
+    return max(1, min(rows, elements // max(classes, 1)))
 
 
 def project(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], out: torch.Tensor) -> torch.Tensor:

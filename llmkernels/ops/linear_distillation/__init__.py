@@ -28,12 +28,12 @@ import torch
 from torch import Tensor
 
 from llmkernels import backends
-from llmkernels.ops.common.chunked_linear import project, rows_per_chunk
+from llmkernels.ops.common.chunked_linear import project
 from llmkernels.ops.common.registration import register_backends
 from llmkernels.ops.distillation import loss_dtype, rows
 from llmkernels.ops.linear_distillation.arguments import check_arguments
 from llmkernels.ops.linear_distillation.chunks import (
-    fake_grads, finish_grads, formed_or_backward, run_pass, scale_saved, setup_formed,
+    fake_grads, finish_grads, formed_or_backward, rows_per_chunk, run_pass, scale_saved, setup_formed,
 )
 
 OP = "linear_distillation_loss"
