@@ -162,3 +162,33 @@ def test_cpp_every_isa_level_gives_bitwise_the_same_result():
         C.set_cpu_isa(previous)
     for other in results[1:]:
         assert torch.equal(other, results[0])
+
+
+def test_families_bind_their_entry_points():
+    from llmkernels import _native
+    from llmkernels.ops.distillation import rows
+
+    assert callable(rows.KERNELS.kernel("triton", "distillation_rows"))
+    for family, entry in ((rows.KERNELS, "distillation_rows"), (rows.TOPK_KERNELS, "topk_distillation_rows")):
+        if _native.extension() is not None:
+            assert family.kernel("cpp", entry) is getattr(_native.extension(), f"{entry}_cpu")
+        assert family.cpp_probe("cpu")[0] == (_native.extension() is not None)
+    # the top-k rows have no Triton or CUDA kernel: those backends are not registered for them
+    assert "triton" not in llmkernels.available_backends("cpu", "topk_distillation_loss")
+
+
+def test_cpp_checks_its_arguments():
+    if "cpp" not in llmkernels.available_backends("cpu", "distillation_loss"):
+        pytest.skip("cpp not present")
+    from llmkernels import _native
+
+    C = _native.extension()
+    student, teacher = torch.randn(3, 10), torch.randn(3, 10)
+    soft, hard = torch.empty(3), torch.empty(3)
+    with pytest.raises(ValueError, match="target"):
+        C.distillation_rows_cpu(student, teacher, torch.tensor([0, 10, 1]), soft, hard, None, 1.0, 0.0, 0.0, -100, True, 0.0, 1.0)
+    with pytest.raises(ValueError, match="teacher"):
+        C.distillation_rows_cpu(student, teacher.double(), None, soft, hard, None, 1.0, 0.0, 0.0, -100, True, 0.0, 1.0)
+    with pytest.raises(ValueError, match="teacher_ids"):
+        C.topk_distillation_rows_cpu(student, torch.tensor([[0], [1], [10]]), torch.full((3, 1), -1.0), None, soft, hard,
+                                     None, 1.0, 0.0, 0.0, -100, True, 0.0, 1.0)
