@@ -22,6 +22,7 @@ void register_rotary(py::module_& m);
 void register_sinusoidal(py::module_& m);
 void register_cross_entropy(py::module_& m);
 void register_attention(py::module_& m);
+void register_distillation(py::module_& m);
 }  // namespace llmkernels
 
 namespace {
@@ -77,4 +78,5 @@ PYBIND11_MODULE(_C, m) {
   llmkernels::register_sinusoidal(m);
   llmkernels::register_cross_entropy(m);
   llmkernels::register_attention(m);
+  llmkernels::register_distillation(m);
 }

@@ -14,6 +14,8 @@ from llmkernels.backends import BACKEND_NAMES, available_backends, use_backend
 from llmkernels.diagnostics import info
 from llmkernels.ops.attention.api import attention, attention_varlen, scaled_dot_product_attention
 from llmkernels.ops.cross_entropy.api import cross_entropy
+from llmkernels.ops.distillation.api import distillation_loss, topk_distillation_loss, topk_logprobs
+from llmkernels.ops.linear_distillation.api import linear_distillation_loss, linear_topk_distillation_loss, linear_topk_logprobs
 from llmkernels.ops.linear_cross_entropy.api import linear_cross_entropy
 from llmkernels.ops.rotary.api import apply_rotary, rotary_embedding
 from llmkernels.ops.rotary.cache import rope_cache
@@ -29,12 +31,18 @@ __all__ = [
     "attention_varlen",
     "available_backends",
     "cross_entropy",
+    "distillation_loss",
     "info",
     "linear_cross_entropy",
+    "linear_distillation_loss",
+    "linear_topk_distillation_loss",
+    "linear_topk_logprobs",
     "nn",
     "rope_cache",
     "rotary_embedding",
     "scaled_dot_product_attention",
     "sinusoidal_table",
+    "topk_distillation_loss",
+    "topk_logprobs",
     "use_backend",
 ]

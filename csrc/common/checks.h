@@ -54,3 +54,17 @@
   LLMK_CHECK_ARG((t).scalar_type() == at::kFloat || (t).scalar_type() == at::kHalf ||       \
                      (t).scalar_type() == at::kBFloat16,                                    \
                  name, "expected dtype float32, float16 or bfloat16, got ", (t).scalar_type())
+
+namespace llmkernels {
+
+// A per-row float32 output: (rows,), contiguous, on `device`.
+inline void check_row_output(const at::Tensor& t, const char* name, int64_t rows,
+                             const at::Device& device) {
+  LLMK_CHECK_DEVICE(t, name, device);
+  LLMK_CHECK_DTYPE(t, name, at::kFloat);
+  LLMK_CHECK_DIM(t, name, 1);
+  LLMK_CHECK_SIZE(t, name, 0, rows);
+  LLMK_CHECK_CONTIGUOUS(t, name);
+}
+
+}  // namespace llmkernels

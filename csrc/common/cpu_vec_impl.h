@@ -93,6 +93,40 @@ LLMK_ALWAYS_INLINE vf vtanh(const vf& x) {
   return (vf)((vi)t | (bits & sign_mask));
 }
 
+// log(x) for normal positive x (Cephes logf: x = m * 2^e with m in [sqrt(1/2), sqrt(2)), a
+// degree-8 polynomial in m - 1; ~1 ulp). Zero, negative, denormal, inf and NaN inputs are not
+// handled: callers pass values they know to be normal and positive (e.g. 1 + exp(-d), d >= 0).
+LLMK_ALWAYS_INLINE vf vlog(const vf& x) {
+  const vi bits = (vi)x;
+  vi e = ((bits >> 23) & 0xFF) - 126;
+  vf m = (vf)((bits & 0x007FFFFF) | 0x3F000000);  // in [0.5, 1)
+  const vi below = m < 0.70710678118654752f;
+  e = e + below;  // a true comparison is -1
+  m = vselect(below, m + m, m) - 1.0f;
+  const vf z = m * m;
+  vf y = vsplat(7.0376836292e-2f);
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = (y * m) * z;
+  const vf fe = __builtin_convertvector(e, vf);
+  y = y + fe * -2.12194440e-4f;
+  y = y - z * 0.5f;
+  return (m + y) + fe * 0.693359375f;
+}
+
+// Lane mask of the columns i + lane that lie below n (a row's last, partial vector).
+LLMK_ALWAYS_INLINE vi lanes_below(int64_t i, int64_t n) {
+  const vi lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const int64_t left = n - i < kLanes ? n - i : kLanes;
+  return lane < (vi{} + static_cast<int32_t>(left));
+}
+
 // Lane reductions in one fixed (tree) order: the same at every level.
 LLMK_ALWAYS_INLINE float hsum(const vf& v) {
   float t[kLanes];

@@ -5,19 +5,6 @@
 #include "../common/overlap_checks.h"
 
 namespace llmkernels {
-namespace {
-
-void check_row_output(const at::Tensor& t, const char* name, int64_t rows,
-                      const at::Device& device) {
-  LLMK_CHECK_DEVICE(t, name, device);
-  LLMK_CHECK_DTYPE(t, name, at::kFloat);
-  LLMK_CHECK_DIM(t, name, 1);
-  LLMK_CHECK_SIZE(t, name, 0, rows);
-  LLMK_CHECK_CONTIGUOUS(t, name);
-}
-
-}  // namespace
-
 CrossEntropyShape check_cross_entropy_arguments(const at::Tensor& logits, const at::Tensor& target,
                                                 const std::optional<at::Tensor>& class_weight,
                                                 const at::Tensor& loss_rows, const at::Tensor& lse,

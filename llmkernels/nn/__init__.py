@@ -1,10 +1,14 @@
 """Modules built on the llmkernels ops; each takes ``ops="torch"`` to run on PyTorch's own functions instead."""
 
 from llmkernels.nn.attention import Attention
+from llmkernels.nn.distillation import (
+    DistillationLoss, LinearDistillationLoss, LinearTopKDistillationLoss, TopKDistillationLoss,
+)
 from llmkernels.nn.kv_cache import KVCache
 from llmkernels.nn.losses import CrossEntropyLoss, LinearCrossEntropyLoss
 from llmkernels.nn.positional import RotaryEmbedding, SinusoidalPositionEncoding
 from llmkernels.nn.torch_baseline import OPS
 
-__all__ = ["Attention", "KVCache", "CrossEntropyLoss", "LinearCrossEntropyLoss", "OPS", "RotaryEmbedding",
-           "SinusoidalPositionEncoding"]
+__all__ = ["Attention", "KVCache", "CrossEntropyLoss", "DistillationLoss", "LinearCrossEntropyLoss",
+           "LinearDistillationLoss", "LinearTopKDistillationLoss", "OPS", "RotaryEmbedding",
+           "SinusoidalPositionEncoding", "TopKDistillationLoss"]

@@ -65,12 +65,16 @@ def _reference_probe(device_type: str) -> tuple[bool, str]:
     return True, "plain PyTorch"
 
 
-def register_backends(op: str, family: KernelFamily) -> None:
-    """Register ``op``'s four implementations: reference everywhere (float64 too), and the kernels
-    of ``family`` on cpp (CPU), triton (CUDA; the CPU only under the interpreter) and cuda."""
+def register_backends(op: str, family: KernelFamily, kernels: tuple[str, ...] = ("cpp", "triton", "cuda")) -> None:
+    """Register ``op``'s implementations: reference everywhere (float64 too), and the kernels of
+    ``family`` on cpp (CPU), triton (CUDA; the CPU only under the interpreter) and cuda, or on
+    the subset ``kernels`` names (an op whose kernels exist on fewer backends)."""
     backends.register(op, backends.Implementation("reference", ("cpu", "cuda"), FLOAT_DTYPES, _reference_probe))
-    backends.register(op, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, family.cpp_probe))
-    backends.register(
-        op, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses)
-    )
-    backends.register(op, backends.Implementation("cuda", ("cuda",), KERNEL_DTYPES, family.cuda_probe))
+    if "cpp" in kernels:
+        backends.register(op, backends.Implementation("cpp", ("cpu",), KERNEL_DTYPES, family.cpp_probe))
+    if "triton" in kernels:
+        backends.register(
+            op, backends.Implementation("triton", ("cpu", "cuda"), KERNEL_DTYPES, _triton.probe, _triton.refuses)
+        )
+    if "cuda" in kernels:
+        backends.register(op, backends.Implementation("cuda", ("cuda",), KERNEL_DTYPES, family.cuda_probe))

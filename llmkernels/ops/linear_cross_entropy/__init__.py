@@ -29,64 +29,33 @@ from torch import Tensor
 
 from llmkernels import backends
 from llmkernels.ops.common.checks import can_check_values
+from llmkernels.ops.common.chunked_linear import chunked_linear, rows_per_chunk
 from llmkernels.ops.common.registration import register_backends
 from llmkernels.ops.cross_entropy import rows as ce_rows
 from llmkernels.ops.linear_cross_entropy.arguments import check_arguments
 
 OP = "linear_cross_entropy"
-_CHUNK_ELEMENTS = 1 << 21  # logits per chunk (8 MB in float32): GEMMs still large, peak memory small
 
 # The row math runs on the cross-entropy family's kernels: the same entry points, the same probes.
 register_backends(OP, ce_rows.KERNELS)
 
 
-def rows_per_chunk(rows: int, classes: int, chunk_size: int) -> int:
-    if chunk_size > 0:
-        return chunk_size
-    return max(1, min(rows, _CHUNK_ELEMENTS // max(classes, 1)))
-
-
 def _chunked_pass(backend, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
                   chunk, want_grads, ce_scale, z_scale, accumulate_fp32, row_upstream=None):
     """One pass over row chunks: loss rows and lse, and (optionally) the three gradients."""
-    rows, classes = input.shape[0], weight.shape[0]
+    rows = input.shape[0]
     loss_rows = torch.empty(rows, dtype=torch.float32, device=input.device)
     lse = torch.empty(rows, dtype=torch.float32, device=input.device)
-    grad_input = grad_weight = grad_bias = None
-    if want_grads:
-        grad_input = torch.empty_like(input, memory_format=torch.contiguous_format)
-        accum = torch.float32 if accumulate_fp32 else weight.dtype
-        grad_weight = torch.zeros(weight.shape, dtype=accum, device=weight.device)
-        grad_bias = None if bias is None else torch.zeros(classes, dtype=accum, device=weight.device)
-    # One logits buffer, reused by every chunk (a fresh (chunk, V) tensor per chunk makes the
-    # allocator grow the heap chunk after chunk). The row kernels may write the gradient over the
-    # logits they read (each element is read before it is written), so no second buffer is needed.
-    logits_buffer = torch.empty(min(chunk, rows), classes, dtype=input.dtype, device=input.device)
-    grad_buffer = logits_buffer if want_grads else None
-    for start in range(0, rows, chunk):
-        stop = min(start + chunk, rows)
-        x = input[start:stop]
-        logits = logits_buffer[: stop - start]
-        if bias is not None:
-            torch.addmm(bias, x, weight.t(), out=logits)
-        else:
-            torch.mm(x, weight.t(), out=logits)
-        grad = None if grad_buffer is None else grad_buffer[: stop - start]
+
+    def process_chunk(start, stop, logits, grad):
         loss_rows[start:stop], lse[start:stop] = ce_rows.compute_rows(
             backend, logits, target[start:stop], class_weight, ignore_index, label_smoothing, z_loss, softcap,
             grad, ce_scale, z_scale,
         )
-        if not want_grads:
-            continue
-        if row_upstream is not None:
+        if grad is not None and row_upstream is not None:
             grad.mul_(row_upstream[start:stop].to(grad.dtype).unsqueeze(-1))
-        torch.mm(grad, weight, out=grad_input[start:stop])
-        if grad_weight.dtype == grad.dtype:
-            grad_weight.addmm_(grad.t(), x)
-        else:  # bf16/fp16 GEMM (fp32 accumulation inside), summed across chunks in fp32
-            grad_weight.add_(torch.mm(grad.t(), x))
-        if grad_bias is not None:
-            grad_bias.add_(grad.sum(0, dtype=grad_bias.dtype))
+
+    grad_input, grad_weight, grad_bias = chunked_linear(input, weight, bias, chunk, want_grads, accumulate_fp32, process_chunk)
     return loss_rows, lse, grad_input, grad_weight, grad_bias
 
 

@@ -1,0 +1,31 @@
+// Argument checks of the distillation entry points, shared by the CPU glue (distillation_cpu.cpp)
+// and the CUDA glue (distillation_cuda.cpp): one copy of the rules in distillation.h. Torch core
+// headers only (the CUDA glue includes this file; .cu files must not).
+#pragma once
+
+#include <optional>
+
+#include <ATen/core/Tensor.h>
+
+namespace llmkernels {
+
+// Checks student (on a device of `device_type`), teacher, target, soft, hard and grad (all on the
+// student's device), their overlaps and the scalar options. Target values are not read here.
+// Returns whether grad is the student itself (in place).
+bool check_distillation_arguments(const at::Tensor& student, const at::Tensor& teacher,
+                                  const std::optional<at::Tensor>& target, const at::Tensor& soft,
+                                  const at::Tensor& hard, const std::optional<at::Tensor>& grad,
+                                  double temperature, double beta, double hard_weight,
+                                  at::DeviceType device_type);
+
+// The same for a stored top-k teacher: ids (N, k) int64, logprobs (N, k) float32, 1 <= k <= Vs.
+// Id values are not read here.
+bool check_topk_distillation_arguments(const at::Tensor& student, const at::Tensor& ids,
+                                       const at::Tensor& logprobs,
+                                       const std::optional<at::Tensor>& target,
+                                       const at::Tensor& soft, const at::Tensor& hard,
+                                       const std::optional<at::Tensor>& grad, double temperature,
+                                       double beta, double hard_weight,
+                                       at::DeviceType device_type);
+
+}  // namespace llmkernels

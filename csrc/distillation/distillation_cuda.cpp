@@ -1,0 +1,66 @@
+// Torch glue for the distillation CUDA kernel: device guard, current stream, dtype dispatch
+// (argument checks: distillation_arguments.h). Built only with -DLLMK_WITH_CUDA (setup.py on a
+// CUDA torch); the kernel is distillation_cuda.cu. Target values are not range-checked here
+// (that would read device memory on the host); see distillation_cuda.cu for what a bad one does.
+#ifdef LLMK_WITH_CUDA
+
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <climits>
+
+#include "../common/checks.h"
+#include "../common/cuda_glue.h"
+#include "distillation.h"
+#include "distillation_arguments.h"
+#include "distillation_cuda_launch.h"
+
+namespace llmkernels {
+
+void distillation_rows_cuda(const at::Tensor& student, const at::Tensor& teacher,
+                            const std::optional<at::Tensor>& target, at::Tensor& soft,
+                            at::Tensor& hard, const std::optional<at::Tensor>& grad,
+                            double temperature, double beta, double hard_weight,
+                            int64_t ignore_index, bool scale_by_temperature, double softcap,
+                            double grad_scale) {
+  check_distillation_arguments(student, teacher, target, soft, hard, grad, temperature, beta,
+                               hard_weight, at::kCUDA);
+  LLMK_CHECK_ARG(student.size(0) < INT_MAX, "student", "expected fewer than ", INT_MAX,
+                 " rows, got shape ", student.sizes());
+  if (student.size(0) == 0) return;
+
+  const at::Device dev = student.device();
+  const c10::cuda::CUDAGuard guard(dev);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
+
+  DistillationCudaParams p;
+  p.student = student.data_ptr();
+  p.student_stride = student.stride(0);
+  p.teacher = teacher.data_ptr();
+  p.teacher_stride = teacher.stride(0);
+  p.target = target.has_value() ? target->data_ptr<int64_t>() : nullptr;
+  p.soft = soft.data_ptr<float>();
+  p.hard = hard.data_ptr<float>();
+  p.grad = grad.has_value() ? grad->data_ptr() : nullptr;
+  p.rows = student.size(0);
+  p.student_classes = student.size(1);
+  p.teacher_classes = teacher.size(1);
+  p.ignore_index = ignore_index;
+  const double factor = scale_by_temperature ? temperature * temperature : 1.0;
+  p.inv_temperature = static_cast<float>(1.0 / temperature);
+  p.soft_factor = static_cast<float>(factor);
+  p.beta = static_cast<float>(beta);
+  p.softcap = softcap > 0.0 ? static_cast<float>(softcap) : 0.0f;
+  p.c_soft = static_cast<float>(grad_scale * (1.0 - hard_weight) * factor / temperature);
+  p.c_hard = static_cast<float>(grad_scale * hard_weight);
+
+  const cudaError_t err = launch_for_dtype(student.scalar_type(), "distillation_rows_cuda", [&](auto t) {
+    return launch_distillation<typename decltype(t)::type>(p, stream);
+  });
+  check_cuda_launch(err, "distillation");
+}
+
+}  // namespace llmkernels
+
+#endif  // LLMK_WITH_CUDA

@@ -1,0 +1,32 @@
+// Launcher for the distillation CUDA row kernel: raw pointers, a stream. Plain C++ (no torch, no
+// device code) so both distillation_cuda.cu and the torch glue distillation_cuda.cpp include it.
+// Semantics are those of distillation.h.
+#pragma once
+#include <cstdint>
+#include <cuda_runtime_api.h>
+
+namespace llmkernels {
+
+struct DistillationCudaParams {
+  const void* student = nullptr;  // (rows, student_classes), column stride 1
+  int64_t student_stride = 0;     // row stride, elements
+  const void* teacher = nullptr;  // (rows, teacher_classes), the student's dtype, column stride 1
+  int64_t teacher_stride = 0;
+  const int64_t* target = nullptr;  // (rows,) or null
+  float* soft = nullptr;
+  float* hard = nullptr;
+  void* grad = nullptr;  // (rows, student_classes) contiguous, or null; may equal student
+  int64_t rows = 0, student_classes = 0, teacher_classes = 0;
+  int64_t ignore_index = -100;
+  float inv_temperature = 1.0f, soft_factor = 1.0f, beta = 0.0f;
+  float softcap = 0.0f;  // <= 0: off
+  float c_soft = 0.0f;   // grad_scale * (1 - hard_weight) * soft_factor / T
+  float c_hard = 0.0f;   // grad_scale * hard_weight
+};
+
+// T is float, __half or __nv_bfloat16 (explicitly instantiated in distillation_cuda.cu).
+// Returns the launch error, if any; nothing is synchronised.
+template <typename T>
+cudaError_t launch_distillation(const DistillationCudaParams& params, cudaStream_t stream);
+
+}  // namespace llmkernels

@@ -1,0 +1,62 @@
+"""The chunk loop of the fused linear losses (linear_cross_entropy, linear_distillation_loss, ...):
+a loss of ``input @ weight.T + bias`` computed chunk of rows by chunk of rows, so that the (N, V)
+logits never exist, with the input/weight/bias gradients formed from each chunk's logits
+gradient. One copy of it, whatever the row math.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+CHUNK_ELEMENTS = 1 << 21  # logits per chunk (8 MB in float32): GEMMs still large, peak memory small
+
+
+def rows_per_chunk(rows: int, classes: int, chunk_size: int, elements: int = CHUNK_ELEMENTS) -> int:
+    """``chunk_size`` when given, else as many rows as hold about ``elements`` logits."""
+    if chunk_size > 0:
+        return chunk_size
+    return max(1, min(rows, elements // max(classes, 1)))
+
+
+def project(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """out = x @ weight.T (+ bias), written into ``out``."""
+    if bias is not None:
+        return torch.addmm(bias, x, weight.t(), out=out)
+    return torch.mm(x, weight.t(), out=out)
+
+
+def chunked_linear(input, weight, bias, chunk: int, want_grads: bool, accumulate_fp32: bool,
+                   process_chunk: Callable[[int, int, torch.Tensor, Optional[torch.Tensor]], None]):
+    """Runs ``process_chunk(start, stop, logits, grad)`` on each chunk of rows [start, stop), with
+    ``logits`` = input[start:stop] @ weight.T + bias; when ``want_grads`` it must write d(loss)/d(logits)
+    into ``grad`` (the logits' own buffer: the row kernels read each element before writing it).
+    Returns (grad_input, grad_weight, grad_bias), None when not ``want_grads``; weight and bias
+    gradients are summed across chunks in float32 when ``accumulate_fp32``."""
+    rows, classes = input.shape[0], weight.shape[0]
+    grad_input = grad_weight = grad_bias = None
+    if want_grads:
+        grad_input = torch.empty_like(input, memory_format=torch.contiguous_format)
+        accum = torch.float32 if accumulate_fp32 else weight.dtype
+        grad_weight = torch.zeros(weight.shape, dtype=accum, device=weight.device)
+        grad_bias = None if bias is None else torch.zeros(classes, dtype=accum, device=weight.device)
+    # One logits buffer, reused by every chunk (a fresh (chunk, V) tensor per chunk makes the
+    # allocator grow the heap chunk after chunk); the gradient overwrites the logits in place.
+    logits_buffer = torch.empty(min(chunk, rows), classes, dtype=input.dtype, device=input.device)
+    for start in range(0, rows, chunk):
+        stop = min(start + chunk, rows)
+        x = input[start:stop]
+        logits = project(x, weight, bias, logits_buffer[: stop - start])
+        grad = logits if want_grads else None
+        process_chunk(start, stop, logits, grad)
+        if not want_grads:
+            continue
+        torch.mm(grad, weight, out=grad_input[start:stop])
+        if grad_weight.dtype == grad.dtype:
+            grad_weight.addmm_(grad.t(), x)
+        else:  # bf16/fp16 GEMM (fp32 accumulation inside), summed across chunks in fp32
+            grad_weight.add_(torch.mm(grad.t(), x))
+        if grad_bias is not None:
+            grad_bias.add_(grad.sum(0, dtype=grad_bias.dtype))
+    return grad_input, grad_weight, grad_bias

@@ -1,0 +1,99 @@
+"""The pieces every linear distillation op shares: one chunked pass (the chunk loop is
+``ops.common.chunked_linear``), the gradient outputs, and the forward-formed gradients' autograd."""
+
+from __future__ import annotations
+
+import torch
+
+from llmkernels.ops.common.chunked_linear import chunked_linear
+from llmkernels.ops.common.chunked_linear import rows_per_chunk as _rows_per_chunk
+from llmkernels.ops.distillation import _upstream_is_one, rows
+
+
+# Logits per chunk and model: 8M (32 MB in float32 each), 256 rows at V = 32K. Two models' chunks
+# plus the weight gradient stay far below the plain path's (N, V) buffers, and GEMMs of 256 rows
+# run near the full GEMM's rate (64-row ones at about half of it on the 2-core CPU).
+CHUNK_ELEMENTS = 1 << 23
+
+
+def rows_per_chunk(rows: int, classes: int, chunk_size: int) -> int:
+    return _rows_per_chunk(rows, classes, chunk_size, CHUNK_ELEMENTS)
+
+
+def chunked_rows(s_input, s_weight, s_bias, chunk_size, want_grads, accumulate_fp32, row_fn, row_upstream=None):
+    """(soft_rows, hard_rows, grad_input, grad_weight, grad_bias) of one pass over row chunks;
+    ``row_fn(start, stop, logits, grad) -> (soft, hard)`` runs the row math on one chunk."""
+    n = s_input.shape[0]
+    dtype = torch.promote_types(s_input.dtype, torch.float32)
+    soft = torch.empty(n, dtype=dtype, device=s_input.device)
+    hard = torch.empty(n, dtype=dtype, device=s_input.device)
+
+    def process_chunk(start, stop, logits, grad):
+        soft[start:stop], hard[start:stop] = row_fn(start, stop, logits, grad)
+        if grad is not None and row_upstream is not None:
+            grad.mul_(row_upstream[start:stop].to(grad.dtype).unsqueeze(-1))
+
+    grads = chunked_linear(s_input, s_weight, s_bias, chunk_size, want_grads, accumulate_fp32, process_chunk)
+    return (soft, hard) + grads
+
+
+def finish_grads(grads, s_input, s_weight, s_bias):
+    """The op's three gradient outputs in the parameters' dtypes (empty where absent)."""
+    gi, gw, gb = grads
+    if gi is None:
+        return s_input.new_empty(0), s_weight.new_empty(0), s_weight.new_empty(0)
+    return gi, gw.to(s_weight.dtype), s_weight.new_empty(0) if gb is None else gb.to(s_weight.dtype)
+
+
+def fake_grads(s_input, s_weight, s_bias, want):
+    if not want:
+        return s_input.new_empty(0), s_weight.new_empty(0), s_weight.new_empty(0)
+    gb = s_weight.new_empty(0) if s_bias is None else s_weight.new_empty(s_weight.shape[0])
+    return (torch.empty_like(s_input, memory_format=torch.contiguous_format),
+            torch.empty_like(s_weight, memory_format=torch.contiguous_format), gb)
+
+
+def run_pass(row_math, s_input, s_weight, s_bias, target, widest, ignore_index, reduction, chunk_size,
+             accumulate_fp32, want_grads, upstream=None):
+    """One chunked pass for the forward (upstream None: 1) or the backward (upstream: grad_loss).
+    ``row_math(start, stop, logits, grad, grad_scale) -> (soft, hard)``."""
+    n = s_input.shape[0]
+    chunk = rows_per_chunk(n, widest, chunk_size)
+    row_upstream = upstream if upstream is not None and reduction == "none" else None
+    if not want_grads or row_upstream is not None:
+        scale = 1.0
+    else:
+        scale = rows.gradient_scale(target, ignore_index, n, reduction, 1.0 if upstream is None else float(upstream))
+
+    def row_fn(start, stop, logits, grad):
+        return row_math(start, stop, logits, grad, scale)
+
+    return chunked_rows(s_input, s_weight, s_bias, chunk, want_grads, accumulate_fp32, row_fn, row_upstream)
+
+
+def scale_saved(grad_loss, s_input, s_weight, s_bias, saved_gi, saved_gw, saved_gb):
+    """The gradients formed in the forward (upstream 1), scaled by the upstream scalar."""
+    if s_input.numel() == 0 and not saved_gi.numel():
+        gb = s_weight.new_empty(0) if s_bias is None else torch.zeros_like(s_bias)
+        return torch.zeros_like(s_input), torch.zeros_like(s_weight), gb
+    upstream = grad_loss.to(s_input.dtype)
+    gb = saved_gb * upstream if s_bias is not None else s_weight.new_empty(0)
+    return saved_gi * upstream, saved_gw * upstream, gb
+
+
+def setup_formed(ctx, output, options):
+    # The forward's gradients are plain attributes, not saved tensors: the backward hands them on
+    # and drops its reference, so autograd can adopt them as .grad without a copy.
+    ctx.formed = list(output[3:])
+    ctx.options = options
+
+
+def formed_or_backward(ctx, grad_loss, has_bias, backward_op, *args):
+    if ctx.formed is None:
+        raise RuntimeError("llmkernels linear distillation: backward through the same graph twice is not supported")
+    gi, gw, gb = ctx.formed
+    ctx.formed = None
+    if gi.numel() and _upstream_is_one(grad_loss):
+        return gi, gw, gb if has_bias else None
+    gi, gw, gb = backward_op(grad_loss, *args, gi, gw, gb, *ctx.options)
+    return gi, gw, gb if has_bias else None
