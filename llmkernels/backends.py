@@ -27,6 +27,9 @@ _CHOICES = BACKEND_NAMES + ("auto",)
 
 _log = logging.getLogger("llmkernels")
 
+# The status ``explain`` gives a backend that an op has no implementation for.
+NOT_IMPLEMENTED = "not implemented"
+
 # A plain module-level list (not threading.local): dynamo can read and guard on it, so a
 # `use_backend` block around a compiled function is honoured at trace time.
 _requested_stack: list[str] = []
@@ -200,7 +203,7 @@ def explain(op: str, device_type: str, dtype: torch.dtype) -> tuple[str | None, 
     for backend in BACKEND_NAMES:
         impl = _registry[op].get(backend)
         if impl is None:
-            statuses[backend] = "not implemented"
+            statuses[backend] = NOT_IMPLEMENTED
             continue
         why = _serves(impl, device_type, dtype)
         statuses[backend] = "present" if why is None else why

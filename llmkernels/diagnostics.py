@@ -45,11 +45,15 @@ def info(print_report: bool = True) -> dict:
 
 
 def _shared_statuses(report: dict, device: str, dtype: str) -> dict[str, str]:
-    """The backend statuses that are the same for every op on ``device`` and ``dtype``: said once."""
+    """Per backend, the status that every op implementing it has on ``device`` and ``dtype``: said
+    once (an op that lacks the backend says "not implemented" on its own line instead)."""
     rows = [per_device[device][dtype]["backends"] for per_device in report["ops"].values()]
-    if not rows:
-        return {}
-    return {b: s for b, s in rows[0].items() if all(row.get(b) == s for row in rows)}
+    shared = {}
+    for backend in rows[0] if rows else ():
+        statuses = {row.get(backend) for row in rows} - {backends.NOT_IMPLEMENTED}
+        if len(statuses) == 1:
+            shared[backend] = statuses.pop()
+    return shared
 
 
 def _requested_line(report: dict) -> str:
@@ -85,7 +89,7 @@ def format_report(report: dict) -> str:
         lines.append(f"on {device}, {dtype}, every op: {said}")
         for op, per_device in report["ops"].items():
             choice = per_device[device][dtype]
-            rest = "; ".join(f"{b}: {s}" for b, s in choice["backends"].items() if b not in shared)
+            rest = "; ".join(f"{b}: {s}" for b, s in choice["backends"].items() if shared.get(b) != s)
             why = f"   ({rest})" if rest else ""
             if choice["error"] is not None:
                 lines.append(f"  {op} [{device}, {dtype}] {requested} -> would raise: {choice['error']}")
