@@ -21,7 +21,7 @@ def _grad_of(loss_fn, *leaves):
         out = loss_fn()
         outputs = out if isinstance(out, tuple) else (out,)
         total = sum((o.double() * torch.linspace(0.5, 1.5, o.numel(), dtype=torch.float64).reshape(o.shape)).sum() for o in outputs)
-        grads = torch.autograd.grad(total, leaves)
+        grads = torch.autograd.grad(total, leaves) if leaves else ()  # no leaves: a forward-only op
         return _flat(*outputs, *grads)
     return run
 
@@ -35,6 +35,9 @@ def cases(device: str, seq: int = 256, vocab: int = 8000):
     x = leaf(4, seq, 256)
     logits, target = leaf(seq, vocab), torch.randint(0, vocab, (seq,), device=device)
     hidden, lm_head = leaf(seq, 128), leaf(vocab, 128)
+    teacher_logits = torch.randn(seq, vocab, device=device)
+    teacher_hidden, teacher_head = torch.randn(seq, 64, device=device), torch.randn(vocab, 64, device=device)
+    top_ids, top_logprobs = llmkernels.topk_logprobs(teacher_logits, 8, temperature=2.0)
     return {
         "apply_rotary": _grad_of(lambda: llmkernels.apply_rotary(q, k, cos, sin, positions), q, k),
         "rotary_embedding": _grad_of(lambda: llmkernels.rotary_embedding(q, cos[:, :16], sin[:, :16], interleaved=True), q),
@@ -42,6 +45,30 @@ def cases(device: str, seq: int = 256, vocab: int = 8000):
         "attention": _grad_of(lambda: llmkernels.attention(q, k, v, causal=True), q, k, v),
         "cross_entropy": _grad_of(lambda: llmkernels.cross_entropy(logits, target, label_smoothing=0.1), logits),
         "linear_cross_entropy": _grad_of(lambda: llmkernels.linear_cross_entropy(hidden, lm_head, target), hidden, lm_head),
+        "distillation_loss": _grad_of(
+            lambda: llmkernels.distillation_loss(logits, teacher_logits, target, temperature=2.0, beta=0.5, hard_weight=0.3),
+            logits,
+        ),
+        "linear_distillation_loss": _grad_of(
+            lambda: llmkernels.linear_distillation_loss(
+                hidden, lm_head, teacher_hidden, teacher_head, target, temperature=2.0, hard_weight=0.3
+            ),
+            hidden, lm_head,
+        ),
+        "topk_logprobs": _grad_of(lambda: llmkernels.topk_logprobs(teacher_logits, 8, temperature=2.0)),
+        "linear_topk_logprobs": _grad_of(
+            lambda: llmkernels.linear_topk_logprobs(teacher_hidden, teacher_head, 8, temperature=2.0)
+        ),
+        "topk_distillation_loss": _grad_of(
+            lambda: llmkernels.topk_distillation_loss(logits, top_ids, top_logprobs, target, temperature=2.0, hard_weight=0.3),
+            logits,
+        ),
+        "linear_topk_distillation_loss": _grad_of(
+            lambda: llmkernels.linear_topk_distillation_loss(
+                hidden, lm_head, top_ids, top_logprobs, target, temperature=2.0, hard_weight=0.3
+            ),
+            hidden, lm_head,
+        ),
     }
 
 

@@ -46,6 +46,43 @@ def _linear_cross_entropy(hidden, weight, target, z_loss):
     return llmkernels.linear_cross_entropy(hidden, weight, target, z_loss=z_loss, softcap=30.0)
 
 
+def _distillation(student, teacher, target, temperature):
+    return llmkernels.distillation_loss(student, teacher, target, temperature=temperature, beta=0.5, hard_weight=0.3)
+
+
+def _linear_distillation(hidden, weight, teacher_hidden, teacher_weight, target, temperature):
+    return llmkernels.linear_distillation_loss(
+        hidden, weight, teacher_hidden, teacher_weight, target, temperature=temperature, hard_weight=0.3, softcap=30.0
+    )
+
+
+def _topk_teacher(teacher, temperature):
+    return llmkernels.topk_logprobs(teacher.detach(), 4, temperature=temperature)
+
+
+def _topk_logprobs(logits, temperature):
+    """No gradient: a loss that depends on ``logits`` directly, plus the (detached) top-k logprobs."""
+    ids, logprobs = llmkernels.topk_logprobs(logits, 4, temperature=temperature)
+    return (logits ** 2).sum() + logprobs.sum() + ids.sum() * 1e-3
+
+
+def _linear_topk_logprobs(hidden, weight, temperature):
+    ids, logprobs = llmkernels.linear_topk_logprobs(hidden, weight, 4, temperature=temperature, softcap=30.0)
+    return (hidden ** 2).sum() + (weight ** 2).sum() + logprobs.sum() + ids.sum() * 1e-3
+
+
+def _topk_distillation(student, teacher, target, temperature):
+    ids, logprobs = _topk_teacher(teacher, temperature)
+    return llmkernels.topk_distillation_loss(student, ids, logprobs, target, temperature=temperature, hard_weight=0.3)
+
+
+def _linear_topk_distillation(hidden, weight, teacher, target, temperature):
+    ids, logprobs = _topk_teacher(teacher, temperature)
+    return llmkernels.linear_topk_distillation_loss(
+        hidden, weight, ids, logprobs, target, temperature=temperature, hard_weight=0.3
+    )
+
+
 def _qkv(n, d):
     return [torch.randn(2, 4, n, d), torch.randn(2, 2, n, d), torch.randn(2, 2, n, d)]
 
@@ -65,6 +102,16 @@ def _inputs(name, n):
         "scaled_dot_product_attention": (_qkv(n, d), []),
         "cross_entropy": ([torch.randn(n, vocab)], [target, 1e-4 * n]),
         "linear_cross_entropy": ([torch.randn(n, d), torch.randn(vocab, d)], [target, 1e-4 * n]),
+        "distillation_loss": ([torch.randn(n, vocab)], [torch.randn(n, vocab), target, 1.0 + 0.1 * n]),
+        "linear_distillation_loss": (
+            [torch.randn(n, d), torch.randn(vocab, d)], [torch.randn(n, d + 2), torch.randn(vocab, d + 2), target, 1.0 + 0.1 * n]
+        ),
+        "topk_logprobs": ([torch.randn(n, vocab)], [1.0 + 0.1 * n]),
+        "linear_topk_logprobs": ([torch.randn(n, d), torch.randn(vocab, d)], [1.0 + 0.1 * n]),
+        "topk_distillation_loss": ([torch.randn(n, vocab)], [torch.randn(n, vocab), target, 1.0 + 0.1 * n]),
+        "linear_topk_distillation_loss": (
+            [torch.randn(n, d), torch.randn(vocab, d)], [torch.randn(n, vocab), target, 1.0 + 0.1 * n]
+        ),
     }[name]
 
 
@@ -77,6 +124,12 @@ FUNCTIONS = {
     "scaled_dot_product_attention": _sdpa,
     "cross_entropy": _cross_entropy,
     "linear_cross_entropy": _linear_cross_entropy,
+    "distillation_loss": _distillation,
+    "linear_distillation_loss": _linear_distillation,
+    "topk_logprobs": _topk_logprobs,
+    "linear_topk_logprobs": _linear_topk_logprobs,
+    "topk_distillation_loss": _topk_distillation,
+    "linear_topk_distillation_loss": _linear_topk_distillation,
 }
 
 

@@ -4,17 +4,17 @@ zero-stride stand-ins)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from llmkernels.ops.common.checks import FLOAT_DTYPES, INDEX_DTYPES, can_check_values, check_same_device, check_tensor
+from llmkernels.ops.common.checks import (
+    FLOAT_DTYPES, INDEX_DTYPES, can_check_values, check_same_device, check_tensor, is_finite_number, is_symbolic,
+)
 from llmkernels.ops.cross_entropy.arguments import REDUCTIONS
 
 
 def check_options(temperature, beta, hard_weight, reduction, softcap, has_target) -> None:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-        math.isfinite(temperature) and temperature > 0
+    if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) or is_symbolic(temperature)) or not (
+        is_finite_number(temperature) and temperature > 0
     ):
         raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}")
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0.0 <= beta <= 1.0):
@@ -25,7 +25,7 @@ def check_options(temperature, beta, hard_weight, reduction, softcap, has_target
         raise ValueError(f"hard_weight is {hard_weight} but no target was given; the hard part needs a target")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
-    if softcap is not None and not (math.isfinite(softcap) and softcap >= 0):
+    if softcap is not None and not (is_finite_number(softcap) and softcap >= 0):
         raise ValueError(f"softcap must be None, 0 (off) or a finite positive number; got {softcap!r}")
 
 
