@@ -40,7 +40,7 @@ def naive_loss(student, teacher, target, *, temperature=1.0, beta=0.0, hard_weig
     width = min(student.shape[-1], teacher.shape[-1])
     for i in range(student.shape[0]):
         if target is not None and int(target[i]) == ignore_index:
-            rows.append(student.new_zeros(()))
+            rows.append(student[i].sum() * 0.0)  # 0, yet in the graph: an all-ignored batch has zero gradient
             continue
         s, t = _cap(student[i].double(), softcap), _cap(teacher[i].double(), softcap)
         p_s = Categorical(logits=s[:width] / temperature)
@@ -72,7 +72,7 @@ def naive_topk_loss(student, ids, logprobs, target, *, temperature=1.0, beta=0.0
     rows = []
     for i in range(student.shape[0]):
         if target is not None and int(target[i]) == ignore_index:
-            rows.append(student.new_zeros(()))
+            rows.append(student[i].sum() * 0.0)  # 0, yet in the graph: an all-ignored batch has zero gradient
             continue
         s = _cap(student[i].double(), softcap)
         q = torch.softmax(s / temperature, -1)
