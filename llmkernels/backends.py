@@ -60,6 +60,11 @@ def registered_ops() -> list[str]:
     return sorted(_registry)
 
 
+def implemented_backends(op: str) -> list[str]:
+    """The backends ``op`` has an implementation for, whether or not they are present here."""
+    return [backend for backend in BACKEND_NAMES if backend in _registry[op]]
+
+
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or name not in _CHOICES:
         raise ValueError(f"backend must be one of {', '.join(_CHOICES)}; got {name!r}")

@@ -38,10 +38,11 @@ def backend_cases(op: str, dtypes=(torch.float32, torch.float16, torch.bfloat16)
     """(device, backend, dtype) for every non-reference backend that could run on a device of
     this machine: CUDA cases exist only where CUDA does (a GPU run collects them, marked `gpu`),
     so a CPU run lists no case that can never run. A backend that could run but is not built
-    here still skips, with the reason."""
+    here still skips, with the reason; a backend the op has no implementation of is left out."""
     cases = []
+    implemented = llmkernels.backends.implemented_backends(op)
     for device in DEVICES:
-        for backend in _BACKEND_DEVICES:
+        for backend in (b for b in _BACKEND_DEVICES if b in implemented):
             for dtype in dtypes:
                 if not _can_ever_run(device, backend, dtype):
                     continue
