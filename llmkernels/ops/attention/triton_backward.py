@@ -45,6 +45,9 @@ def _attn_bwd_prep_kernel(
     tl.store(lse2_ptr + pad_offs, lse2, mask=rows < sq_pad)
 
 
+# Rows per program of the Delta/lse2 pass on a GPU (16 under the interpreter, to keep tests fast).
+PREP_BLOCK_M = 64
+
 _DKDV_TILES = {
     64: [(32, 64, 4, 2), (64, 64, 4, 2), (64, 128, 8, 2), (32, 128, 8, 2)],
     128: [(32, 64, 8, 2), (32, 64, 8, 3), (64, 64, 8, 2), (16, 64, 4, 2)],
@@ -187,7 +190,7 @@ def attention_backward(q, k, v, out, dout, lse, dq, dk, dv, scale, causal, windo
     with device_guard(q):
         delta = torch.empty((batch, heads, sq_pad), dtype=torch.float32, device=q.device)
         lse2 = torch.empty_like(delta)
-        block_m = 16 if q.device.type == "cpu" else 64
+        block_m = 16 if q.device.type == "cpu" else PREP_BLOCK_M
         _attn_bwd_prep_kernel[(triton.cdiv(sq_pad, block_m), batch * heads)](
             out, dout, lse, delta, lse2, out.stride(0), out.stride(1), out.stride(2),
             dout.stride(0), dout.stride(1), dout.stride(2), heads, sq, sq_pad, head_dim,

@@ -78,14 +78,28 @@ def autotune_configs(by_head_dim):
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in tiles]
 
 
+def candidate_tiles(by_head_dim, block_d_: int, precision: str, capability: int | None = None):
+    """The (BLOCK_M, BLOCK_N, warps, stages) tiles the autotuner may pick for this BLOCK_D and dot
+    precision on a card of this compute capability (major * 10 + minor): what the launch prunes
+    to, and what tools/triton_check.py compiles and holds to the spill rule."""
+    lists = _IEEE_TILES if precision == "ieee" else by_head_dim
+    return list(lists[min((k for k in lists if k >= block_d_), default=max(lists))])
+
+
+def _capability() -> int | None:
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability()
+    return major * 10 + minor
+
+
 def head_dim_prune(by_head_dim):
-    """Benchmark only the tiles listed for this BLOCK_D and dot precision (see autotune_configs)."""
+    """Benchmark only candidate_tiles for this BLOCK_D, dot precision and card."""
 
     def prune(configs_, named_args, **kwargs):
         d = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64))
-        ieee = kwargs.get("PRECISION", named_args.get("PRECISION")) == "ieee"
-        lists = _IEEE_TILES if ieee else by_head_dim
-        tiles = lists[min((k for k in lists if k >= d), default=max(lists))]
+        precision = kwargs.get("PRECISION", named_args.get("PRECISION"))
+        tiles = candidate_tiles(by_head_dim, d, precision, _capability())
         kept = [
             c for c in configs_
             if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in tiles
