@@ -102,10 +102,10 @@ def test_attention_cases_are_the_launchers_candidates():
     from llmkernels.ops.attention.triton_launch import candidate_tiles
 
     fwd = [c for c in triton_cases.cases(90) if c.kernel == "_attn_fwd_kernel"]
-    for d in (16, 32, 64, 128, 256):
+    for d in (64, 128, 256):  # 16 and 32 compile their first candidate (see triton_cases)
         got = {(k["BLOCK_M"], k["BLOCK_N"], c.num_warps, c.num_stages)
                for c in fwd for k in [dict(c.constexprs)] if k["BLOCK_D"] == d and c.dtype == "bf16"}
-        assert got == set(candidate_tiles(triton_kernels._FWD_TILES, d, "tf32", 90))
+        assert got == set(candidate_tiles(triton_kernels._FWD_TILES, d, "16bit", 90))
 
 
 def _triton_backend_reason() -> str | None:

@@ -75,13 +75,13 @@ def _tiled_kernels():
 
 def cases(capability: int):
     from llmkernels.ops.attention.triton_backward import PREP_BLOCK_M
-    from llmkernels.ops.attention.triton_launch import candidate_tiles
+    from llmkernels.ops.attention.triton_launch import candidate_tiles, dtype_kind
 
     for module, kernel, tiles in _tiled_kernels():
         for d in block_ds():
             for dtype in DTYPES:
                 for precision in PRECISIONS[dtype]:
-                    candidates = candidate_tiles(tiles, d, precision, capability)
+                    candidates = candidate_tiles(tiles, d, dtype_kind(dtype, precision), capability)
                     hot = dtype == HOT["dtype"] and d in HOT["block_d"]
                     for rank, (m, n, warps, stages) in enumerate(candidates if _in_full(d, dtype) else candidates[:1]):
                         for flags in _settings(hot, singles=rank == 0 and d == max(HOT["block_d"])):
