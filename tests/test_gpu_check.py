@@ -143,11 +143,13 @@ def test_an_oversized_tile_fails_the_check(tmp_path):
     reason = _triton_backend_reason()
     if reason:
         pytest.skip(reason)
-    (tmp_path / "oversized_cases.py").write_text(_OVERSIZED)
+    (tmp_path / "oversized").mkdir()
+    (tmp_path / "oversized" / "__init__.py").write_text("")
+    (tmp_path / "oversized" / "cases.py").write_text(_OVERSIZED)  # a dotted name: a case module
     table = tmp_path / "table.md"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "TRITON_INTERPRET": "0"}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "triton_check.py"), "--families", "oversized_cases",
+        [sys.executable, str(ROOT / "tools" / "triton_check.py"), "--families", "oversized.cases",
          "--archs", "90", "--no-cache", "--jobs", "1", "--table", str(table)],
         capture_output=True, text=True, env=env, timeout=280,
     )
