@@ -207,6 +207,8 @@ def run_jobs(jobs: list[Job], workers: int, cache: pathlib.Path | None) -> tuple
                 pass
         todo[job.key] = job
     hits = len(results)
+    for res in results.values():
+        res.seconds = 0.0  # compile times are this run's only
     if not todo:
         return results, hits
     # Largest kernels first, so that the pool does not end on one long compile.
