@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Compile check for the CUDA sources on a machine without a GPU (and usually without a CUDA torch):
-#   1. `nvcc -c` every csrc/**/*.cu for sm_80 and sm_90a (these include no torch headers);
+# GPU readiness on a machine without a GPU (and usually without a CUDA torch): `make cuda-check`.
+#   1. `nvcc -c -Xptxas -v` every csrc/**/*.cu for sm_80 and sm_90a (these include no torch
+#      headers); ptxas's report (registers, spills, shared memory) goes to the resource table;
 #   2. `g++ -fsyntax-only -DLLMK_WITH_CUDA` every csrc/**/*_cuda.cpp (the torch glue) against the
 #      installed torch's headers, with csrc/common/cuda_stub first on the include path to stand in
-#      for the generated c10/cuda/impl/cuda_cmake_macros.h that a CPU wheel lacks.
+#      for the generated c10/cuda/impl/cuda_cmake_macros.h that a CPU wheel lacks;
+#   3. tools/triton_check.py: every Triton kernel configuration compiled for sm_80 and sm_90,
+#      resources checked, benchmarks/results/gpu_resources.md written, its summary printed last.
 # Nothing built here runs; a kernel checked only this way is "compile-checked", not tested.
-# Exits 0 when nvcc is absent (prints why), non-zero on any failure.
+# Each part says "skipped" and why where its tools (nvcc, triton) are absent; non-zero on any failure.
 set -u
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,9 +16,18 @@ PY="${PYTHON:-python}"
 NVCC="${NVCC:-nvcc}"
 CXX_CHECK="${CXX:-g++}"
 
+triton_check() {  # triton_check [--cuda-log SRC=LOG ...]
+  if ! command -v "$PY" >/dev/null 2>&1; then
+    echo "triton-check: skipped: no python at $PY"
+    return 0
+  fi
+  "$PY" "$ROOT/tools/triton_check.py" "$@"
+}
+
 if ! command -v "$NVCC" >/dev/null 2>&1; then
-  echo "cuda-check: nvcc not found, skipped"
-  exit 0
+  echo "cuda-check: nvcc not found, CUDA part skipped"
+  triton_check
+  exit $?
 fi
 
 CUDA_HOME_DIR="${CUDA_HOME:-}"
@@ -67,7 +79,7 @@ pids=()
 for f in "${CU_FILES[@]}"; do
   obj="$TMP/cu_$i.o"
   log="$TMP/cu_$i.log"
-  ( "$NVCC" -c "-std=$NVCC_STD" -O3 -lineinfo "${GENCODE[@]}" -Icsrc "$f" -o "$obj" >"$log" 2>&1
+  ( "$NVCC" -c "-std=$NVCC_STD" -O3 -lineinfo -Xptxas -v "${GENCODE[@]}" -Icsrc "$f" -o "$obj" >"$log" 2>&1
     echo $? >"$TMP/cu_$i.rc" ) &
   pids+=($!)
   i=$((i + 1))
@@ -122,6 +134,16 @@ fi
 echo "cuda-check: $pass passed, $fail failed (${#CU_FILES[@]} .cu, ${#GLUE_FILES[@]} glue)"
 if [ "$fail" -ne 0 ]; then
   printf 'cuda-check: failed: %s\n' "${failed_files[@]}"
-  exit 1
 fi
-exit 0
+
+# 3. Triton, and the resource table of both (the CUDA kernels from ptxas's reports above)
+logs=()
+i=0
+for f in "${CU_FILES[@]}"; do
+  [ "$(cat "$TMP/cu_$i.rc" 2>/dev/null || echo 1)" = 0 ] && logs+=(--cuda-log "$f=$TMP/cu_$i.log")
+  i=$((i + 1))
+done
+triton_check "${logs[@]}"
+triton_rc=$?
+[ "$fail" -ne 0 ] && exit 1
+exit "$triton_rc"

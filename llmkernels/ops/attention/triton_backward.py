@@ -15,7 +15,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_launch import block_d, device_guard, dot_precision, launch, mask_flags, score_args, seq_bucket
+from .triton_launch import (
+    TileTable, block_d, device_guard, dot_precision, launch, mask_flags, score_args, seq_bucket,
+)
 from .triton_scores import alibi_slope2, key_range, keys_kept, query_block_scores, query_range, query_tile, scores
 
 
@@ -45,11 +47,29 @@ def _attn_bwd_prep_kernel(
     tl.store(lse2_ptr + pad_offs, lse2, mask=rows < sq_pad)
 
 
-_DKDV_TILES = {
-    64: [(32, 64, 4, 2), (64, 64, 4, 2), (64, 128, 8, 2), (32, 128, 8, 2)],
-    128: [(32, 64, 8, 2), (32, 64, 8, 3), (64, 64, 8, 2), (16, 64, 4, 2)],
-    256: [(32, 32, 8, 2), (16, 32, 4, 2), (16, 64, 8, 2)],
-}
+# Rows per program of the Delta/lse2 pass on a GPU (16 under the interpreter, to keep tests fast).
+PREP_BLOCK_M = 64
+
+_DKDV_TILES = TileTable(
+    by_head_dim={
+        64: [(32, 64, 4, 2), (64, 64, 4, 2), (64, 128, 8, 2), (32, 128, 8, 2)],
+        128: [(32, 64, 8, 2), (32, 64, 8, 3), (64, 64, 8, 2), (16, 64, 4, 2)],
+        256: [(32, 32, 8, 2), (16, 32, 4, 2), (16, 64, 8, 2)],
+    },
+    not_on={  # make cuda-check: shared memory past the card, or spills where another tile does not
+        (80, "16bit", 64): [(32, 64, 4, 2), (64, 64, 4, 2), (64, 128, 8, 2)],
+        (80, "16bit", 128): [(16, 64, 4, 2), (64, 64, 8, 2)],
+        (80, "16bit", 256): [(16, 32, 4, 2), (16, 64, 8, 2)],
+        (80, "fp32", 256): [(16, 64, 8, 2)],
+        (80, "ieee", 64): [(32, 32, 4, 2)],
+        (80, "ieee", 128): [(32, 32, 4, 2)],
+        (90, "16bit", 128): [(64, 64, 8, 2)],
+        (90, "16bit", 256): [(16, 32, 4, 2), (16, 64, 8, 2)],
+        (90, "fp32", 64): [(64, 64, 4, 2)],
+        (90, "fp32", 256): [(16, 32, 4, 2), (16, 64, 8, 2)],
+        (90, "ieee", 64): [(32, 32, 4, 2)],
+    },
+)
 
 
 @triton.jit
@@ -114,11 +134,24 @@ def _attn_bwd_dkdv_kernel(
     tl.store(dv_ptr + out_offs, dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
 
 
-_DQ_TILES = {
-    64: [(64, 64, 4, 2), (128, 64, 8, 2), (64, 32, 4, 2), (128, 32, 4, 2)],
-    128: [(64, 64, 4, 2), (128, 64, 8, 2), (64, 32, 4, 2), (64, 64, 8, 2)],
-    256: [(128, 32, 8, 2), (64, 32, 4, 2), (32, 32, 4, 2)],
-}
+_DQ_TILES = TileTable(
+    by_head_dim={
+        64: [(64, 64, 4, 2), (128, 64, 8, 2), (64, 32, 4, 2), (128, 32, 4, 2)],
+        128: [(64, 64, 4, 2), (128, 64, 8, 2), (64, 32, 4, 2), (64, 64, 8, 2)],
+        256: [(128, 32, 8, 2), (64, 32, 4, 2), (32, 32, 4, 2)],
+    },
+    not_on={  # make cuda-check: shared memory past the card, or spills where another tile does not
+        (80, "16bit", 64): [(64, 64, 4, 2), (128, 32, 4, 2), (128, 64, 8, 2)],
+        (80, "16bit", 128): [(64, 64, 4, 2), (128, 64, 8, 2)],
+        (80, "16bit", 256): [(64, 32, 4, 2), (128, 32, 8, 2)],
+        (80, "fp32", 128): [(128, 64, 8, 2)],
+        (80, "fp32", 256): [(64, 32, 4, 2), (128, 32, 8, 2)],
+        (90, "16bit", 256): [(64, 32, 4, 2)],
+        (90, "fp32", 64): [(128, 32, 4, 2)],
+        (90, "fp32", 128): [(64, 64, 8, 2), (128, 64, 8, 2)],
+        (90, "fp32", 256): [(64, 32, 4, 2), (128, 32, 8, 2)],
+    },
+)
 
 
 @triton.jit
@@ -187,7 +220,7 @@ def attention_backward(q, k, v, out, dout, lse, dq, dk, dv, scale, causal, windo
     with device_guard(q):
         delta = torch.empty((batch, heads, sq_pad), dtype=torch.float32, device=q.device)
         lse2 = torch.empty_like(delta)
-        block_m = 16 if q.device.type == "cpu" else 64
+        block_m = 16 if q.device.type == "cpu" else PREP_BLOCK_M
         _attn_bwd_prep_kernel[(triton.cdiv(sq_pad, block_m), batch * heads)](
             out, dout, lse, delta, lse2, out.stride(0), out.stride(1), out.stride(2),
             dout.stride(0), dout.stride(1), dout.stride(2), heads, sq, sq_pad, head_dim,

@@ -14,14 +14,30 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_launch import block_d, device_guard, dot_precision, launch, mask_flags, score_args, seq_bucket
+from .triton_launch import (
+    TileTable, block_d, device_guard, dot_precision, launch, mask_flags, score_args, seq_bucket,
+)
 from .triton_scores import alibi_slope2, key_range, query_block_scores, query_tile
 
-_FWD_TILES = {
-    64: [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 2)],
-    128: [(128, 64, 8, 3), (128, 64, 8, 2), (64, 64, 8, 3), (128, 32, 8, 2), (64, 32, 4, 2)],
-    256: [(64, 32, 8, 2), (64, 64, 8, 2), (128, 32, 8, 2)],
-}
+_FWD_TILES = TileTable(
+    by_head_dim={
+        64: [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 2)],
+        128: [(128, 64, 8, 3), (128, 64, 8, 2), (64, 64, 8, 3), (128, 32, 8, 2), (64, 32, 4, 2)],
+        256: [(64, 32, 8, 2), (64, 64, 8, 2), (128, 32, 8, 2)],
+    },
+    not_on={  # make cuda-check: shared memory past the card, or spills where another tile does not
+        (80, "16bit", 128): [(128, 64, 8, 2)],
+        (80, "16bit", 256): [(128, 32, 8, 2)],
+        (80, "fp32", 128): [(64, 64, 8, 3), (128, 64, 8, 3)],
+        (80, "fp32", 256): [(64, 64, 8, 2), (128, 32, 8, 2)],
+        (80, "ieee", 64): [(32, 32, 4, 2)],
+        (80, "ieee", 256): [(16, 32, 4, 1)],
+        (90, "16bit", 256): [(64, 64, 8, 2)],
+        (90, "fp32", 64): [(128, 64, 4, 3)],
+        (90, "fp32", 128): [(128, 64, 8, 3)],
+        (90, "fp32", 256): [(64, 64, 8, 2), (128, 32, 8, 2)],
+    },
+)
 
 
 @triton.jit

@@ -5,6 +5,7 @@ precision, autotune keys and tile lists, the score arguments every kernel takes,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 
 import torch
@@ -67,25 +68,68 @@ _IEEE_TILES = {
 }
 
 
-def autotune_configs(by_head_dim):
-    """The union of the per-head-dim tile lists (and the IEEE fp32 ones) as autotuner configs.
+@dataclasses.dataclass(frozen=True)
+class TileTable:
+    """A kernel's autotune tiles: (BLOCK_M, BLOCK_N, warps, stages) per BLOCK_D list (64 serves
+    BLOCK_D 16..64) for 16-bit inputs and tf32 fp32 (IEEE fp32 takes _IEEE_TILES), and the tiles
+    withheld on a card: ``not_on[(capability, kind, list)]`` with kind "16bit", "fp32" (tf32) or
+    "ieee", from `make cuda-check` (benchmarks/results/gpu_resources.md): they overflow the card's
+    shared memory, or spill where another candidate does not."""
 
-    by_head_dim maps the largest BLOCK_D a list serves (64, 128, 256) to (BLOCK_M, BLOCK_N, warps,
-    stages) tiles chosen from sm80/sm90 compiles (few or no register spills, shared memory within
-    bounds).
-    """
-    tiles = dict.fromkeys(t for lists in (by_head_dim, _IEEE_TILES) for ts in lists.values() for t in ts)
+    by_head_dim: dict
+    not_on: dict = dataclasses.field(default_factory=dict)
+
+
+def _list_key(lists, block_d_: int) -> int:
+    return min((k for k in lists if k >= block_d_), default=max(lists))
+
+
+def autotune_configs(table: TileTable):
+    """The union of the tile lists (and the IEEE fp32 ones) as autotuner configs."""
+    tiles = dict.fromkeys(t for lists in (table.by_head_dim, _IEEE_TILES) for ts in lists.values() for t in ts)
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in tiles]
 
 
-def head_dim_prune(by_head_dim):
-    """Benchmark only the tiles listed for this BLOCK_D and dot precision (see autotune_configs)."""
+def dtype_kind(dtype_name: str, precision: str) -> str:
+    """"16bit", "fp32" (tf32 dots) or "ieee": which tiles and exclusions apply."""
+    if precision == "ieee":
+        return "ieee"
+    return "fp32" if dtype_name in ("float32", "fp32") else "16bit"
+
+
+def checked_capability(capability: int | None) -> int | None:
+    """The checked target (80, 90) whose exclusions a card takes: sm_86/89 take sm_80's, newer take sm_90's."""
+    if capability is None:
+        return None
+    return 90 if capability >= 90 else 80
+
+
+def candidate_tiles(table: TileTable, block_d_: int, kind: str, capability: int | None = None):
+    """The tiles the autotuner may pick for this BLOCK_D and dtype kind (dtype_kind) on a card of
+    this compute capability (major * 10 + minor; None: any card): what the launch prunes to, and
+    what tools/triton_check.py compiles and holds to its rules."""
+    lists = _IEEE_TILES if kind == "ieee" else table.by_head_dim
+    key = _list_key(lists, block_d_)
+    withheld = table.not_on.get((checked_capability(capability), kind, key), ())
+    return [t for t in lists[key] if t not in withheld]
+
+
+def _capability() -> int | None:
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability()
+    return major * 10 + minor
+
+
+def head_dim_prune(table: TileTable):
+    """Benchmark only candidate_tiles for this BLOCK_D, dtype, dot precision and card."""
 
     def prune(configs_, named_args, **kwargs):
         d = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64))
-        ieee = kwargs.get("PRECISION", named_args.get("PRECISION")) == "ieee"
-        lists = _IEEE_TILES if ieee else by_head_dim
-        tiles = lists[min((k for k in lists if k >= d), default=max(lists))]
+        precision = kwargs.get("PRECISION", named_args.get("PRECISION"))
+        q = named_args.get("q_ptr")
+        kind = dtype_kind(str(q.dtype).removeprefix("torch.") if q is not None else "float16", precision)
+        tiles = candidate_tiles(table, d, kind, _capability())
         kept = [
             c for c in configs_
             if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in tiles
@@ -98,7 +142,7 @@ def head_dim_prune(by_head_dim):
 _TUNED = {}
 
 
-def launch(kernel, by_head_dim, grid, *args, **kwargs):
+def launch(kernel, table: TileTable, grid, *args, **kwargs):
     """Run kernel[grid]: under the interpreter with one 16x16 tile (tests stay fast), on a GPU
     through an autotuner built at the first launch (Triton 3.2 builds one only with an active
     driver, so building it at import would break importing on a machine without a GPU)."""
@@ -108,9 +152,9 @@ def launch(kernel, by_head_dim, grid, *args, **kwargs):
     tuned = _TUNED.get(kernel)
     if tuned is None:
         tuned = _TUNED[kernel] = triton.autotune(
-            configs=autotune_configs(by_head_dim),
+            configs=autotune_configs(table),
             key=_AUTOTUNE_KEY,
-            prune_configs_by={"early_config_prune": head_dim_prune(by_head_dim)},
+            prune_configs_by={"early_config_prune": head_dim_prune(table)},
         )(kernel)
     tuned[grid](*args, **kwargs)
 

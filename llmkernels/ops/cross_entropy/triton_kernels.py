@@ -137,10 +137,16 @@ def _cross_entropy_row_kernel(
             tl.store(g_row + c, g.to(grad_ptr.dtype.element_ty), mask=mask)
 
 
-def _block_size(num_classes: int) -> int:
-    # the interpreter executes a block as numpy arrays: large blocks only cost memory there
-    cap = 1024 if os.environ.get("TRITON_INTERPRET") == "1" else 4096
-    return min(triton.next_power_of_2(max(num_classes, 1)), cap)
+# Largest column block on a GPU; the interpreter executes a block as numpy arrays, where large
+# blocks only cost memory.
+MAX_BLOCK = 4096
+_INTERPRET_MAX_BLOCK = 1024
+
+
+def launch_config(num_classes: int, max_block: int = MAX_BLOCK) -> tuple[int, int]:
+    """(BLOCK, num_warps) of a launch over rows of num_classes (also what triton_cases.py compiles)."""
+    block = min(triton.next_power_of_2(max(num_classes, 1)), max_block)
+    return block, min(16, max(1, block // 256))
 
 
 def cross_entropy(logits, target, class_weight, loss_rows, lse, grad, ignore_index,
@@ -149,7 +155,8 @@ def cross_entropy(logits, target, class_weight, loss_rows, lse, grad, ignore_ind
     n, num_classes = logits.shape
     if n == 0:
         return
-    block = _block_size(num_classes)
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    block, num_warps = launch_config(num_classes, _INTERPRET_MAX_BLOCK if interpret else MAX_BLOCK)
     has_grad = grad is not None
     has_weight = class_weight is not None
     has_softcap = softcap is not None and float(softcap) > 0.0
@@ -163,5 +170,5 @@ def cross_entropy(logits, target, class_weight, loss_rows, lse, grad, ignore_ind
         float(softcap) if has_softcap else 1.0, float(ce_scale), float(z_scale),
         HAS_GRAD=has_grad, HAS_WEIGHT=has_weight, HAS_SOFTCAP=has_softcap,
         HAS_SMOOTHING=label_smoothing != 0.0, BLOCK=block,
-        num_warps=min(16, max(1, block // 256)),
+        num_warps=num_warps,
     )

@@ -72,12 +72,22 @@ def _rotary_kernel(
         )
 
 
+# A program's (heads, pairs) block holds at most this many pairs (more when one head's pairs do).
+PAIRS_PER_PROGRAM = 2048
+
+
+def blocks(heads_q: int, half: int, head_dim: int) -> tuple[int, int, int]:
+    """(BLOCK_H, BLOCK_HALF, BLOCK_REST) of a launch (also what triton_cases.py compiles)."""
+    block_half = triton.next_power_of_2(half)
+    block_h = max(1, min(triton.next_power_of_2(heads_q), PAIRS_PER_PROGRAM // block_half))
+    return block_h, block_half, triton.next_power_of_2(max(head_dim - 2 * half, 1))
+
+
 def rotary(q, q_out, k, k_out, cos, sin, position_ids, interleaved, conjugate):
     """Same contract as csrc/rotary/rotary.h: outputs written in place, q_out may alias q."""
     batch, heads_q, seq, head_dim = q.shape
     half = cos.shape[1]
-    block_half = triton.next_power_of_2(half)
-    block_h = max(1, min(triton.next_power_of_2(heads_q), 2048 // block_half))
+    block_h, block_half, block_rest = blocks(heads_q, half, head_dim)
     q_blocks = triton.cdiv(heads_q, block_h)
     if k is None:
         k, k_out, k_blocks = q, q_out, 0
@@ -93,6 +103,5 @@ def rotary(q, q_out, k, k_out, cos, sin, position_ids, interleaved, conjugate):
         HAS_POS=has_pos, INTERLEAVED=interleaved, CONJUGATE=conjugate,
         COPY_REST_Q=(head_dim > 2 * half and q_out.data_ptr() != q.data_ptr()),
         COPY_REST_K=(head_dim > 2 * half and k_out.data_ptr() != k.data_ptr()),
-        BLOCK_H=block_h, BLOCK_HALF=block_half,
-        BLOCK_REST=triton.next_power_of_2(max(head_dim - 2 * half, 1)),
+        BLOCK_H=block_h, BLOCK_HALF=block_half, BLOCK_REST=block_rest,
     )

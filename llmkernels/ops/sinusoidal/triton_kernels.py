@@ -30,11 +30,19 @@ def _add_encoding_kernel(
     tl.store(o_row + odd, (x_odd * scale + tl.cos(angle)).to(out_ptr.dtype.element_ty), mask=odd < d_model)
 
 
+MAX_BLOCK = 1024
+
+
+def block_size(pairs: int) -> int:
+    """Column pairs per program (also what triton_cases.py compiles)."""
+    return min(MAX_BLOCK, triton.next_power_of_2(pairs))
+
+
 def add_sinusoidal(x, out, inv_freq, position_ids, scale):
     """Same contract as csrc/sinusoidal/sinusoidal.h (the CUDA variant, PE from inv_freq)."""
     batch, seq, d_model = x.shape
     pairs = inv_freq.shape[0]
-    block = min(1024, triton.next_power_of_2(pairs))
+    block = block_size(pairs)
     pos, pos_batch_stride, has_pos = position_args(position_ids, inv_freq)
     grid = (batch * seq, triton.cdiv(pairs, block))
     _add_encoding_kernel[grid](
