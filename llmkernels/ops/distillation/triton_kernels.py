@@ -12,13 +12,22 @@ The soft-cap and block loader are the cross-entropy kernel's.
 from __future__ import annotations
 
 import math
+import os
 
 import triton
 import triton.language as tl
 
-from llmkernels.ops.cross_entropy.triton_kernels import _block_size, _logit_block, _softcap
+from llmkernels.ops.cross_entropy.triton_kernels import (
+    _INTERPRET_MAX_BLOCK, MAX_BLOCK, _logit_block, _softcap, launch_config,
+)
 
 _FORWARD_KL, _REVERSE_KL, _JSD = 0, 1, 2
+MODES = (_FORWARD_KL, _REVERSE_KL, _JSD)
+
+
+def kl_mode(beta: float) -> int:
+    """MODE of a launch: forward KL at beta 0, reverse KL at 1, the generalised JSD between."""
+    return _FORWARD_KL if beta == 0.0 else _REVERSE_KL if beta == 1.0 else _JSD
 
 
 @triton.jit
@@ -139,8 +148,9 @@ def distillation_rows(student, teacher, target, soft, hard, grad, temperature, b
     if n == 0:
         return
     width = min(v_s, teacher.shape[1])
-    block = _block_size(v_s)
-    mode = _FORWARD_KL if beta == 0.0 else _REVERSE_KL if beta == 1.0 else _JSD
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    block, num_warps = launch_config(v_s, _INTERPRET_MAX_BLOCK if interpret else MAX_BLOCK)  # the CE rule
+    mode = kl_mode(beta)
     has_softcap = softcap is not None and float(softcap) > 0.0
     factor = temperature * temperature if scale_by_temperature else 1.0
     _distillation_row_kernel[(n,)](
@@ -150,5 +160,5 @@ def distillation_rows(student, teacher, target, soft, hard, grad, temperature, b
         float(softcap) if has_softcap else 1.0, grad_scale * (1.0 - hard_weight) * factor / temperature,
         grad_scale * hard_weight,
         HAS_TARGET=target is not None, HAS_GRAD=grad is not None, HAS_SOFTCAP=has_softcap, MODE=mode, BLOCK=block,
-        num_warps=min(16, max(1, block // 256)),
+        num_warps=num_warps,
     )
