@@ -1,7 +1,7 @@
 """Distillation losses against the plain PyTorch path (and liger-kernel's fused linear JSD, when
 importable; never installed by this repository).
 
-Targets (issue 9), fp32 forward+backward on the 2-core CPU, ratios from one run:
+Targets, fp32 forward+backward on the 2-core CPU, ratios from one run:
 * distillation_loss, N=4096, V=32000, T=2 (T^2 applied, mean over rows), beta 0 and 0.5: >= 3x the
   plain path (F.kl_div of log_softmaxes for beta 0, the same statement of the generalised JSD).
 * linear_distillation_loss, N=2048, Hs=512, Ht=768, V=32768, beta 0.5, T=2: time below the plain
