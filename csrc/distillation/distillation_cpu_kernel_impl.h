@@ -78,6 +78,10 @@ LLMK_ALWAYS_INLINE vf log_mix(const vf& bt, const vf& as) {
   return hi + vlog(1.0f + vexp(lo - hi));
 }
 
+// p * d with 0 * anything = 0: a probability that is 0 (a logit of -inf, a masked vocabulary entry)
+// adds nothing to sum p log(p / q), whatever the other distribution holds there.
+LLMK_ALWAYS_INLINE vf weighted(const vf& p, const vf& d) { return vselect(p > 0.0f, p * d, vf{}); }
+
 // The soft divergence of one row (before the T^2 factor) and, for beta > 0, the KL of the
 // student against the mixture (reverse KL at beta = 1) that its gradient needs.
 struct Divergence {
@@ -96,13 +100,13 @@ Divergence divergence(const float* zs, const float* zt, int64_t V, const LogSoft
       const vi in = lanes_below(i, V);
       const vf a = ls.at(zs, i), b = lt.at(zt, i);
       if (beta == 0.0f) {
-        acc += vselect(in, vexp(b) * (b - a), vf{});
+        acc += vselect(in, weighted(vexp(b), b - a), vf{});
       } else if (beta == 1.0f) {
-        acc += vselect(in, vexp(a) * (a - b), vf{});
+        acc += vselect(in, weighted(vexp(a), a - b), vf{});
       } else {
         const vf lm = log_mix(b + log_beta, a + log_rest);
-        const vf term_s = vselect(in, vexp(a) * (a - lm), vf{});
-        acc += vselect(in, vexp(b) * (b - lm), vf{}) * beta + term_s * (1.0f - beta);
+        const vf term_s = vselect(in, weighted(vexp(a), a - lm), vf{});
+        acc += vselect(in, weighted(vexp(b), b - lm), vf{}) * beta + term_s * (1.0f - beta);
         acc_s += term_s;
       }
     }
@@ -141,11 +145,11 @@ double row_grad(T* g, const float* zs, const float* zt, int64_t Vs, int64_t V, f
         if (beta == 0.0f) {
           const vf r = vexp(b);
           soft = (p - r) * c_soft;
-          acc += vselect(in, r * (b - a), vf{});
+          acc += vselect(in, weighted(r, b - a), vf{});
         } else if (beta == 1.0f) {
-          soft = p * ((a - b) - student_kl) * c_soft;
+          soft = weighted(p, (a - b) - student_kl) * c_soft;
         } else {
-          soft = p * ((a - log_mix(b + log_beta, a + log_rest)) - student_kl) * c_mix;
+          soft = weighted(p, (a - log_mix(b + log_beta, a + log_rest)) - student_kl) * c_mix;
         }
         gv = vselect(in, soft, vf{});
       }

@@ -81,6 +81,9 @@ __device__ __forceinline__ float capped(float x, float cap) {
   return CAP ? cap * tanhf(x / cap) : x;
 }
 
+// p * d with 0 * anything = 0: a probability of 0 (a logit of -inf) adds nothing to p log(p / q).
+__device__ __forceinline__ float weighted(float p, float d) { return p > 0.0f ? p * d : 0.0f; }
+
 __device__ __forceinline__ float log_mix(float x, float y) {  // log(e^x + e^y)
   const float hi = fmaxf(x, y), lo = fminf(x, y);
   return hi + log1pf(expf(lo - hi));
@@ -129,13 +132,13 @@ __global__ void __launch_bounds__(kThreads) distillation_kernel(const Distillati
     const float a = (capped<CAP>(to_float(s[c]), cap) * inv_t - ss.max) - log_ss;
     const float b = (capped<CAP>(to_float(t[c]), cap) * inv_t - st.max) - log_st;
     if (beta == 0.0f) {
-      loss += expf(b) * (b - a);
+      loss += weighted(expf(b), b - a);
     } else if (beta == 1.0f) {
-      loss += expf(a) * (a - b);
+      loss += weighted(expf(a), a - b);
     } else {
       const float lm = log_mix(b + log_beta, a + log_rest);
-      const float term_s = expf(a) * (a - lm);
-      loss += beta * (expf(b) * (b - lm)) + (1.0f - beta) * term_s;
+      const float term_s = weighted(expf(a), a - lm);
+      loss += beta * weighted(expf(b), b - lm) + (1.0f - beta) * term_s;
       student_kl += term_s;
     }
   }
@@ -163,9 +166,9 @@ __global__ void __launch_bounds__(kThreads) distillation_kernel(const Distillati
       if (beta == 0.0f) {
         grad = (pa - expf(b)) * p.c_soft;
       } else if (beta == 1.0f) {
-        grad = pa * ((a - b) - student_kl) * p.c_soft;
+        grad = weighted(pa, (a - b) - student_kl) * p.c_soft;
       } else {
-        grad = pa * ((a - log_mix(b + log_beta, a + log_rest)) - student_kl) * (p.c_soft * (1.0f - beta));
+        grad = weighted(pa, (a - log_mix(b + log_beta, a + log_rest)) - student_kl) * (p.c_soft * (1.0f - beta));
       }
     }
     if (p.target && p.c_hard != 0.0f) {

@@ -39,6 +39,12 @@ def _online(m, s, y, mask):
 
 
 @triton.jit
+def _weighted(p, d):
+    """p * d with 0 * anything = 0: a probability of 0 (a logit of -inf) adds nothing to p log(p / q)."""
+    return tl.where(p > 0.0, p * d, 0.0)
+
+
+@triton.jit
 def _log_mix(x, y):
     """log(e^x + e^y) without overflow."""
     hi = tl.maximum(x, y)
@@ -99,13 +105,13 @@ def _distillation_row_kernel(
     for start in range(0, V, BLOCK):
         mask, a, b, p, r = _log_probs(s_row, t_row, start, cols, V, inv_t, ms, log_ss, mt, log_st, softcap, HAS_SOFTCAP)
         if MODE == 0:
-            loss += tl.sum(r * (b - a), axis=0)
+            loss += tl.sum(_weighted(r, b - a), axis=0)
         elif MODE == 1:
-            loss += tl.sum(p * (a - b), axis=0)
+            loss += tl.sum(_weighted(p, a - b), axis=0)
         else:
             lm = _log_mix(b + log_beta, a + log_rest)
-            term_s = p * (a - lm)
-            loss += tl.sum(beta * (r * (b - lm)) + (1.0 - beta) * term_s, axis=0)
+            term_s = _weighted(p, a - lm)
+            loss += tl.sum(beta * _weighted(r, b - lm) + (1.0 - beta) * term_s, axis=0)
             student_kl += tl.sum(term_s, axis=0)
     if MODE == 1:
         student_kl = loss
@@ -129,9 +135,9 @@ def _distillation_row_kernel(
             if MODE == 0:
                 g = (p - r) * c_soft
             elif MODE == 1:
-                g = p * ((a - b) - student_kl) * c_soft
+                g = _weighted(p, (a - b) - student_kl) * c_soft
             else:
-                g = p * ((a - _log_mix(b + log_beta, a + log_rest)) - student_kl) * (c_soft * (1.0 - beta))
+                g = _weighted(p, (a - _log_mix(b + log_beta, a + log_rest)) - student_kl) * (c_soft * (1.0 - beta))
             g = tl.where(mask, g, 0.0)
             if HAS_TARGET:
                 p_h = tl.exp(tl.where(mask_s, (zs - mh) - log_sh, float("-inf")))
