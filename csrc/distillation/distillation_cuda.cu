@@ -23,10 +23,7 @@
 namespace llmkernels {
 namespace {
 
-using cuda_common::neg_inf;
-using cuda_common::quiet_nan;
-using cuda_common::from_float;
-using cuda_common::to_float;
+using cuda_common::from_float, cuda_common::neg_inf, cuda_common::quiet_nan, cuda_common::to_float;
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
