@@ -9,14 +9,6 @@
 namespace llmkernels {
 namespace {
 
-void check_options(double temperature, double beta, double hard_weight) {
-  LLMK_CHECK_ARG(std::isfinite(temperature) && temperature > 0.0, "temperature",
-                 "expected a finite number > 0, got ", temperature);
-  LLMK_CHECK_ARG(beta >= 0.0 && beta <= 1.0, "beta", "expected a value in [0, 1], got ", beta);
-  LLMK_CHECK_ARG(hard_weight >= 0.0 && hard_weight <= 1.0, "hard_weight",
-                 "expected a value in [0, 1], got ", hard_weight);
-}
-
 void check_student(const at::Tensor& student, at::DeviceType device_type) {
   LLMK_CHECK_DEVICE_TYPE(student, "student", device_type);
   LLMK_CHECK_DIM(student, "student", 2);
@@ -60,12 +52,18 @@ bool check_outputs(const at::Tensor& student, const std::optional<at::Tensor>& t
 
 }  // namespace
 
+void check_distillation_options(double temperature, double beta, double hard_weight) {
+  LLMK_CHECK_ARG(std::isfinite(temperature) && temperature > 0.0, "temperature",
+                 "expected a finite number > 0, got ", temperature);
+  LLMK_CHECK_ARG(beta >= 0.0 && beta <= 1.0, "beta", "expected a value in [0, 1], got ", beta);
+  LLMK_CHECK_ARG(hard_weight >= 0.0 && hard_weight <= 1.0, "hard_weight",
+                 "expected a value in [0, 1], got ", hard_weight);
+}
+
 bool check_distillation_arguments(const at::Tensor& student, const at::Tensor& teacher,
                                   const std::optional<at::Tensor>& target, const at::Tensor& soft,
                                   const at::Tensor& hard, const std::optional<at::Tensor>& grad,
-                                  double temperature, double beta, double hard_weight,
                                   at::DeviceType device_type) {
-  check_options(temperature, beta, hard_weight);
   check_student(student, device_type);
   LLMK_CHECK_DEVICE(teacher, "teacher", student.device());
   LLMK_CHECK_DIM(teacher, "teacher", 2);
@@ -81,10 +79,8 @@ bool check_topk_distillation_arguments(const at::Tensor& student, const at::Tens
                                        const at::Tensor& logprobs,
                                        const std::optional<at::Tensor>& target,
                                        const at::Tensor& soft, const at::Tensor& hard,
-                                       const std::optional<at::Tensor>& grad, double temperature,
-                                       double beta, double hard_weight,
+                                       const std::optional<at::Tensor>& grad,
                                        at::DeviceType device_type) {
-  check_options(temperature, beta, hard_weight);
   check_student(student, device_type);
   LLMK_CHECK_DEVICE(ids, "teacher_ids", student.device());
   LLMK_CHECK_DTYPE(ids, "teacher_ids", at::kLong);

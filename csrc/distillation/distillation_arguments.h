@@ -9,13 +9,16 @@
 
 namespace llmkernels {
 
+// The scalar options of every distillation entry point: temperature > 0 and finite, beta and
+// hard_weight in [0, 1].
+void check_distillation_options(double temperature, double beta, double hard_weight);
+
 // Checks student (on a device of `device_type`), teacher, target, soft, hard and grad (all on the
-// student's device), their overlaps and the scalar options. Target values are not read here.
+// student's device) and their overlaps. Target values are not read here.
 // Returns whether grad is the student itself (in place).
 bool check_distillation_arguments(const at::Tensor& student, const at::Tensor& teacher,
                                   const std::optional<at::Tensor>& target, const at::Tensor& soft,
                                   const at::Tensor& hard, const std::optional<at::Tensor>& grad,
-                                  double temperature, double beta, double hard_weight,
                                   at::DeviceType device_type);
 
 // The same for a stored top-k teacher: ids (N, k) int64, logprobs (N, k) float32, 1 <= k <= Vs.
@@ -24,8 +27,7 @@ bool check_topk_distillation_arguments(const at::Tensor& student, const at::Tens
                                        const at::Tensor& logprobs,
                                        const std::optional<at::Tensor>& target,
                                        const at::Tensor& soft, const at::Tensor& hard,
-                                       const std::optional<at::Tensor>& grad, double temperature,
-                                       double beta, double hard_weight,
+                                       const std::optional<at::Tensor>& grad,
                                        at::DeviceType device_type);
 
 }  // namespace llmkernels

@@ -112,8 +112,8 @@ void distillation_rows_cpu(const at::Tensor& student, const at::Tensor& teacher,
                            double temperature, double beta, double hard_weight,
                            int64_t ignore_index, bool scale_by_temperature, double softcap,
                            double grad_scale) {
-  check_distillation_arguments(student, teacher, target, soft, hard, grad, temperature, beta,
-                               hard_weight, at::kCPU);
+  check_distillation_arguments(student, teacher, target, soft, hard, grad, at::kCPU);
+  check_distillation_options(temperature, beta, hard_weight);
   const int64_t rows = student.size(0), classes = student.size(1);
   const int64_t* target_ptr = check_target_values(target, rows, classes, ignore_index);
   if (rows == 0) return;
@@ -140,8 +140,8 @@ void topk_distillation_rows_cpu(const at::Tensor& student, const at::Tensor& ids
                                 double temperature, double beta, double hard_weight,
                                 int64_t ignore_index, bool scale_by_temperature, double softcap,
                                 double grad_scale) {
-  check_topk_distillation_arguments(student, ids, logprobs, target, soft, hard, grad, temperature,
-                                    beta, hard_weight, at::kCPU);
+  check_topk_distillation_arguments(student, ids, logprobs, target, soft, hard, grad, at::kCPU);
+  check_distillation_options(temperature, beta, hard_weight);
   const int64_t rows = student.size(0), classes = student.size(1), k = ids.size(1);
   const int64_t* target_ptr = check_target_values(target, rows, classes, ignore_index);
   check_indices(ids.data_ptr<int64_t>(), ids.numel(), classes, 0, false, "teacher_ids");

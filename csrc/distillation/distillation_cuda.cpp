@@ -24,8 +24,8 @@ void distillation_rows_cuda(const at::Tensor& student, const at::Tensor& teacher
                             double temperature, double beta, double hard_weight,
                             int64_t ignore_index, bool scale_by_temperature, double softcap,
                             double grad_scale) {
-  check_distillation_arguments(student, teacher, target, soft, hard, grad, temperature, beta,
-                               hard_weight, at::kCUDA);
+  check_distillation_arguments(student, teacher, target, soft, hard, grad, at::kCUDA);
+  check_distillation_options(temperature, beta, hard_weight);
   LLMK_CHECK_ARG(student.size(0) < INT_MAX, "student", "expected fewer than ", INT_MAX,
                  " rows, got shape ", student.sizes());
   if (student.size(0) == 0) return;
