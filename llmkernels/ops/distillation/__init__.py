@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from llmkernels import backends
-from llmkernels.ops.common.checks import can_check_values
+from llmkernels.ops.common.formed_gradients import take_formed, upstream_is_one
 from llmkernels.ops.common.registration import register_backends
 from llmkernels.ops.distillation import reference, rows
 from llmkernels.ops.distillation.arguments import check_arguments, check_k, check_logits, check_topk_arguments
@@ -82,16 +82,10 @@ def _backward_grad(compute, grad_loss, student, target, saved_grad, ignore_index
     return grad
 
 
-def _upstream_is_one(grad_loss: Tensor) -> bool:
-    return can_check_values(grad_loss) and grad_loss.numel() == 1 and bool(grad_loss == 1)
-
-
 def _formed_or_backward(ctx, grad_loss, backward_op, *args):
     """The saved forward gradient when the upstream is 1 (no copy), else the backward op."""
-    if ctx.formed is None:
-        raise RuntimeError("llmkernels distillation: backward through the same graph twice is not supported")
-    formed, ctx.formed = ctx.formed, None
-    if formed.numel() and _upstream_is_one(grad_loss):
+    formed = take_formed(ctx, "llmkernels distillation")
+    if formed.numel() and upstream_is_one(grad_loss):
         return formed
     return backward_op(grad_loss, *args, formed, *ctx.options)
 

@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 
 from llmkernels import backends
-from llmkernels.ops.common.checks import can_check_values
 from llmkernels.ops.common.chunked_linear import chunked_linear, rows_per_chunk
+from llmkernels.ops.common.formed_gradients import take_formed, upstream_is_one
 from llmkernels.ops.common.registration import register_backends
 from llmkernels.ops.cross_entropy import rows as ce_rows
 from llmkernels.ops.linear_cross_entropy.arguments import check_arguments
@@ -137,20 +137,12 @@ def _setup(ctx, inputs, output):
     ctx.options = (ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size, accumulate_fp32, backend)
 
 
-def _upstream_is_one(grad_loss: Tensor) -> bool:
-    # A host read, so only for real CPU tensors (never while tracing, never a GPU sync).
-    return can_check_values(grad_loss) and grad_loss.numel() == 1 and bool(grad_loss == 1)
-
-
 def _backward(ctx, grad_loss, grad_lse, *unused_grads_of_grads):
     if ctx.needs_input_grad[4]:
         raise RuntimeError("llmkernels.linear_cross_entropy does not compute gradients for the class weights")
-    if ctx.formed is None:
-        raise RuntimeError("llmkernels.linear_cross_entropy: backward through the same graph twice is not supported")
+    gi, gw, gb = take_formed(ctx, "llmkernels.linear_cross_entropy")
     input, weight, bias, target, class_weight = ctx.saved_tensors
-    gi, gw, gb = ctx.formed
-    ctx.formed = None
-    if gi.numel() and _upstream_is_one(grad_loss):
+    if gi.numel() and upstream_is_one(grad_loss):
         return (gi, gw, gb if bias is not None else None) + (None,) * 11
     grad_input, grad_weight, grad_bias = torch.ops.llmkernels.linear_cross_entropy_backward(
         grad_loss, input, weight, bias, target, class_weight, gi, gw, gb, *ctx.options

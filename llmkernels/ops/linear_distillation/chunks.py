@@ -7,7 +7,8 @@ import torch
 
 from llmkernels.ops.common.chunked_linear import chunked_linear
 from llmkernels.ops.common.chunked_linear import rows_per_chunk as _rows_per_chunk
-from llmkernels.ops.distillation import _upstream_is_one, rows
+from llmkernels.ops.common.formed_gradients import take_formed, upstream_is_one
+from llmkernels.ops.distillation import rows
 
 
 # Logits per chunk and model: 8M (32 MB in float32 each), 256 rows at V = 32K. Two models' chunks
@@ -89,11 +90,8 @@ def setup_formed(ctx, output, options):
 
 
 def formed_or_backward(ctx, grad_loss, has_bias, backward_op, *args):
-    if ctx.formed is None:
-        raise RuntimeError("llmkernels linear distillation: backward through the same graph twice is not supported")
-    gi, gw, gb = ctx.formed
-    ctx.formed = None
-    if gi.numel() and _upstream_is_one(grad_loss):
+    gi, gw, gb = take_formed(ctx, "llmkernels linear distillation")
+    if gi.numel() and upstream_is_one(grad_loss):
         return gi, gw, gb if has_bias else None
     gi, gw, gb = backward_op(grad_loss, *args, gi, gw, gb, *ctx.options)
     return gi, gw, gb if has_bias else None
