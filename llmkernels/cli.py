@@ -93,6 +93,12 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, dest=dest, type=kind, default=None, metavar=metavar, help=help_text)
     p.add_argument("--bf16", action="store_const", const=True, default=None,
                    help="bf16 autocast (default: off, float32)")
+    p.add_argument("--fsdp", action="store_const", const=True, default=None,
+                   help="shard parameters, gradients and optimizer state with FSDP2 across torchrun's processes "
+                        "(default: off; several processes use DDP)")
+    p.add_argument("--checkpoint-activations", dest="checkpoint_activations", action="store_const", const=True,
+                   default=None, help="recompute each block's activations in the backward: less memory, more time "
+                                      "(default: off)")
     p.add_argument("--untied", dest="tie_embeddings", action="store_const", const=False, default=None,
                    help="separate output projection (default: tied to the embedding)")
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/<preset>-<date>-<time>)")
@@ -121,7 +127,8 @@ def _add_sample_flags(p: argparse.ArgumentParser) -> None:
 
 def _given(args) -> dict:
     given = {dest: getattr(args, dest) for dest, _, _ in TRAIN_FLAGS.values()}
-    given["bf16"] = args.bf16
+    for flag in ("bf16", "fsdp", "checkpoint_activations"):
+        given[flag] = getattr(args, flag)
     model = {dest: getattr(args, dest) for dest, _, _ in MODEL_FLAGS.values() if getattr(args, dest) is not None}
     if args.tie_embeddings is not None:
         model["tie_embeddings"] = False

@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from llmkernels.models.gpt_config import GPTConfig
 from llmkernels.nn import Attention, KVCache, LinearCrossEntropyLoss, RotaryEmbedding, SinusoidalPositionEncoding
@@ -64,6 +65,9 @@ class GPT(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self.criterion = LinearCrossEntropyLoss(ops=config.ops)
+        # Set by the training loop (--checkpoint-activations): each block's activations are recomputed
+        # in the backward instead of kept. A run-time choice, not part of the config or the weights.
+        self.checkpoint_activations = False
         self._init_weights()
 
     def _init_weights(self):
@@ -99,8 +103,12 @@ class GPT(nn.Module):
         x = self.embed(idx)
         if self.positional is not None:
             x = self.positional(x, positions)
+        recompute = self.checkpoint_activations and torch.is_grad_enabled() and not caches
         for layer, block in enumerate(self.blocks):
-            x = block(x, positions, caches[layer] if caches else None)
+            if recompute:
+                x = checkpoint(block, x, positions, None, use_reentrant=False)
+            else:
+                x = block(x, positions, caches[layer] if caches else None)
         return self.norm(x)
 
     def forward(self, idx, targets=None, ignore_index: int = -100):

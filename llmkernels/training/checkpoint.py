@@ -73,19 +73,25 @@ def save(run_dir: str, model, optimizer, state: dict) -> None:
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 rng[f"cuda{i}"] = s
         save_file(rng, str(tmp / "rng.safetensors"))
-        state = {**state, "optimizer_groups": groups, "sha256": {f: _sha256(tmp / f) for f in FILES}}
-        (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        for f in tmp.iterdir():
-            with open(f, "rb") as handle:
-                os.fsync(handle.fileno())
-        final, old = run / CHECKPOINT, run / (CHECKPOINT + ".old")
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        install(run, tmp, {**state, "optimizer_groups": groups})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def install(run: Path, tmp: Path, state: dict) -> None:
+    """Seal the checkpoint written in ``tmp`` (state.json with the SHA-256 of every file in it) and
+    swap it in as ``run/checkpoint`` by renames, keeping the previous one until the new one is whole."""
+    files = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
+    (tmp / "state.json").write_text(json.dumps({**state, "sha256": {f: _sha256(tmp / f) for f in files}}, indent=1))
+    for f in files + ["state.json"]:
+        with open(tmp / f, "rb") as handle:
+            os.fsync(handle.fileno())
+    final, old = run / CHECKPOINT, run / (CHECKPOINT + ".old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(final, old)
+    os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def folder(run_dir: str) -> Path | None:
@@ -103,7 +109,8 @@ def read_state(run_dir: str) -> dict:
     try:
         state = json.loads((where / "state.json").read_text())
         expected = state["sha256"]
-        for f in FILES:
+        # A sharded (FSDP) checkpoint lists its own files; a whole one must hold FILES.
+        for f in expected if state.get("sharded") else FILES:
             if _sha256(where / f) != expected[f]:
                 raise TrainingError(f"corrupt checkpoint: {where / f} does not match its recorded SHA-256")
     except TrainingError:
@@ -118,6 +125,16 @@ def load(run_dir: str, model, optimizer=None) -> dict:
     """Restore model (and optimizer, RNG) in place; returns the saved state (``step``, ...)."""
     state = read_state(run_dir)
     where = Path(state["folder"])
+    if state.get("sharded"):
+        if optimizer is not None:
+            raise TrainingError(f"{run_dir!r} was trained with --fsdp on {state['sharded']} processes: resume it the same way")
+        from llmkernels.training import sharded_checkpoint
+
+        try:
+            sharded_checkpoint.load_whole(where, model)
+        except (OSError, RuntimeError, ValueError, KeyError) as e:
+            raise TrainingError(f"cannot load sharded checkpoint {where}: {str(e).splitlines()[0]}") from None
+        return state
     try:
         missing, unexpected = load_model(model, str(where / "model.safetensors"), strict=False)
         if missing or unexpected:

@@ -50,6 +50,8 @@ class TrainConfig(DictConfig):
     sample_tokens: int = 64
     val_fraction: float = 0.05
     bf16: bool = False
+    fsdp: bool = False  # FSDP2 (fully_shard per block) instead of DDP under torchrun
+    checkpoint_activations: bool = False  # recompute each block's activations in the backward
     ops: str = "llmkernels"
     backend: str = "auto"
     device: str = "auto"
@@ -116,7 +118,8 @@ def build(preset: str = "tiny", **overrides) -> TrainConfig:
 
 # What a resumed run may change: how it is watched and run, never what it computes, except that
 # ``steps`` may grow the schedule (a resumed run is then bit-exact only with the original steps).
-RESUMABLE = {"steps", "log_every", "eval_every", "eval_batches", "save_every", "sample_tokens", "backend"}
+RESUMABLE = {"steps", "log_every", "eval_every", "eval_batches", "save_every", "sample_tokens", "backend",
+             "checkpoint_activations"}
 
 
 def merge_for_resume(saved: TrainConfig, given: dict) -> TrainConfig:

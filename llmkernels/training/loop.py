@@ -1,4 +1,4 @@
-"""The training loop: AdamW, warmup + cosine, clipping, accumulation, bf16 autocast, DDP, exact resume.
+"""The training loop: AdamW, warmup + cosine, clipping, accumulation, bf16 autocast, DDP or FSDP2, exact resume.
 
 Rank 0 prepares the data and the run dir and writes everything; the other ranks read the cache it
 built. The data a step sees depends on (seed, step) alone and every piece of state lives in the
@@ -22,7 +22,7 @@ import torch
 
 import llmkernels
 from llmkernels.models import GPT, GPTConfig
-from llmkernels.training import checkpoint, data, report
+from llmkernels.training import checkpoint, data, report, sharded_checkpoint
 from llmkernels.training.config import TrainConfig, TrainingError, merge_for_resume
 
 CHECKSUM_ENV = "LLMKERNELS_TRAIN_CHECKSUM_DIR"  # tests: each rank writes its final loss and weight hash here
@@ -186,9 +186,9 @@ def sample_text(model: GPT, tok, prompt: str, tokens: int, seed: int, temperatur
     return tok.decode(out[0].tolist())
 
 
-def _weights_sha(model: GPT) -> str:
+def _weights_sha(state_dict: dict) -> str:
     h = hashlib.sha256()
-    for name, p in sorted(model.state_dict().items()):
+    for name, p in sorted(state_dict.items()):
         h.update(name.encode() + p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
@@ -203,11 +203,34 @@ def train(config: TrainConfig, out: str | None = None, resume: bool = False, sto
     _check_backend(config, device)
     dist = _Dist(device.type)
     try:
+        if config.fsdp and dist.world == 1:
+            raise TrainingError("--fsdp shards the model across processes: start it with torchrun --nproc_per_node N, N >= 2")
         context = llmkernels.use_backend(config.backend) if config.backend != "auto" else contextlib.nullcontext()
         with context:
             return _train(config, out, resume, stop_at, quiet, device, dist)
     finally:
         dist.close()
+
+
+def _gradient_sync(trained, fsdp: bool, sync: bool):
+    """Gradient accumulation: only the last micro-batch reduces gradients across processes."""
+    if fsdp:
+        trained.set_requires_gradient_sync(sync)
+        return contextlib.nullcontext()
+    return contextlib.nullcontext() if sync else trained.no_sync()
+
+
+@contextlib.contextmanager
+def _whole(model, fsdp: bool):
+    """The root module's parameters gathered for calls that bypass its forward (generate)."""
+    if not fsdp:
+        yield
+        return
+    model.unshard()
+    try:
+        yield
+    finally:
+        model.reshard()
 
 
 def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
@@ -229,15 +252,23 @@ def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
 
     torch.manual_seed(config.seed)
     model = GPT(model_config).to(device)
+    model.checkpoint_activations = config.checkpoint_activations
+    if config.fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        for block in model.blocks:  # one all-gather per block, freed after its forward and backward
+            fully_shard(block)
+        fully_shard(model)  # the embedding, final norm and (tied) output projection
     optimizer = _optimizer(model, config, device)
+    saver = sharded_checkpoint if config.fsdp else checkpoint
     start = 0
     if resume:
         if checkpoint.folder(run_dir) is not None:
-            start = checkpoint.load(run_dir, model, optimizer)["step"]
+            start = saver.load(run_dir, model, optimizer)["step"]
         if dist.rank == 0:
             report.truncate_metrics(run_dir, start)
     trained = model
-    if dist.world > 1:
+    if dist.world > 1 and not config.fsdp:
         trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)  # noqa: E731
 
@@ -268,7 +299,7 @@ def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
         for micro in range(config.grad_accum):
             x, y = (t.to(device) for t in batches.get(step, micro))
             sync = micro == config.grad_accum - 1 or dist.world == 1
-            with (contextlib.nullcontext() if sync else trained.no_sync()), autocast():
+            with _gradient_sync(trained, config.fsdp, sync), autocast():
                 loss = trained(x, y) / config.grad_accum
             loss.backward()
             total += loss.item()
@@ -293,8 +324,8 @@ def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
             val_loss = evaluate(model, val, config.batch_size, autocast, dist)
             model.train()
             row.update(val_loss=val_loss, val_perplexity=math.exp(val_loss))
-            if lead:
-                with autocast():
+            if lead or config.fsdp:  # under FSDP every rank takes part in the sampling's all-gathers
+                with autocast(), _whole(model, config.fsdp):
                     sample = sample_text(model, corpus.tokenizer, prompt, config.sample_tokens, config.seed + step)
         if lead and row is not None:
             report.append_metrics(run_dir, row)
@@ -303,14 +334,14 @@ def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
             progress.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_step / (time.perf_counter() - began):,.0f}")
             if evaluate_now:
                 progress.write(f"step {step}: val loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}; sample: {sample[:160]!r}")
-        if lead and (step % save_every == 0 or step == last):
-            checkpoint.save(run_dir, model, optimizer, {"step": step, "train_loss": loss_value})
+        if (lead or config.fsdp) and (step % save_every == 0 or step == last):
+            saver.save(run_dir, model, optimizer, {"step": step, "train_loss": loss_value})
         if lead and step == last:
             report.plot_losses(run_dir)
     if progress is not None:
         progress.close()
 
-    weights_sha = _weights_sha(model)
+    weights_sha = _weights_sha(sharded_checkpoint.full_state_dict(model) if config.fsdp else model.state_dict())
     if os.environ.get(CHECKSUM_ENV):
         Path(os.environ[CHECKSUM_ENV]).mkdir(parents=True, exist_ok=True)
         Path(os.environ[CHECKSUM_ENV], f"rank{dist.rank}.json").write_text(
