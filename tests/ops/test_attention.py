@@ -53,6 +53,10 @@ CASES = [  # (batch, hq, hk, sq, sk, dim, options)
     (2, 2, 1, 13, 13, 32, {"softcap": 5.0, "alibi": True}),
     (2, 2, 2, 11, 14, 16, {"kpm": True, "causal": True}),
     (1, 1, 1, 33, 70, 128, {"scale": 0.3}),
+    # Decoding: one query per head, its GQA group packed into one query block (ops/attention/decode.py).
+    (2, 8, 2, 1, 37, 32, {"causal": True}),
+    (1, 4, 1, 1, 70, 64, {"softcap": 5.0, "kpm": True}),
+    (1, 6, 3, 1, 20, 16, {"window": (5, 0), "causal": True}),  # a window: not packed
 ]
 
 
@@ -232,3 +236,16 @@ def test_bad_inputs(make, kwargs, match):
     q, k, v = torch.randn(2, 4, 5, 16), torch.randn(2, 2, 5, 16), torch.randn(2, 2, 5, 16)
     with pytest.raises(ValueError, match=match):
         llmkernels.attention(*make(q, k, v), **kwargs)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_decoding_with_the_heads_dimension_in_the_middle(backend):
+    # A projection's output viewed as (B, Hq, 1, D) through a transpose: strided heads, packed by view.
+    skip_unless_present("attention", "cpu", backend, torch.float32)
+    q = torch.randn(2, 1, 8, 32).transpose(1, 2)
+    k, v = torch.randn(2, 2, 45, 32), torch.randn(2, 2, 45, 32)
+    with llmkernels.use_backend(backend):
+        out, lse = llmkernels.attention(q, k, v, causal=True, return_lse=True)
+    expected, expected_lse = naive(q.double(), k.double(), v.double(), causal=True)
+    assert_close(out, expected, torch.float32)
+    assert_close(lse, expected_lse, torch.float32)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from llmkernels import backends
-from llmkernels.ops.attention import reference
+from llmkernels.ops.attention import decode, reference
 from llmkernels.ops.attention.arguments import check_options, check_qkv, kernel_slopes
 from llmkernels.ops.common.layout import kernel_input
 from llmkernels.ops.common.registration import KernelFamily, register_backends
@@ -66,8 +66,14 @@ def attention_op(
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
     mask = None if key_padding_mask is None else key_padding_mask.contiguous()
+    q_in, out_in, lse_in = kernel_input(q), out, lse
+    if decode.packs_single_queries(q, k, window_left, window_right, alibi_slopes):
+        heads_kv = k.shape[1]
+        q_in, out_in = decode.grouped(q_in, heads_kv), decode.grouped(out, heads_kv)
+        lse_in = lse.view(q.shape[0], heads_kv, -1)
+        causal = False  # the lone query is the last position: it sees every key
     KERNELS.kernel(chosen, "attention_forward")(
-        kernel_input(q), kernel_input(k), kernel_input(v), out, lse, scale, causal, window_left, window_right,
+        q_in, kernel_input(k), kernel_input(v), out_in, lse_in, scale, causal, window_left, window_right,
         softcap, kernel_slopes(alibi_slopes, q.shape[0], q.shape[1]), mask,
     )
     return out, lse
