@@ -6,8 +6,8 @@ is its own), in interleaved rounds (torch, llmkernels, torch, ...). Reported: th
 (median step time), the peak RSS ratio, the final train/validation losses (must agree within 2%),
 and a torch.profiler table per contender of where one step's time goes.
 
-    python benchmarks/bench_training.py --steps 30 --batch 4 --rounds 1      # the full report
-    pytest benchmarks/bench_training.py -s                                   # LLMKERNELS_BENCH_TRAIN_STEPS (default 12)
+    python benchmarks/bench_training.py --steps 24 --rounds 3 [--bf16] [--checkpointing]   # the full report
+    pytest benchmarks/bench_training.py -s      # fp32 and bf16, one round each; LLMKERNELS_BENCH_TRAIN_STEPS (default 24)
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
+
 CONTENDERS = ("torch", "llmkernels")  # torch is the peer; llmkernels is ours
+CHECKPOINTED = "llmkernels+checkpointing"  # ours with --checkpoint-activations: reported, not a target
 LOSS_TOLERANCE = 0.02
 
 
@@ -32,13 +35,14 @@ def _child(args) -> None:
     from llmkernels.training import config as configs, loop
 
     out = tempfile.mkdtemp(prefix="bench-train-")
-    config = configs.build("small", ops=args.ops, steps=args.steps, seq_len=args.seq, batch_size=args.batch,
+    ops, _, checkpointing = args.ops.partition("+")
+    config = configs.build("small", ops=ops, steps=args.steps, checkpoint_activations=bool(checkpointing) or None, seq_len=args.seq, batch_size=args.batch,
                            log_every=1, eval_every=args.steps, eval_batches=2, sample_tokens=1, seed=0,
                            bf16=args.bf16 or None)
     result = loop.train(config, out=os.path.join(out, "run"), quiet=True)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = [json.loads(line) for line in open(os.path.join(out, "run", "metrics.jsonl"))]
-    step_s = [config.context * config.batch_size / r["tokens_per_s"] for r in rows[1:]]  # step 1 warms up
+    step_s = [config.context * config.batch_size / r["tokens_per_s"] for r in rows[2:]]  # steps 1-2 warm up
     payload = {"ops": args.ops, "losses": [r["train_loss"] for r in rows], "val_loss": result["val_loss"],
                "median_step_s": statistics.median(step_s), "tokens_per_step": config.context * config.batch_size,
                "peak_rss_mb": peak_rss_mb, "parameters": result["parameters"]}
@@ -78,14 +82,16 @@ def run_child(ops: str, steps: int, seq: int, batch: int, bf16: bool, profile: b
     raise RuntimeError(f"benchmark child ({ops}) failed:\n{proc.stderr[-4000:]}")
 
 
-def compare(steps: int, seq: int = 512, batch: int = 4, rounds: int = 1, bf16: bool = False, profile: bool = True) -> dict:
+def compare(steps: int, seq: int = 512, batch: int = 4, rounds: int = 1, bf16: bool = False, profile: bool = True,
+            checkpointing: bool = False) -> dict:
     from llmkernels.training import data
 
     data.load_corpus(None)  # build the cache here, so that no child pays for (or measures) it
-    results = {name: [] for name in CONTENDERS}
+    contenders = CONTENDERS + ((CHECKPOINTED,) if checkpointing else ())
+    results = {name: [] for name in contenders}
     for r in range(rounds):
-        for name in CONTENDERS:
-            results[name].append(run_child(name, steps, seq, batch, bf16, profile and r == 0))
+        for name in contenders:
+            results[name].append(run_child(name, steps, seq, batch, bf16, profile and r == 0 and name in CONTENDERS))
     summary = {}
     for name, runs in results.items():
         summary[name] = {
@@ -109,12 +115,15 @@ def format_report(s: dict) -> str:
     c = s["config"]
     lines = [f"training benchmark: small preset ({s['torch']['parameters']:,} parameters), seq {c['seq']}, batch {c['batch']}, "
              f"{c['steps']} steps, {c['rounds']} round(s), {'bf16 autocast' if c['bf16'] else 'fp32'}"]
-    for name in CONTENDERS:
+    for name in CONTENDERS + ((CHECKPOINTED,) if CHECKPOINTED in s else ()):
         x = s[name]
         lines.append(f"  --ops {name:<11} {x['tokens_per_step'] / x['median_step_s']:10,.0f} tokens/s   peak RSS {x['peak_rss_mb']:8,.0f} MB"
                      f"   final train loss {x['final_loss']:.4f}   val loss {x['val_loss']:.4f}")
     lines.append(f"  tokens/s ratio (llmkernels / torch): {s['speedup']:.2f}x")
     lines.append(f"  peak RSS ratio (llmkernels / torch): {s['rss_ratio']:.2f}x")
+    if CHECKPOINTED in s:
+        lines.append(f"  with --checkpoint-activations: peak RSS {s[CHECKPOINTED]['peak_rss_mb'] / s['torch']['peak_rss_mb']:.2f}x "
+                     f"torch's, tokens/s {s['torch']['median_step_s'] / s[CHECKPOINTED]['median_step_s']:.2f}x torch's")
     lines.append(f"  loss agreement: final train {s['final_loss_rel_diff']:.2%}, val {s['val_loss_rel_diff']:.2%}, "
                  f"worst step {s['max_step_loss_rel_diff']:.2%} (tolerance {LOSS_TOLERANCE:.0%})")
     for name in CONTENDERS:
@@ -123,15 +132,18 @@ def format_report(s: dict) -> str:
     return "\n".join(lines)
 
 
-def test_training_llmkernels_vs_torch(benchmark):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_training_llmkernels_vs_torch(benchmark, bf16):
     from benchmarks.common import record
 
-    steps = int(os.environ.get("LLMKERNELS_BENCH_TRAIN_STEPS", "12"))
-    s = compare(steps, rounds=1, profile=False)
+    steps = int(os.environ.get("LLMKERNELS_BENCH_TRAIN_STEPS", "24"))
+    s = compare(steps, rounds=1, bf16=bf16, profile=False, checkpointing=True)
     print(format_report(s))
-    record(f"training step, small preset, seq 512, batch 4, {steps} steps (peak RSS ratio {s['rss_ratio']:.2f}x)",
+    checkpointed = s[CHECKPOINTED]["peak_rss_mb"] / s["torch"]["peak_rss_mb"]
+    record(f"training step, small preset, seq 512, batch 4, {steps} steps, {'bf16' if bf16 else 'fp32'} (peak RSS ratio "
+           f"{s['rss_ratio']:.2f}x, target <= 0.65x; with --checkpoint-activations {checkpointed:.2f}x)",
            {"--ops torch": s["torch"]["median_step_s"], "--ops llmkernels": s["llmkernels"]["median_step_s"]},
-           "--ops llmkernels")
+           "--ops llmkernels", target={"--ops torch": 1.6 if bf16 else 1.25})
     assert s["final_loss_rel_diff"] < LOSS_TOLERANCE and s["val_loss_rel_diff"] < LOSS_TOLERANCE
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
@@ -146,12 +158,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--checkpointing", action="store_true", help="also run ours with --checkpoint-activations")
     p.add_argument("--json", default=None, help="also write the summary here")
     args = p.parse_args()
     if args.child:
         _child(args)
         return
-    s = compare(args.steps, args.seq, args.batch, args.rounds, args.bf16, profile=True)
+    s = compare(args.steps, args.seq, args.batch, args.rounds, args.bf16, profile=True, checkpointing=args.checkpointing)
     print(format_report(s))
     if args.json:
         with open(args.json, "w") as f:
