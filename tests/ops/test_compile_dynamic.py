@@ -42,6 +42,10 @@ def _cross_entropy(logits, target, z_loss):
     return llmkernels.cross_entropy(logits, target, label_smoothing=0.1, z_loss=z_loss)
 
 
+def _cross_entropy_inplace(logits, target, z_loss):
+    return llmkernels.cross_entropy(logits * 1.0, target, z_loss=z_loss, inplace_backward=True)
+
+
 def _linear_cross_entropy(hidden, weight, target, z_loss):
     return llmkernels.linear_cross_entropy(hidden, weight, target, z_loss=z_loss, softcap=30.0)
 
@@ -101,6 +105,7 @@ def _inputs(name, n):
         "attention (scale)": (_qkv(n, d), [0.1 * n]),
         "scaled_dot_product_attention": (_qkv(n, d), []),
         "cross_entropy": ([torch.randn(n, vocab)], [target, 1e-4 * n]),
+        "cross_entropy (inplace_backward)": ([torch.randn(n, vocab)], [target, 1e-4 * n]),
         "linear_cross_entropy": ([torch.randn(n, d), torch.randn(vocab, d)], [target, 1e-4 * n]),
         "distillation_loss": ([torch.randn(n, vocab)], [torch.randn(n, vocab), target, 1.0 + 0.1 * n]),
         "linear_distillation_loss": (
@@ -123,6 +128,7 @@ FUNCTIONS = {
     "attention (scale)": _attention_scale,
     "scaled_dot_product_attention": _sdpa,
     "cross_entropy": _cross_entropy,
+    "cross_entropy (inplace_backward)": _cross_entropy_inplace,
     "linear_cross_entropy": _linear_cross_entropy,
     "distillation_loss": _distillation,
     "linear_distillation_loss": _linear_distillation,

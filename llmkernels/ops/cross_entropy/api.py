@@ -6,6 +6,7 @@ import torch
 
 from llmkernels import backends
 from llmkernels.ops.cross_entropy.arguments import check_arguments
+from llmkernels.ops.cross_entropy.inplace import InplaceCrossEntropy
 
 
 def _flatten(input, target):
@@ -28,7 +29,7 @@ def _flatten(input, target):
 
 def cross_entropy(
     input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, *,
-    z_loss=0.0, softcap=None, return_lse=False,
+    z_loss=0.0, softcap=None, return_lse=False, inplace_backward=False,
 ):
     """``F.cross_entropy`` for class-index targets, in one pass over the logits.
 
@@ -37,6 +38,16 @@ def cross_entropy(
     zero non-ignored rows is 0. The loss comes back in the input's dtype (float32 under autocast,
     as torch's does); with ``return_lse`` also the log-sum-exp per row (float32, no gradient),
     shaped like the target.
+
+    ``inplace_backward=True`` trades the logits for speed: the forward writes d(loss)/d(logits)
+    over them and the backward hands that buffer back (ops/cross_entropy/inplace.py). Default
+    (False): the logits are left as they were; the backward reads them again and writes a fresh
+    (N, C) gradient, which on a CPU costs about as much as the rest of the step (its first touch).
+    In place, the caller must not use the logits after the call (they hold the gradient), nor may
+    any other op have saved them for its backward (autograd then refuses with its version check).
+    It applies when the logits are computed (not a leaf, whose values would be lost) in grad mode,
+    with a dense last dimension (after (N, C, d1, ...) inputs are flattened, which copies them);
+    otherwise the default path runs.
     """
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise TypeError("input and target must be torch.Tensors")
@@ -46,9 +57,13 @@ def cross_entropy(
     logits, rows_target, row_shape = _flatten(input, target)
     check_arguments(logits, rows_target, weight, reduction, float(label_smoothing), float(z_loss), softcap, ignore_index)
     backend = backends.requested_backend()
-    loss, lse = torch.ops.llmkernels.cross_entropy(
-        logits, rows_target, weight, ignore_index, reduction, float(label_smoothing), float(z_loss), softcap, backend
-    )
+    arguments = (logits, rows_target, weight, ignore_index, reduction, float(label_smoothing), float(z_loss), softcap, backend)
+    if not isinstance(inplace_backward, bool):
+        raise TypeError(f"inplace_backward must be a bool; got {inplace_backward!r}")
+    if inplace_backward and logits.requires_grad and not logits.is_leaf and torch.is_grad_enabled() and logits.stride(-1) == 1:
+        loss, lse = InplaceCrossEntropy.apply(*arguments)
+    else:
+        loss, lse = torch.ops.llmkernels.cross_entropy(*arguments)
     if reduction == "none":
         loss = loss.reshape(row_shape)
     if not torch.is_autocast_enabled(input.device.type):
