@@ -100,7 +100,8 @@ def test_modules_match_torch():
     torch.testing.assert_close(module(logits, ids, logprobs), llmkernels.nn.TopKDistillationLoss(ops="torch")(logits, ids, logprobs))
 
 
-def test_opcheck_and_compile():
+@pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
+def test_opcheck_and_compile(compiler):
     s_x, s_w, s_b, t_x, t_w, t_b, target = _problem(9, 8, 12, 20, 18)
     ops = torch.ops.llmkernels
     s_w.requires_grad_(True)
@@ -115,7 +116,7 @@ def test_opcheck_and_compile():
             llmkernels.linear_topk_distillation_loss(x, w, ids, logprobs, target, chunk_size=4)
 
     leaf = s_w.detach().clone().requires_grad_(True)
-    loss = torch.compile(step, fullgraph=True, backend="aot_eager")(s_x, leaf)
+    loss = torch.compile(step, fullgraph=True, backend=compiler)(s_x, leaf)
     (grad,) = torch.autograd.grad(loss, leaf)
     eager = s_w.detach().clone().requires_grad_(True)
     expected = step(s_x, eager)
