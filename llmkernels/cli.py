@@ -149,6 +149,38 @@ def _train(args) -> int:
     return 0
 
 
+def _add_distill_flags(p: argparse.ArgumentParser) -> None:
+    from llmkernels.training.config import DISTILL_DEFAULTS as DEFAULTS
+
+    p.add_argument("--teacher", required=True, metavar="RUN_DIR", help="the trained teacher's run directory (required)")
+    p.add_argument("--temperature", type=float, default=DEFAULTS["temperature"],
+                   help="softmax temperature of both models' soft targets (default: %(default)s)")
+    p.add_argument("--beta", type=float, default=DEFAULTS["beta"],
+                   help="0: forward KL(teacher || student), 1: reverse KL, between: generalised JSD (default: %(default)s)")
+    p.add_argument("--hard-weight", type=float, default=DEFAULTS["hard_weight"],
+                   help="weight of the next-token cross-entropy against the soft part (default: %(default)s)")
+    p.add_argument("--offline-topk", type=int, default=None, metavar="K",
+                   help="cache the teacher's top-K log-probabilities once, then train without the teacher "
+                        "(default: off, the teacher runs each step)")
+    p.add_argument("--init-from-teacher", action="store_true",
+                   help="start the student from every other teacher layer when the shapes allow (default: off)")
+
+
+def _distill(args) -> int:
+    from llmkernels.extras import require
+
+    require("train", "llmkernels distill")
+    from llmkernels.training import distill, distill_report
+
+    options = distill.DistillOptions(args.teacher, args.temperature, args.beta, args.hard_weight, args.offline_topk,
+                                     args.init_from_teacher)
+    result = distill.distill(options, _given(args), args.out, resume=args.resume, stop_at=args.stop_at, quiet=args.quiet)
+    if "student_kd" in result:
+        print(distill_report.summary(result))
+        print(f"report: {os.path.join(args.out, 'report.json')}, {os.path.join(args.out, 'report.png')}")
+    return 0
+
+
 def _sample(args) -> int:
     from llmkernels.extras import require
 
@@ -181,13 +213,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     parser = argparse.ArgumentParser(prog="llmkernels", description="Fused transformer kernels for PyTorch.")
     parser.add_argument("--version", action="version", version=f"llmkernels {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample,distill}")
     helps = {
         "info": "what was built and which backend each op would use, and why",
         "tour": "run every op on every present backend against the reference",
         "train": "train a GPT on the llmkernels ops",
         "demo": "train with the defaults (the tiny GPT on the Python standard library), then report",
         "sample": "generate text from a trained run",
+        "distill": "distil a trained GPT into a smaller one, against the same student trained from scratch",
     }
     subparsers = {}
     for name, text in helps.items():
@@ -196,6 +229,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _add_train_flags(subparsers["train"])
     _add_train_flags(subparsers["demo"])
     _add_sample_flags(subparsers["sample"])
+    _add_train_flags(subparsers["distill"])
+    _add_distill_flags(subparsers["distill"])
     return parser, subparsers
 
 
@@ -244,6 +279,8 @@ def main(argv=None) -> int:
             return _train(args)
         elif args.command == "sample":
             return _sample(args)
+        elif args.command == "distill":
+            return _distill(args)
     except (TrainingError, MissingExtra) as e:
         print(f"llmkernels {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -39,8 +39,8 @@ def test_every_flag_has_help_with_its_default(command):
 
 def test_train_help_names_defaults_and_choices(capsys):
     out = " ".join(_help(capsys, "train").split())  # argparse wraps lines
-    assert "--preset {small,tiny}" in out and "one of small, tiny" in out
-    assert "(default: 300 for tiny, 1000 for small)" in out  # --steps, read from the presets
+    assert "--preset {nano,small,tiny}" in out and "one of nano, small, tiny" in out
+    assert "(default: 200 for nano, 300 for tiny, 1000 for small)" in out  # --steps, read from the presets
     assert "one of llmkernels, torch" in out  # --ops
     assert "one of auto, reference, cpp, triton, cuda" in out  # --backend
     assert "one of rope, sinusoidal" in out  # --positional

@@ -48,7 +48,8 @@ class GPTConfig(DictConfig):
 
 # tiny: ~1.8M parameters (8192 vocab, tied), 60 steps of 16x128 tokens in about a minute on 2 cores.
 # small: ~11M parameters, for seq 512.
-PRESETS = {
+PRESETS = {  # smallest first: a distilled student defaults to the preset before its teacher's
+    "nano": dict(max_seq_len=128, d_model=64, n_layer=2, n_head=4, n_kv_head=2, mlp_hidden=176),
     "tiny": dict(max_seq_len=128, d_model=128, n_layer=4, n_head=4, n_kv_head=2, mlp_hidden=352),
     "small": dict(max_seq_len=512, d_model=384, n_layer=5, n_head=6, n_kv_head=2, mlp_hidden=1024),
 }

@@ -14,10 +14,15 @@ class TrainingError(Exception):
 
 
 TOKENIZERS = ("bpe", "bytes")
+# `llmkernels distill`'s defaults (training/distill.py; here so the CLI reads them without importing
+# the [train] extra): temperature 1 (on short budgets a softer target costs the student more than it
+# teaches), forward KL, half the next-token cross-entropy.
+DISTILL_DEFAULTS = {"temperature": 1.0, "beta": 0.0, "hard_weight": 0.5}
 DEVICES = ("auto", "cpu", "cuda")
 
 # Per-preset training defaults on top of the model presets in llmkernels.models.gpt_config.
 TRAIN_PRESETS = {
+    "nano": dict(batch_size=16, lr=3e-3, steps=200, eval_every=100),
     "tiny": dict(batch_size=16, lr=3e-3, steps=300, eval_every=100),
     "small": dict(batch_size=8, lr=1e-3, steps=1000, eval_every=200),
 }

@@ -121,7 +121,7 @@ def _check_backend(config: TrainConfig, device: torch.device) -> None:
         )
 
 
-def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool) -> tuple[str, str]:
+def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan: dict | None) -> tuple[str, str]:
     """Builds the corpus cache and checks/creates the run dir; returns (run_dir, corpus key)."""
     corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction)
     data.check_sizes(corpus, config.context)
@@ -132,6 +132,8 @@ def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool) -> tup
             raise TrainingError(f"cannot resume: the data or tokenizer differs from the run's ({saved.get('corpus_key')})")
         if saved.get("world_size") != int(os.environ.get("WORLD_SIZE", "1")):
             raise TrainingError(f"cannot resume: the run used {saved.get('world_size')} processes")
+        if saved.get("plan") != plan:
+            raise TrainingError(f"cannot resume: the run was made with {saved.get('plan')}, not {plan}")
         if checkpoint.folder(run_dir) is not None:
             checkpoint.read_state(run_dir)  # refuses a damaged checkpoint before anything is written
         # No checkpoint: the run stopped before its first one, and resumes from step 0.
@@ -146,6 +148,8 @@ def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool) -> tup
         model_config = config.model_config(corpus.vocab_size)
         payload = {"train": config.to_dict(), "model": model_config.to_dict(), "corpus_key": corpus.key,
                    "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+        if plan is not None:
+            payload["plan"] = plan
         Path(run_dir, "config.json").write_text(json.dumps(payload, indent=1))
     return run_dir, corpus.key
 
@@ -194,8 +198,14 @@ def _weights_sha(state_dict: dict) -> str:
 
 
 def train(config: TrainConfig, out: str | None = None, resume: bool = False, stop_at: int | None = None,
-          quiet: bool = False) -> dict:
-    """Trains to ``config.steps`` (or stops after ``stop_at``) and returns a summary dict."""
+          quiet: bool = False, plan=None) -> dict:
+    """Trains to ``config.steps`` (or stops after ``stop_at``) and returns a summary dict.
+
+    ``plan`` (optional) changes what is trained, not how: ``plan.model(model_config)`` builds the
+    model (a GPT whose forward takes a batch's tensors and returns the loss),
+    ``plan.batches(batches)`` wraps the data (``get(step, micro)`` -> the forward's tensors), and
+    ``plan.payload()`` is recorded in config.json (``"plan"``), which a resume must match.
+    (``llmkernels.training.distill`` is such a plan.)"""
     config.validate()
     if stop_at is not None and stop_at <= 0:
         raise TrainingError(f"--stop-at must be a positive integer; got {stop_at}")
@@ -207,7 +217,7 @@ def train(config: TrainConfig, out: str | None = None, resume: bool = False, sto
             raise TrainingError("--fsdp shards the model across processes: start it with torchrun --nproc_per_node N, N >= 2")
         context = llmkernels.use_backend(config.backend) if config.backend != "auto" else contextlib.nullcontext()
         with context:
-            return _train(config, out, resume, stop_at, quiet, device, dist)
+            return _train(config, out, resume, stop_at, quiet, device, dist, plan)
     finally:
         dist.close()
 
@@ -233,11 +243,11 @@ def _whole(model, fsdp: bool):
         model.reshard()
 
 
-def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
+def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
     outcome = None
     if dist.rank == 0:
         try:
-            outcome = _prepare_on_rank0(config, out, resume)
+            outcome = _prepare_on_rank0(config, out, resume, None if plan is None else plan.payload())
         except TrainingError as e:
             outcome = str(e)
     outcome = dist.broadcast(outcome)
@@ -251,7 +261,7 @@ def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
     model_config.ops = config.ops
 
     torch.manual_seed(config.seed)
-    model = GPT(model_config).to(device)
+    model = (GPT(model_config) if plan is None else plan.model(model_config)).to(device)
     model.checkpoint_activations = config.checkpoint_activations
     if config.fsdp:
         from torch.distributed.fsdp import fully_shard
@@ -274,6 +284,8 @@ def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
 
     seq = config.context
     batches = data.Batches(corpus.train, seq, config.batch_size, config.grad_accum, config.seed, dist.world, dist.rank)
+    if plan is not None:
+        batches = plan.batches(batches)
     val = data.val_windows(corpus.val, seq, config.eval_batches * config.batch_size * dist.world)  # global batches
     prompt = corpus.tokenizer.decode(corpus.val[: min(8, len(corpus.val))].tolist())
     tokens_per_step = seq * config.batch_size * config.grad_accum * dist.world
@@ -297,10 +309,10 @@ def _train(config, out, resume, stop_at, quiet, device, dist) -> dict:
             group["lr"] = lr_at(config, step)
         total = 0.0
         for micro in range(config.grad_accum):
-            x, y = (t.to(device) for t in batches.get(step, micro))
+            batch = [t.to(device) for t in batches.get(step, micro)]
             sync = micro == config.grad_accum - 1 or dist.world == 1
             with _gradient_sync(trained, config.fsdp, sync), autocast():
-                loss = trained(x, y) / config.grad_accum
+                loss = trained(*batch) / config.grad_accum
             loss.backward()
             total += loss.item()
         if config.grad_clip > 0:

@@ -1,0 +1,107 @@
+"""The teacher's top-K log-probabilities for every token a student run will read, computed once.
+
+``distill --offline-topk K`` runs the teacher over the batches of steps 1..steps (the data a step
+reads depends on (seed, step) alone) and stores ``ids`` (int32) and ``logprobs`` (float32), shaped
+(steps, grad_accum, world, batch, seq, K), as memory-mapped ``.npy`` files; the student then trains
+on ``linear_topk_distillation_loss`` without running the teacher. ``meta.json`` records what the
+cache was made from (the teacher's identity, K, temperature, the data's key and the batch plan): a
+cache made for anything else is refused, never overwritten. It is built in a temporary folder and
+renamed into place, so a cache that exists is whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import llmkernels
+from llmkernels.training import data
+from llmkernels.training.config import TrainingError
+
+META = "meta.json"
+
+
+class CachedBatches:
+    """``data.Batches`` plus the cached teacher rows of each (step, micro-batch)."""
+
+    def __init__(self, batches: data.Batches, cache: "TopKCache"):
+        self.inner, self.cache = batches, cache
+
+    def get(self, step: int, micro: int):
+        x, y = self.inner.get(step, micro)
+        if step > self.cache.ids.shape[0]:
+            raise TrainingError(f"the top-K cache holds {self.cache.ids.shape[0]} steps; step {step} was asked for")
+        where = (step - 1, micro, self.inner.rank)
+        return x, y, torch.from_numpy(np.array(self.cache.ids[where])), torch.from_numpy(np.array(self.cache.logprobs[where]))
+
+
+class TopKCache:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.ids = np.load(folder / "ids.npy", mmap_mode="r")
+        self.logprobs = np.load(folder / "logprobs.npy", mmap_mode="r")
+
+    def batches(self, batches: data.Batches) -> CachedBatches:
+        return CachedBatches(batches, self)
+
+
+def _meta(teacher, config, corpus, options, world: int) -> dict:
+    return {"teacher_identity": teacher.identity, "k": options.offline_topk, "temperature": options.temperature,
+            "corpus_key": corpus.key, "seed": config.seed, "steps": config.steps, "batch_size": config.batch_size,
+            "grad_accum": config.grad_accum, "world_size": world, "seq_len": config.context}
+
+
+def _build(folder: Path, meta: dict, teacher, corpus, quiet: bool) -> None:
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shape = (meta["steps"], meta["grad_accum"], meta["world_size"], meta["batch_size"], meta["seq_len"], meta["k"])
+    ids = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=np.int32, shape=shape)
+    logprobs = np.lib.format.open_memmap(tmp / "logprobs.npy", mode="w+", dtype=np.float32, shape=shape)
+    model = teacher.model
+    began = time.perf_counter()
+    ranks = [data.Batches(corpus.train, meta["seq_len"], meta["batch_size"], meta["grad_accum"], meta["seed"],
+                          meta["world_size"], r) for r in range(meta["world_size"])]
+    with torch.no_grad():
+        for step in range(1, meta["steps"] + 1):
+            for micro in range(meta["grad_accum"]):
+                for r, batches in enumerate(ranks):
+                    x, _ = batches.get(step, micro)
+                    top_ids, top_logprobs = llmkernels.linear_topk_logprobs(
+                        model._hidden(x), model.lm_head.weight, meta["k"], temperature=meta["temperature"])
+                    ids[step - 1, micro, r] = top_ids.numpy()
+                    logprobs[step - 1, micro, r] = top_logprobs.numpy()
+            if not quiet and (step % 50 == 0 or step == meta["steps"]):
+                print(f"top-K cache: step {step}/{meta['steps']} ({time.perf_counter() - began:.0f} s)", file=sys.stderr)
+    ids.flush()
+    logprobs.flush()
+    del ids, logprobs
+    (tmp / META).write_text(json.dumps(meta, indent=1))
+    os.rename(tmp, folder)
+
+
+def build_or_open(folder: Path, teacher, config, corpus, options, quiet: bool) -> TopKCache:
+    """The cache for this run: opened when it exists and was made for it, else built (by rank 0;
+    other ranks wait for it). A cache made for something else is an error."""
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    meta = _meta(teacher, config, corpus, options, world)
+    if not (folder / META).exists() and rank == 0:
+        _build(folder, meta, teacher, corpus, quiet)
+    deadline = time.monotonic() + 3600
+    while not (folder / META).exists():
+        if time.monotonic() > deadline:
+            raise TrainingError(f"rank {rank}: gave up waiting for rank 0 to build the top-K cache in {folder}")
+        time.sleep(1.0)
+    found = json.loads((folder / META).read_text())
+    if found != meta:
+        differ = sorted(k for k in meta if found.get(k) != meta[k])
+        raise TrainingError(f"the top-K cache in {folder} was made for another run (differs in {', '.join(differ)}); "
+                            "remove it or choose another --out")
+    return TopKCache(folder)

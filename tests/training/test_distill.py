@@ -1,0 +1,101 @@
+"""The distillation driver: a tiny teacher distilled online and from a top-K cache beats the same
+student from scratch on a fixed seed; resume is exact; bad input is one line before any work."""
+
+import json
+import os
+
+import pytest
+
+from llmkernels import cli
+from llmkernels.training import distill
+from tests.training.conftest import make_corpus
+
+MODEL = ["--tokenizer", "bytes", "--seq-len", "32", "--batch-size", "8", "--eval-batches", "4", "--sample-tokens", "8",
+         "--quiet"]
+STUDENT = [*MODEL[4:], "--steps", "60", "--eval-every", "60"]  # the student shares the teacher's data and tokenizer
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teacher")
+    os.environ["LLMKERNELS_CACHE"] = str(root / "cache")  # module scope: the per-test cache fixture is not there yet
+    corpus = make_corpus(root / "corpus", files=6, lines=120)
+    run = root / "run"
+    assert cli.main(["train", "--data", corpus, *MODEL, "--steps", "150", "--eval-every", "150", "--d-model", "64",
+                     "--n-layer", "4", "--n-head", "4", "--n-kv-head", "2", "--mlp-hidden", "128", "--out", str(run)]) == 0
+    return {"run": str(run), "cache": str(root / "cache")}
+
+
+@pytest.fixture
+def cache_of(teacher, monkeypatch):
+    monkeypatch.setenv("LLMKERNELS_CACHE", teacher["cache"])  # the teacher's tokenized corpus, shared
+
+
+def _report(out):
+    return json.loads((out / "report.json").read_text())
+
+
+def test_online_and_offline_students_beat_scratch(teacher, cache_of, tmp_path, monkeypatch):
+    online = tmp_path / "online"
+    assert cli.main(["distill", "--teacher", teacher["run"], *STUDENT, "--out", str(online)]) == 0
+    report = _report(online)
+    assert report["options"]["temperature"] == distill.DEFAULTS["temperature"]
+    assert report["student"]["preset"] == "nano"  # the preset below the teacher's (tiny)
+    assert report["student_kd"]["params"] == report["student_scratch"]["params"] < report["teacher"]["params"]
+    assert report["student_kd"]["val_perplexity"] < report["student_scratch"]["val_perplexity"], report
+    assert (online / "report.png").stat().st_size > 0
+
+    # Offline: the teacher runs only to fill the cache; the student's steps never take the online
+    # path (the teacher's forward and the full linear distillation loss).
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    os.rename(online / distill.SCRATCH, offline / distill.SCRATCH)  # a finished scratch run is reused
+    calls = []
+    monkeypatch.setattr(distill.LinearDistillationLoss, "forward", lambda *a, **k: calls.append(1))
+    assert cli.main(["distill", "--teacher", teacher["run"], *STUDENT, "--offline-topk", "32", "--out", str(offline)]) == 0
+    assert calls == []
+    offline_report = _report(offline)
+    assert offline_report["student_kd"]["val_perplexity"] < offline_report["student_scratch"]["val_perplexity"]
+    assert offline_report["student_kd"]["val_perplexity"] <= 1.05 * report["student_kd"]["val_perplexity"]
+
+    # A cache made for another run (here: another temperature) is refused, and left as it was.
+    before = (offline / "topk-cache" / "meta.json").read_text()
+    assert cli.main(["distill", "--teacher", teacher["run"], *STUDENT, "--offline-topk", "32", "--temperature", "2",
+                     "--out", str(offline)]) == 2
+    assert (offline / "topk-cache" / "meta.json").read_text() == before
+
+
+def test_resume_is_exact(teacher, cache_of, tmp_path):
+    flags = ["distill", "--teacher", teacher["run"], *MODEL[4:], "--steps", "12", "--eval-every", "6", "--log-every", "1"]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert cli.main([*flags, "--out", str(whole)]) == 0
+    assert cli.main([*flags, "--out", str(resumed), "--stop-at", "5"]) == 0
+    assert not (resumed / "report.json").exists()
+    assert cli.main([*flags, "--out", str(resumed), "--resume"]) == 0
+    for run in (distill.KD, distill.SCRATCH):
+        losses = [[(r["step"], r["train_loss"], r.get("val_loss")) for r in map(json.loads, open(d / run / "metrics.jsonl"))]
+                  for d in (whole, resumed)]
+        assert losses[0] == losses[1] and len(losses[0]) == 12
+    assert _report(whole)["student_kd"]["val_loss"] == _report(resumed)["student_kd"]["val_loss"]
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--teacher", "/nonexistent/run"], "does not exist"),
+    (["--temperature", "0"], "--temperature must be a finite number > 0"),
+    (["--tokenizer", "bpe"], "differs from the teacher's"),
+    (["--offline-topk", "0"], "--offline-topk must be a positive integer"),
+    (["--offline-topk", "4", "--beta", "0.5"], "--beta must be 0"),
+])
+def test_bad_input_is_one_line_before_any_work(teacher, cache_of, tmp_path, capsys, flags, match):
+    out = tmp_path / "out"
+    args = ["distill", "--teacher", teacher["run"], *STUDENT, "--out", str(out), *flags]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_a_directory_without_a_run_is_refused(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["distill", "--teacher", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    assert "holds no run" in capsys.readouterr().err
