@@ -1,5 +1,9 @@
 """Each compiled CPU ISA variant (generic, AVX2, AVX-512, AVX512-BF16) against the reference."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -53,6 +57,35 @@ def test_sinusoidal_every_isa(forced_isa, dtype):
 def test_unsupported_isa_is_refused():
     with pytest.raises(ValueError, match="generic"):
         C.set_cpu_isa("sse9")
+
+
+_ISA_FROM_ENV = (
+    "import torch, llmkernels\n"
+    "from llmkernels import _native\n"
+    "with llmkernels.use_backend('cpp'):\n"
+    "    try:\n"
+    "        llmkernels.cross_entropy(torch.randn(3, 5), torch.tensor([0, 1, 2]))\n"
+    "    except ValueError as error:\n"
+    "        print('ValueError:', error)\n"
+    "    else:\n"
+    "        print('ran at', _native.extension().cpu_isa())\n"
+)
+
+
+@pytest.mark.parametrize("value", ["sse9", "AVX2", "avx512bf16 "])
+def test_a_bad_isa_environment_value_is_refused(value):
+    # It only warned and ran at another level than the one asked for.
+    env = {**os.environ, "LLMKERNELS_CPU_ISA": value}
+    result = subprocess.run([sys.executable, "-W", "error", "-c", _ISA_FROM_ENV], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "ValueError: llmkernels: LLMKERNELS_CPU_ISA=" in result.stdout, result.stdout
+    assert f"accepted values: {', '.join(LEVELS)}" in result.stdout
+
+
+def test_a_good_isa_environment_value_is_used():
+    env = {**os.environ, "LLMKERNELS_CPU_ISA": "generic"}
+    result = subprocess.run([sys.executable, "-W", "error", "-c", _ISA_FROM_ENV], capture_output=True, text=True, env=env)
+    assert result.stdout.strip() == "ran at generic", result.stdout + result.stderr
 
 
 def test_deterministic_across_thread_counts():
