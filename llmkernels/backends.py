@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import sys
+import threading
 from typing import Callable, Iterator
 
 import torch
@@ -30,9 +31,17 @@ _log = logging.getLogger("llmkernels")
 # The status ``explain`` gives a backend that an op has no implementation for.
 NOT_IMPLEMENTED = "not implemented"
 
-# A plain module-level list (not threading.local): dynamo can read and guard on it, so a
-# `use_backend` block around a compiled function is honoured at trace time.
-_requested_stack: list[str] = []
+# One stack of `use_backend` names per thread: a block in one thread must neither change the
+# backend of another thread's ops nor pop another thread's entry. Dynamo reads and guards on a
+# threading.local's attributes, so a block around a compiled function is honoured at trace time.
+_requested = threading.local()
+
+
+def _stack() -> list[str]:
+    stack = getattr(_requested, "names", None)
+    if stack is None:
+        stack = _requested.names = []
+    return stack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +82,9 @@ def _check_name(name: str) -> str:
 
 def requested_backend() -> str:
     """The backend asked for right now: innermost ``use_backend`` block, else the env, else auto."""
-    if _requested_stack:
-        return _requested_stack[-1]
+    stack = getattr(_requested, "names", None)
+    if stack:
+        return stack[-1]
     name = os.environ.get("LLMKERNELS_BACKEND", "auto") or "auto"
     if name not in _CHOICES:
         raise ValueError(f"LLMKERNELS_BACKEND must be one of {', '.join(_CHOICES)}; got {name!r}")
@@ -83,7 +93,7 @@ def requested_backend() -> str:
 
 def requested_origin() -> str:
     """Where ``requested_backend()`` comes from, for messages."""
-    if _requested_stack:
+    if getattr(_requested, "names", None):
         return "use_backend"
     return "LLMKERNELS_BACKEND" if os.environ.get("LLMKERNELS_BACKEND") else "default"
 
@@ -91,11 +101,12 @@ def requested_origin() -> str:
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
     """Run the ops inside the block on backend ``name`` (or ``"auto"``)."""
-    _requested_stack.append(_check_name(name))
+    stack = _stack()
+    stack.append(_check_name(name))
     try:
         yield
     finally:
-        _requested_stack.pop()
+        stack.pop()
 
 
 def _device_type(device) -> str:

@@ -56,23 +56,24 @@ Isa best_supported() {
   return best;
 }
 
+// The level named by LLMKERNELS_CPU_ISA, read on the first kernel call. A value this build or
+// CPU cannot run is refused with a ValueError (a warning scrolled past in a log, and the run went
+// on at another level than the one asked for). The exception leaves the static uninitialised,
+// so every later call raises it again until the variable is fixed.
+Isa level_from_environment() {
+  const char* env = std::getenv("LLMKERNELS_CPU_ISA");
+  if (env == nullptr || *env == '\0') return best_supported();
+  Isa wanted;
+  const std::string name(env);
+  TORCH_CHECK_VALUE(parse(name, &wanted) && compiled(wanted) && cpu_has(wanted),
+                    "llmkernels: LLMKERNELS_CPU_ISA='", name,
+                    "' is not a CPU ISA level this build and CPU can run; accepted values: ",
+                    join(isa_names(supported_isas())), " (or unset it for the best one)");
+  return wanted;
+}
+
 std::atomic<int>& current() {
-  static std::atomic<int> level{[] {
-    Isa isa = best_supported();
-    const char* env = std::getenv("LLMKERNELS_CPU_ISA");
-    if (env != nullptr && *env != '\0') {
-      Isa wanted;
-      const std::string name(env);
-      if (!parse(name, &wanted) || !compiled(wanted) || !cpu_has(wanted)) {
-        TORCH_WARN("llmkernels: LLMKERNELS_CPU_ISA=", name,
-                   " is not a level this build and CPU can run (supported: ",
-                   join(isa_names(supported_isas())), "); using ", isa_name(isa));
-      } else {
-        isa = wanted;
-      }
-    }
-    return static_cast<int>(isa);
-  }()};
+  static std::atomic<int> level{static_cast<int>(level_from_environment())};
   return level;
 }
 

@@ -10,9 +10,11 @@
 // inv_freq[i] = base^(-2i / d_model) (rounded to float32 by the caller). Math in float32, result
 // stored in x's dtype.
 //
-// The CPU kernel reads PE from a precomputed float32 table (num_positions, d_model), contiguous,
-// built by the caller with exactly that formula (vectorised sin/cos are not available to the
-// header-free ISA kernels). The CUDA kernel computes PE on the fly from inv_freq
+// The CPU kernel reads PE of positions [0, table_rows) from a precomputed float32 table
+// (table_rows, d_model), contiguous, built by the caller with exactly that formula (vectorised
+// sin/cos are not available to the header-free ISA kernels), and computes PE of any later
+// position from inv_freq with libm's sinf/cosf: the caller bounds the table, so one huge position
+// id costs one row of work, not a table up to it. The CUDA kernel computes PE on the fly from inv_freq
 // (float32, ceil(d_model / 2) values, contiguous) with precise sinf/cosf (no fast-math).
 #pragma once
 #include <optional>
@@ -21,7 +23,8 @@
 namespace llmkernels {
 
 void add_sinusoidal_cpu(const at::Tensor& x, at::Tensor& out, const at::Tensor& table,
-                        const std::optional<at::Tensor>& position_ids, double scale);
+                        const at::Tensor& inv_freq, const std::optional<at::Tensor>& position_ids,
+                        double scale);
 
 #ifdef LLMK_WITH_CUDA
 void add_sinusoidal_cuda(const at::Tensor& x, at::Tensor& out, const at::Tensor& inv_freq,

@@ -1,6 +1,7 @@
 // Torch glue for the sinusoidal CPU kernel: checks, dtype mapping, threading and ISA dispatch.
 // The arithmetic lives in sinusoidal_cpu_kernel_impl.h, compiled per ISA level.
 #include <algorithm>
+#include <limits>
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -30,7 +31,8 @@ cpu::SinusoidalRowsFn sinusoidal_variant(cpu::Isa isa) {
 }  // namespace
 
 void add_sinusoidal_cpu(const at::Tensor& x, at::Tensor& out, const at::Tensor& table,
-                        const std::optional<at::Tensor>& position_ids, double scale) {
+                        const at::Tensor& inv_freq, const std::optional<at::Tensor>& position_ids,
+                        double scale) {
   LLMK_CHECK_DEVICE_TYPE(x, "x", at::kCPU);
   LLMK_CHECK_FLOATING(x, "x");
   LLMK_CHECK_DIM(x, "x", 3);
@@ -48,14 +50,15 @@ void add_sinusoidal_cpu(const at::Tensor& x, at::Tensor& out, const at::Tensor& 
   LLMK_CHECK_DTYPE(table, "table", at::kFloat);
   LLMK_CHECK_CONTIGUOUS(table, "table");
   LLMK_CHECK_SIZE(table, "table", 1, d_model);
-  const int64_t num_positions = table.size(0);
+  LLMK_CHECK_DEVICE_TYPE(inv_freq, "inv_freq", at::kCPU);
+  LLMK_CHECK_DIM(inv_freq, "inv_freq", 1);
+  LLMK_CHECK_DTYPE(inv_freq, "inv_freq", at::kFloat);
+  LLMK_CHECK_CONTIGUOUS(inv_freq, "inv_freq");
+  LLMK_CHECK_SIZE(inv_freq, "inv_freq", 0, (d_model + 1) / 2);
 
-  const PositionIds pos =
-      check_position_ids(position_ids, batch, seq, num_positions, "table", at::kCPU);
-  if (!position_ids.has_value()) {
-    LLMK_CHECK_ARG(seq <= num_positions, "table", "has ", num_positions,
-                   " positions but seq = ", seq, " needs one per sequence index");
-  }
+  // Any position >= 0 is valid: the table holds the first rows, the kernel computes the rest.
+  const PositionIds pos = check_position_ids(position_ids, batch, seq,
+                                             std::numeric_limits<int64_t>::max(), "PE", at::kCPU);
 
   const int64_t rows = batch * seq;
   if (rows == 0 || d_model == 0) return;
@@ -69,6 +72,8 @@ void add_sinusoidal_cpu(const at::Tensor& x, at::Tensor& out, const at::Tensor& 
   args.out_stride_s = out.stride(1);
   args.dtype = cpu::elem_type(x.scalar_type());
   args.table = table.data_ptr<float>();
+  args.table_rows = table.size(0);
+  args.inv_freq = inv_freq.data_ptr<float>();
   args.position_ids = pos.data;
   args.position_stride_b = pos.batch_stride;
   args.seq = seq;

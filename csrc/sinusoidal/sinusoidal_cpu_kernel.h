@@ -15,7 +15,9 @@ struct SinusoidalRowsArgs {
   int64_t x_stride_b, x_stride_s;  // in elements; the last dimension is dense
   int64_t out_stride_b, out_stride_s;
   ElemType dtype;
-  const float* table;           // (num_positions, d_model), contiguous
+  const float* table;           // (table_rows, d_model), contiguous: PE of positions [0, table_rows)
+  int64_t table_rows;
+  const float* inv_freq;        // ceil(d_model / 2) values: PE of positions >= table_rows
   const int64_t* position_ids;  // nullptr: position = sequence index
   int64_t position_stride_b;    // 0 when shared by the batch, else seq
   int64_t seq, d_model;
@@ -23,7 +25,7 @@ struct SinusoidalRowsArgs {
   bool stream_out;  // non-temporal stores (large outputs that do not alias x)
 };
 
-// out = x * scale + table[pos] for rows [row_begin, row_end) of the flattened (batch, seq) range.
+// out = x * scale + PE(pos) for rows [row_begin, row_end) of the flattened (batch, seq) range.
 using SinusoidalRowsFn = void (*)(const SinusoidalRowsArgs&, int64_t row_begin, int64_t row_end);
 
 }  // namespace cpu

@@ -177,6 +177,22 @@ def test_sdpa_drop_in_matches_torch(sq, sk, is_causal):
     )
 
 
+@pytest.mark.parametrize("shapes", [((4,), (2, 4), (2, 4)), ((4,), (4,), (4,)), ((2, 4), (4,), (4,))])
+def test_sdpa_drop_in_raises_torchs_error_for_a_low_rank_query(shapes):
+    # It used to read query.shape[-2] before checking the rank: IndexError, not torch's error.
+    q, k, v = (torch.randn(*shape) for shape in shapes)
+    with pytest.raises(RuntimeError) as theirs:
+        F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    with pytest.raises(RuntimeError, match="query") as ours:
+        llmkernels.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_sdpa_drop_in_names_a_non_tensor_query():
+    with pytest.raises(TypeError, match="query"):
+        llmkernels.scaled_dot_product_attention([1.0], torch.randn(2, 4), torch.randn(2, 4))
+
+
 CPU_BACKENDS = [b for b in ("reference", "cpp") if b in llmkernels.available_backends("cpu", "attention")]
 
 

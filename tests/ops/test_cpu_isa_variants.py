@@ -1,5 +1,9 @@
 """Each compiled CPU ISA variant (generic, AVX2, AVX-512, AVX512-BF16) against the reference."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -53,6 +57,35 @@ def test_sinusoidal_every_isa(forced_isa, dtype):
 def test_unsupported_isa_is_refused():
     with pytest.raises(ValueError, match="generic"):
         C.set_cpu_isa("sse9")
+
+
+# One process (importing torch costs seconds): the variable is read at the first cpp kernel call,
+# and a refused value leaves the level unset, so each call reads the variable again.
+_ISA_FROM_ENV = (
+    "import os, torch, llmkernels\n"
+    "from llmkernels import _native\n"
+    "for value in ('sse9', 'AVX2', 'avx512bf16 ', 'generic'):\n"
+    "    os.environ['LLMKERNELS_CPU_ISA'] = value\n"
+    "    with llmkernels.use_backend('cpp'):\n"
+    "        try:\n"
+    "            llmkernels.cross_entropy(torch.randn(3, 5), torch.tensor([0, 1, 2]))\n"
+    "        except ValueError as error:\n"
+    "            print(repr(value), 'ValueError:', error)\n"
+    "        else:\n"
+    "            print(repr(value), 'ran at', _native.extension().cpu_isa())\n"
+)
+
+
+def test_a_bad_isa_environment_value_is_refused():
+    # It only warned and ran at another level than the one asked for.
+    result = subprocess.run([sys.executable, "-W", "error", "-c", _ISA_FROM_ENV], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4, result.stdout
+    for line, value in zip(lines[:3], ("'sse9'", "'AVX2'", "'avx512bf16 '")):
+        assert line.startswith(f"{value} ValueError: llmkernels: LLMKERNELS_CPU_ISA="), line
+        assert f"accepted values: {', '.join(LEVELS)}" in line
+    assert lines[3] == "'generic' ran at generic"
 
 
 def test_deterministic_across_thread_counts():

@@ -130,3 +130,27 @@ def test_bad_inputs(make, match):
     x, w, _, t = _problem(9, 8, 20, torch.float32, bias=False)
     with pytest.raises(ValueError, match=match):
         llmkernels.linear_cross_entropy(*make(x, w, t))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_float64_accumulation_of_lower_precision_weights_is_refused(dtype):
+    # It was accepted and silently summed in float32.
+    x, w, _, t = _problem(9, 8, 20, dtype, bias=False)
+    with pytest.raises(ValueError, match="accum_dtype torch.float64 needs float64 weights"):
+        llmkernels.linear_cross_entropy(x, w, t, accum_dtype=torch.float64)
+    with pytest.raises(ValueError, match="accum_dtype must be"):
+        llmkernels.linear_cross_entropy(x, w, t, accum_dtype=torch.float16 if dtype == torch.bfloat16 else torch.bfloat16)
+
+
+@pytest.mark.parametrize("accum_dtype", [torch.float32, torch.float64])
+def test_float64_weights_accumulate_in_float64(accum_dtype):
+    # Float64 weights used to have their gradient summed across chunks in float32 by default.
+    x, w, b, t = _problem(64, 16, 300, torch.float64)
+    leaves = [v.clone().requires_grad_(True) for v in (x, w, b)]
+    loss = llmkernels.linear_cross_entropy(leaves[0], leaves[1], t, linear_bias=leaves[2], chunk_size=3, accum_dtype=accum_dtype)
+    grads = torch.autograd.grad(loss, leaves)
+    full = [v.clone().requires_grad_(True) for v in (x, w, b)]
+    expected = F.cross_entropy(F.linear(full[0], full[1], full[2]), t)
+    for got, want in zip(grads, torch.autograd.grad(expected, full)):
+        assert got.dtype == torch.float64
+        _check(got, want, torch.float64)

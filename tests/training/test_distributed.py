@@ -25,7 +25,10 @@ def test_two_ranks_agree_and_match_one_process(corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / "sums" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]  # DDP kept the replicas identical
-    assert ranks[0]["train_loss"] == ranks[1]["train_loss"] and ranks[0]["step"] == 4
+    # Each rank's logged loss is the all-reduced mean, equal on both by construction, so comparing
+    # them could not fail; the weight hashes above are the real check that the replicas agree, and
+    # the losses are checked against one process with the whole batch below.
+    assert ranks[0]["step"] == ranks[1]["step"] == 4
     ddp_rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert [r["step"] for r in ddp_rows] == [1, 2, 3, 4]
 

@@ -96,13 +96,16 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     a value head_dim unlike the query's, other ranks). Under autocast it casts as torch does."""
     if isinstance(query, torch.Tensor):
         query, key, value = autocast_inputs(query.device.type, query, key, value)
+    # Anything the fused kernels do not take (including a non-tensor or a query of the wrong rank)
+    # goes to torch, whose own checks then name the argument as a user of torch expects.
     fused = (
-        attn_mask is None and dropout_p == 0.0 and query.dim() == 4 and key.dim() == 4 and value.dim() == 4
+        all(isinstance(t, torch.Tensor) for t in (query, key, value))
+        and attn_mask is None and dropout_p == 0.0 and query.dim() == 4 and key.dim() == 4 and value.dim() == 4
         and key.shape == value.shape and query.shape[-1] == value.shape[-1] and query.shape[0] == key.shape[0]
         and query.dtype == key.dtype == value.dtype and query.is_floating_point()
         and (key.shape[1] == query.shape[1] or (enable_gqa and key.shape[1] and query.shape[1] % key.shape[1] == 0))
     )
-    seq_q, seq_k = query.shape[-2], key.shape[-2]
+    seq_q, seq_k = (query.shape[-2], key.shape[-2]) if fused else (0, 0)
     if fused and is_causal and seq_q < seq_k:
         fused = False  # top-left causal with Sq < Sk has no bottom-right equivalent here
     if not fused:

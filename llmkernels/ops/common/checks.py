@@ -58,9 +58,25 @@ def is_fake(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "meta" or _is_fake(tensor)
 
 
+# The device types whose values are read on the host (checks, the means' denominators): free on a
+# CPU, a synchronisation on a GPU, whose tensors get device-side asserts and 0-dim device scalars
+# instead. tests/ops/test_no_host_sync.py empties it to run those device paths on a CPU.
+HOST_VALUE_DEVICES = ("cpu",)
+
+
 def can_check_values(tensor: torch.Tensor) -> bool:
     """Value checks read data on the host: only for real CPU tensors (never sync a GPU). While
     dynamo traces, the op's own run-time check does it instead."""
     if torch.compiler.is_compiling():
         return False
-    return tensor.device.type == "cpu" and not is_fake(tensor)
+    return tensor.device.type in HOST_VALUE_DEVICES and not is_fake(tensor)
+
+
+def assert_on_device(tensor: torch.Tensor, condition, message: str) -> None:
+    """The value check of a tensor the host must not read (see HOST_VALUE_DEVICES): an asynchronous
+    device-side assert of ``condition()`` (a bool tensor, all true), raised as a RuntimeError at
+    the next synchronisation, before anything reads the result. Needed where an invalid value
+    would make a kernel read out of bounds; nothing to check while tracing or for no values."""
+    if torch.compiler.is_compiling() or is_fake(tensor) or tensor.numel() == 0:
+        return
+    torch._assert_async(condition().all(), message)

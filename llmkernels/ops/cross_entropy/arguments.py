@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from llmkernels.ops.common.checks import FLOAT_DTYPES, can_check_values, check_same_device, check_tensor, is_finite_number
+from llmkernels.ops.common.checks import FLOAT_DTYPES, assert_on_device, can_check_values, check_same_device, check_tensor, is_finite_number
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -44,3 +44,7 @@ def check_arguments(logits, target, weight, reduction, label_smoothing, z_loss, 
                 f"target values must lie in [0, {logits.shape[1]}) or equal ignore_index ({ignore_index}); "
                 f"got values in [{int(valid.min())}, {int(valid.max())}]"
             )
+    else:
+        classes = logits.shape[1]
+        assert_on_device(target, lambda: ((target >= 0) & (target < classes)) | (target == ignore_index),
+                         f"target values must lie in [0, {classes}) or equal ignore_index ({ignore_index})")

@@ -37,7 +37,7 @@ def row_terms(logits, target, class_weight, ignore_index, label_smoothing, z_los
     return ce_rows, z_rows, lse, weight_of_target, valid
 
 
-def _safe_divide(numerator, denominator):
+def safe_divide(numerator, denominator):
     # A mean over nothing is 0, not NaN, and its gradient is 0 too.
     return numerator / torch.where(denominator == 0, torch.ones_like(denominator), denominator)
 
@@ -52,7 +52,7 @@ def cross_entropy(logits, target, class_weight, ignore_index, reduction, label_s
     if reduction == "sum":
         return ce_rows.sum() + z_rows.sum(), lse
     count = valid.sum().to(ce_rows.dtype)
-    return _safe_divide(ce_rows.sum(), weight_of_target.sum()) + _safe_divide(z_rows.sum(), count), lse
+    return safe_divide(ce_rows.sum(), weight_of_target.sum()) + safe_divide(z_rows.sum(), count), lse
 
 
 def _part_gradients(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap):
@@ -91,7 +91,7 @@ def cross_entropy_grad(grad_loss, logits, target, class_weight, ignore_index, re
     if reduction == "sum":
         return (d_ce + d_z) * upstream
     count = valid.sum().to(d_ce.dtype)
-    return d_ce * _safe_divide(upstream, weight_of_target.sum()) + d_z * _safe_divide(upstream, count)
+    return d_ce * safe_divide(upstream, weight_of_target.sum()) + d_z * safe_divide(upstream, count)
 
 
 def rows_with_gradient(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap, ce_scale, z_scale):

@@ -42,13 +42,14 @@ def compute_rows(backend, logits, target, weight, ignore_index, label_smoothing,
 
 
 def denominators(target, weight, ignore_index):
-    """(sum of target weights, count) over non-ignored rows, as Python floats (host values)."""
+    """(sum of target weights, count) over non-ignored rows, as 0-dim float32 tensors on the
+    target's device: the mean's denominators never leave the device (no host sync per step)."""
     valid = target != ignore_index
-    count = float(valid.sum())
+    count = valid.sum(dtype=torch.float32)
     if weight is None:
         return count, count
     safe = torch.where(valid, target, torch.zeros_like(target))
-    return float((weight.float()[safe] * valid).sum()), count
+    return (weight.float()[safe] * valid).sum(), count
 
 
 def reduce_rows(loss_rows, lse, target, weight, ignore_index, reduction, z_loss):
@@ -61,13 +62,27 @@ def reduce_rows(loss_rows, lse, target, weight, ignore_index, reduction, z_loss)
     ce_denominator, count = denominators(target, weight, ignore_index)
     z_rows = z_loss * lse.square() * (target != ignore_index) if z_loss else None
     ce_sum = loss_rows.sum() if z_rows is None else (loss_rows - z_rows).sum()
-    loss = ce_sum / ce_denominator if ce_denominator else ce_sum * 0.0
-    return loss if z_rows is None else loss + (z_rows.sum() / count if count else 0.0)
+    loss = reference.safe_divide(ce_sum, ce_denominator)
+    return loss if z_rows is None else loss + reference.safe_divide(z_rows.sum(), count)
 
 
 def gradient_scales(target, weight, ignore_index, reduction, upstream=1.0):
-    """(ce_scale, z_scale) for the row kernels: the upstream gradient over each mean's denominator."""
+    """(ce_scale, z_scale) for the row kernels, as Python floats: the upstream gradient over each
+    mean's denominator. A host read (free on a CPU; a sync on a GPU, so the forwards that form
+    gradients use ``device_gradient_scale`` there)."""
     if reduction != "mean":
         return upstream, upstream
-    ce_denominator, count = denominators(target, weight, ignore_index)
+    ce_denominator, count = (float(d) for d in denominators(target, weight, ignore_index))
     return (upstream / ce_denominator if ce_denominator else 0.0), (upstream / count if count else 0.0)
+
+
+def device_gradient_scale(target, weight, ignore_index, z_loss):
+    """For a 'mean' gradient formed without a host read: the 0-dim device factor that the row
+    kernels' gradient for unit scales (1, 1) is multiplied by afterwards (the gradient is linear in
+    it). None when the CE and z-loss parts need different factors (class weights and a z-loss:
+    their ratio is a host value), where ``gradient_scales`` must be used."""
+    if weight is not None and z_loss:
+        return None
+    ce_denominator, _ = denominators(target, weight, ignore_index)
+    nonzero = ce_denominator != 0
+    return torch.where(nonzero, 1.0 / torch.where(nonzero, ce_denominator, 1.0), 0.0)

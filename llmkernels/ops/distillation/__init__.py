@@ -61,8 +61,11 @@ def _forward(compute, student, target, hard_weight, ignore_index, reduction, com
     """loss, soft, hard, grad for ``compute(grad, grad_scale) -> (soft_rows, hard_rows)``."""
     want = compute_grad and reduction != "none"
     grad = torch.empty(student.shape, dtype=student.dtype, device=student.device) if want else None
-    scale = rows.gradient_scale(target, ignore_index, student.shape[0], reduction) if want else 1.0
+    device_scale = rows.device_gradient_scale(target, ignore_index, reduction) if want else None
+    scale = rows.gradient_scale(target, ignore_index, student.shape[0], reduction) if want and device_scale is None else 1.0
     soft_rows, hard_rows = compute(grad, scale)
+    if device_scale is not None:
+        grad.mul_(device_scale.to(grad.dtype))
     loss, soft, hard = rows.reduce_parts(soft_rows, hard_rows, target, ignore_index, hard_weight, reduction)
     return loss, soft, hard, student.new_empty(0) if grad is None else grad
 

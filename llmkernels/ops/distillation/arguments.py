@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from llmkernels.ops.common.checks import (
-    FLOAT_DTYPES, INDEX_DTYPES, can_check_values, check_same_device, check_tensor, is_finite_number, is_symbolic,
+    FLOAT_DTYPES, INDEX_DTYPES, assert_on_device, can_check_values, check_same_device, check_tensor, is_finite_number, is_symbolic,
 )
 from llmkernels.ops.cross_entropy.arguments import REDUCTIONS
 
@@ -46,6 +46,9 @@ def check_target(target, rows: int, classes: int, ignore_index: int, like: torch
                 f"target values must lie in [0, {classes}) or equal ignore_index ({ignore_index}); "
                 f"got values in [{int(valid.min())}, {int(valid.max())}]"
             )
+    else:
+        assert_on_device(target, lambda: ((target >= 0) & (target < classes)) | (target == ignore_index),
+                         f"target values must lie in [0, {classes}) or equal ignore_index ({ignore_index})")
 
 
 def check_logits(name: str, logits) -> None:
@@ -94,6 +97,9 @@ def check_topk_teacher(student, teacher_ids, teacher_logprobs, name: str = "stud
         ordered = teacher_ids.sort(dim=-1).values
         if bool((ordered[:, 1:] == ordered[:, :-1]).any()):
             raise ValueError("teacher_ids must hold k distinct token ids per row; got a repeated id")
+    else:
+        assert_on_device(teacher_ids, lambda: (teacher_ids >= 0) & (teacher_ids < classes),
+                         f"teacher_ids must lie in [0, {classes}) ({name}' vocabulary)")
     if can_check_values(teacher_logprobs) and teacher_logprobs.numel():
         if bool(teacher_logprobs.isnan().any()):
             raise ValueError("teacher_logprobs must not hold NaN")

@@ -14,6 +14,7 @@ import functools
 
 import torch
 
+from llmkernels.ops.common.checks import can_check_values
 from llmkernels.ops.common.layout import kernel_input
 from llmkernels.ops.common.registration import KernelFamily
 from llmkernels.ops.distillation import reference
@@ -77,11 +78,12 @@ def compute_topk_rows(backend, student, teacher_ids, teacher_logprobs, target, t
     return soft, hard
 
 
-def row_count(target, ignore_index, rows: int) -> int:
-    """Rows that take part (host value: a sync on a GPU, as the mean's denominator needs)."""
+def row_count(target, ignore_index, rows: int):
+    """Rows that take part: a 0-dim float32 tensor on the target's device (the mean's denominator
+    never leaves the device), or the int ``rows`` when there is no target."""
     if target is None:
         return rows
-    return int((target != ignore_index).sum())
+    return (target != ignore_index).sum(dtype=torch.float32)
 
 
 def reduce_parts(soft, hard, target, ignore_index, hard_weight, reduction):
@@ -91,12 +93,26 @@ def reduce_parts(soft, hard, target, ignore_index, hard_weight, reduction):
         return rows, soft, hard
     if reduction == "sum":
         return rows.sum(), soft.sum(), hard.sum()
-    count = max(row_count(target, ignore_index, soft.shape[0]), 1)
+    count = row_count(target, ignore_index, soft.shape[0])
+    count = max(count, 1) if isinstance(count, int) else count.clamp_min(1).to(soft.dtype)
     return rows.sum() / count, soft.sum() / count, hard.sum() / count
 
 
 def gradient_scale(target, ignore_index, rows: int, reduction: str, upstream: float = 1.0) -> float:
+    """The row kernels' gradient factor, a Python float: a host read of the count (free on a CPU;
+    the forwards use ``device_gradient_scale`` for tensors the host must not read)."""
     if reduction != "mean":
         return upstream
     count = row_count(target, ignore_index, rows)
+    count = int(count) if not isinstance(count, int) else count
     return upstream / count if count else 0.0
+
+
+def device_gradient_scale(target, ignore_index, reduction: str):
+    """None where ``gradient_scale`` may read the host (CPU tensors, or nothing to count); else the
+    0-dim device factor for a mean's gradient, applied after a pass at unit scale (the gradient is
+    linear in it): no sync per step."""
+    if reduction != "mean" or target is None or can_check_values(target):
+        return None
+    count = row_count(target, ignore_index, target.shape[0])
+    return torch.where(count != 0, 1.0 / count.clamp_min(1), 0.0)

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from llmkernels import backends
+from llmkernels.ops.common.checks import can_check_values
 from llmkernels.ops.common.chunked_linear import chunked_linear, rows_per_chunk
 from llmkernels.ops.common.formed_gradients import take_formed, upstream_is_one
 from llmkernels.ops.common.registration import register_backends
@@ -73,7 +74,15 @@ def linear_cross_entropy_op(
     chosen = backends.resolve(OP, input.device, input.dtype, backend)
     chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size)
     want_grads = compute_grad and reduction != "none"
-    ce_scale, z_scale = ce_rows.gradient_scales(target, class_weight, ignore_index, reduction) if want_grads else (1.0, 1.0)
+    # The mean's factor of the formed gradients: a host float for CPU tensors (free), else a 0-dim
+    # device tensor applied to the three gradients after the pass (no sync per step).
+    device_scale = None
+    if want_grads and reduction == "mean" and not can_check_values(target):
+        device_scale = ce_rows.device_gradient_scale(target, class_weight, ignore_index, z_loss)
+    if want_grads and device_scale is None:
+        ce_scale, z_scale = ce_rows.gradient_scales(target, class_weight, ignore_index, reduction)
+    else:
+        ce_scale, z_scale = 1.0, 1.0
     loss_rows, lse, gi, gw, gb = _chunked_pass(
         chosen, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
         chunk, want_grads, ce_scale, z_scale, accumulate_fp32,
@@ -81,6 +90,10 @@ def linear_cross_entropy_op(
     loss = ce_rows.reduce_rows(loss_rows, lse, target, class_weight, ignore_index, reduction, z_loss)
     if not want_grads:
         return loss, lse, _empty(input), _empty(weight), _empty(weight)
+    if device_scale is not None:
+        for grad in (gi, gw, gb):
+            if grad is not None:
+                grad.mul_(device_scale.to(grad.dtype))
     return loss, lse, gi, gw.to(weight.dtype), _empty(weight) if gb is None else gb.to(weight.dtype)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from llmkernels import backends
-from llmkernels.ops.linear_cross_entropy.arguments import check_arguments
+from llmkernels.ops.linear_cross_entropy.arguments import check_accum_dtype, check_arguments
 
 
 def linear_cross_entropy(
@@ -16,16 +16,20 @@ def linear_cross_entropy(
 
     ``input`` is (..., H), ``target`` (...). Rows are processed in chunks (``chunk_size`` rows, by
     default ~8M logits per chunk), and for 'mean'/'sum' the gradients of input, weight and bias are
-    formed chunk by chunk in the forward (three GEMMs in all). Weight-gradient accumulation runs
-    in ``accum_dtype`` (float32 by default). Under autocast, input/weight/bias are cast to the
+    formed chunk by chunk in the forward (three GEMMs in all). ``accum_dtype`` is the dtype the
+    weight and bias gradients are summed in across chunks: float32 (the default; float64 weights
+    always sum in float64) or the weight's own dtype. ``torch.float64`` with float32/bf16/fp16
+    weights raises ``ValueError`` (each chunk's GEMM runs in the weight's dtype, so a float64 sum
+    would not give float64 gradients): pass float64 tensors for float64 math. Under autocast, input/weight/bias are cast to the
     autocast dtype first (the GEMMs then run in it with float32 accumulation). ``options`` is
     accepted for torch's signature and ignored. Other options as in ``llmkernels.cross_entropy``.
     """
     del options  # torch's LinearCrossEntropyOptions: chunking is ours
     if not isinstance(input, torch.Tensor) or input.dim() < 1:
         raise ValueError("input must be a tensor of shape (..., hidden)")
-    if accum_dtype not in (torch.float32, torch.float64, linear_weight.dtype):
-        raise ValueError(f"accum_dtype must be torch.float32 or the weight's dtype; got {accum_dtype}")
+    if not isinstance(linear_weight, torch.Tensor):
+        raise ValueError("linear_weight must be a tensor of shape (vocab, hidden)")
+    accumulate_fp32 = check_accum_dtype(accum_dtype, linear_weight)
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}")
     if torch.is_autocast_enabled(input.device.type):
@@ -44,7 +48,7 @@ def linear_cross_entropy(
     )
     loss, _, _, _, _ = torch.ops.llmkernels.linear_cross_entropy(
         rows_input, linear_weight, linear_bias, rows_target, weight, ignore_index, reduction, float(label_smoothing),
-        float(z_loss), softcap, chunk_size or 0, accum_dtype != linear_weight.dtype or accum_dtype == torch.float32,
+        float(z_loss), softcap, chunk_size or 0, accumulate_fp32,
         compute_grad, backends.requested_backend(),
     )
     if reduction == "none":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from llmkernels.ops.common.checks import FLOAT_DTYPES, check_same_device, check_tensor
 from llmkernels.ops.cross_entropy.arguments import check_arguments as check_ce_arguments
 
@@ -31,3 +33,18 @@ def check_arguments(input, weight, bias, target, class_weight, reduction, label_
     # The CE checks on a zero-stride stand-in for the logits: shape (N, V), no memory.
     logits_like = input.new_empty(()).expand(input.shape[0], weight.shape[0])
     check_ce_arguments(logits_like, target, class_weight, reduction, label_smoothing, z_loss, softcap, ignore_index)
+
+
+def check_accum_dtype(accum_dtype, weight: torch.Tensor) -> bool:
+    """Whether the weight/bias gradients are summed across chunks in float32 (else in the weight's
+    dtype). accum_dtype is that accumulator: float32 (the default; float64 weights always sum in
+    float64) or the weight's own dtype. float64 with lower-precision weights is refused, not
+    quietly run in float32: each chunk's GEMM would still be float32, so a float64 sum of them is
+    not the float64 math a user asking for it expects (pass float64 tensors for that)."""
+    if accum_dtype not in (torch.float32, torch.float64, weight.dtype) or accum_dtype not in FLOAT_DTYPES:
+        raise ValueError(f"accum_dtype must be torch.float32 or the weight's dtype ({weight.dtype}); got {accum_dtype}")
+    if accum_dtype == torch.float64 and weight.dtype != torch.float64:
+        raise ValueError(
+            f"accum_dtype torch.float64 needs float64 weights (the chunk GEMMs run in the weight's dtype); got {weight.dtype}"
+        )
+    return accum_dtype == torch.float32 and weight.dtype != torch.float64

@@ -8,7 +8,7 @@ import torch
 from llmkernels.ops.common.checks import FLOAT_DTYPES, check_same_device
 from llmkernels.ops.distillation.arguments import check_arguments as check_logit_arguments
 from llmkernels.ops.distillation.arguments import check_k, check_topk_arguments
-from llmkernels.ops.linear_cross_entropy.arguments import check_projection
+from llmkernels.ops.linear_cross_entropy.arguments import check_accum_dtype, check_projection  # noqa: F401 (re-exported)
 
 STUDENT = ("student_input", "student_weight", "student_bias")
 TEACHER = ("teacher_input", "teacher_weight", "teacher_bias")
@@ -41,12 +41,3 @@ def check_topk(s_input, s_weight, s_bias, teacher_ids, teacher_logprobs, target,
 def check_logprobs_arguments(input, weight, bias, k) -> None:
     check_projection(input, weight, bias)
     check_k(k, weight.shape[0], "linear_weight")
-
-
-def check_accum_dtype(accum_dtype, weight: torch.Tensor) -> bool:
-    """Whether to accumulate the weight gradient in float32 (float64 weights always use float64)."""
-    if accum_dtype not in (torch.float32, torch.float64, weight.dtype) or accum_dtype not in FLOAT_DTYPES:
-        raise ValueError(f"accum_dtype must be torch.float32 or the weight's dtype ({weight.dtype}); got {accum_dtype}")
-    if accum_dtype == torch.float64 and weight.dtype != torch.float64:
-        raise ValueError(f"accum_dtype float64 needs float64 weights; got {weight.dtype}")
-    return accum_dtype == torch.float32 and weight.dtype != torch.float64

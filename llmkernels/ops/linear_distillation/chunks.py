@@ -61,7 +61,10 @@ def run_pass(row_math, s_input, s_weight, s_bias, target, widest, ignore_index, 
     n = s_input.shape[0]
     chunk = rows_per_chunk(n, widest, chunk_size)
     row_upstream = upstream if upstream is not None and reduction == "none" else None
-    if not want_grads or row_upstream is not None:
+    # The forward's mean factor stays on the device for tensors the host must not read (applied to
+    # the three gradients after the pass); the backward reads its upstream scalar on the host.
+    device_scale = rows.device_gradient_scale(target, ignore_index, reduction) if want_grads and upstream is None else None
+    if not want_grads or row_upstream is not None or device_scale is not None:
         scale = 1.0
     else:
         scale = rows.gradient_scale(target, ignore_index, n, reduction, 1.0 if upstream is None else float(upstream))
@@ -69,7 +72,12 @@ def run_pass(row_math, s_input, s_weight, s_bias, target, widest, ignore_index, 
     def row_fn(start, stop, logits, grad):
         return row_math(start, stop, logits, grad, scale)
 
-    return chunked_rows(s_input, s_weight, s_bias, chunk, want_grads, accumulate_fp32, row_fn, row_upstream)
+    result = chunked_rows(s_input, s_weight, s_bias, chunk, want_grads, accumulate_fp32, row_fn, row_upstream)
+    if device_scale is not None:
+        for grad in result[2:]:
+            if grad is not None:
+                grad.mul_(device_scale.to(grad.dtype))
+    return result
 
 
 def scale_saved(grad_loss, s_input, s_weight, s_bias, saved_gi, saved_gw, saved_gb):

@@ -6,6 +6,7 @@ import torch
 
 from llmkernels.ops.common.checks import (
     FLOAT_DTYPES,
+    assert_on_device,
     can_check_values,
     check_dim_size,
     check_same_device,
@@ -51,6 +52,9 @@ def check_positions(x_name: str, x: torch.Tensor, cos: torch.Tensor, position_id
                 f"position_ids must lie in [0, {max_positions}) (the cos/sin cache length); "
                 f"got values in [{low}, {high}]"
             )
+    else:
+        assert_on_device(position_ids, lambda: (position_ids >= 0) & (position_ids < max_positions),
+                         f"position_ids must lie in [0, {max_positions}) (the cos/sin cache length)")
 
 
 def check_all(q, k, cos, sin, position_ids) -> None:

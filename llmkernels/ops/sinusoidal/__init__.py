@@ -28,11 +28,24 @@ KERNELS = KernelFamily("sinusoidal", ("add_sinusoidal",), "llmkernels.ops.sinuso
 register_backends(OP, KERNELS)
 
 
+# The cpp kernel reads PE rows of positions below its table and computes the others from the
+# angles: the table is what training reuses (built by the reference formula, cached by size), and
+# it is bounded, so that one huge position id costs one computed row, not a table up to it.
+# Sizes are powers of two, so generation (seq 1, one position further each token) rebuilds it a
+# logarithmic number of times, not every token.
+TABLE_MIN_ROWS = 2048
+
+
+def cpu_table_rows(seq: int, max_position: int) -> int:
+    """Rows of the cpp table for a call of seq positions whose largest is max_position."""
+    needed = min(max_position + 1, max(seq, TABLE_MIN_ROWS))
+    return 1 << max(needed - 1, 0).bit_length()
+
+
 @functools.lru_cache(maxsize=8)
-def _cpu_table(num_positions: int, d_model: int, base: float) -> Tensor:
-    # The CPU kernels read PE rows from a table built by the reference formula (the ISA kernels
-    # have no vectorised sin/cos); cached because training calls repeat the same shape.
-    return reference.encoding(torch.arange(num_positions), d_model, base).contiguous()
+def _cpu_table(num_positions: int, d_model: int, base: float) -> tuple[Tensor, Tensor]:
+    table = reference.encoding(torch.arange(num_positions), d_model, base).contiguous()
+    return table, reference.inverse_frequencies(d_model, base).contiguous()
 
 
 def _add_into(backend: str, x: Tensor, out: Tensor, position_ids, base: float, scale: float) -> None:
@@ -46,8 +59,9 @@ def _add_into(backend: str, x: Tensor, out: Tensor, position_ids, base: float, s
     source, target = kernel_input(x), kernel_output(out)
     kernel = KERNELS.kernel(chosen, "add_sinusoidal")
     if chosen == "cpp":
-        rows = x.shape[1] if positions is None else int(positions.max()) + 1
-        kernel(source, target, _cpu_table(rows, x.shape[2], float(base)), positions, float(scale))
+        largest = x.shape[1] - 1 if positions is None else int(positions.max())
+        table, inv_freq = _cpu_table(cpu_table_rows(x.shape[1], largest), x.shape[2], float(base))
+        kernel(source, target, table, inv_freq, positions, float(scale))
     else:  # the GPU kernels compute PE on the fly from the inverse frequencies
         inv_freq = reference.inverse_frequencies(x.shape[2], float(base), x.device).contiguous()
         kernel(source, target, inv_freq, positions, float(scale))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmkernels.ops.common.checks import FLOAT_DTYPES, can_check_values, check_tensor
+from llmkernels.ops.common.checks import FLOAT_DTYPES, assert_on_device, can_check_values, check_tensor
 from llmkernels.ops.common.positions import check_position_shape
 
 
@@ -15,3 +15,5 @@ def check_arguments(x, position_ids, base: float, scale: float) -> None:
     check_position_shape(position_ids, "x", x, x.shape[0], x.shape[1])
     if can_check_values(position_ids) and position_ids.numel() and int(position_ids.min()) < 0:
         raise ValueError(f"position_ids must be >= 0; got a minimum of {int(position_ids.min())}")
+    if not can_check_values(position_ids):
+        assert_on_device(position_ids, lambda: position_ids >= 0, "position_ids must be >= 0")
