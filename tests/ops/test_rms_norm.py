@@ -219,3 +219,31 @@ def test_reference_h_is_stored_in_x_dtype_before_the_norm():
     y, h, _ = reference.forward(x, r, None, 1e-6)
     torch.testing.assert_close(h, x + r)
     torch.testing.assert_close(y, reference.forward(h, None, None, 1e-6)[0], rtol=0, atol=0)
+
+
+@pytest.mark.skipif("cpp" not in llmkernels.available_backends("cpu", "rms_norm"), reason="cpp not built")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cpp_every_isa_level_gives_the_same_bits(dtype):
+    from llmkernels import _native
+
+    C = _native.extension()
+    x, r, w = torch.randn(37, 301, dtype=dtype), torch.randn(37, 301, dtype=dtype), torch.randn(301)
+    grad_y, grad_h = torch.randn(37, 301, dtype=dtype), torch.randn(37, 301, dtype=dtype)
+    previous, results = C.cpu_isa(), []
+    try:
+        for level in C.build_info()["cpu_isa_supported"]:
+            C.set_cpu_isa(level)
+            leaves = [t.clone().requires_grad_(True) for t in (x, r, w)]
+            with llmkernels.use_backend("cpp"):
+                y, h = llmkernels.rms_norm(leaves[0], leaves[2], residual=leaves[1])
+            torch.autograd.backward((y, h), (grad_y, grad_h))
+            results.append([y.detach(), h.detach()] + [t.grad for t in leaves])
+    finally:
+        C.set_cpu_isa(previous)
+    want_y, _, (want_dx, _, want_dw) = _expected(x, r, w, 1e-6, grad_y, grad_h)
+    assert_close(results[0][0], want_y, dtype)
+    assert_close(results[0][2], want_dx, dtype)
+    assert_close_scaled(results[0][4], want_dw, dtype)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
