@@ -37,7 +37,7 @@ KERNELS = KernelFamily(
 )
 
 for _op in OPS:
-    register_backends(_op, KERNELS, kernels=("cpp", "triton"))
+    register_backends(_op, KERNELS)
 
 
 def _rows(t: Optional[Tensor]) -> Optional[Tensor]:
