@@ -1,6 +1,7 @@
 // Argument checks of the rms_norm entry points, shared by the CPU glue (rms_norm_cpu.cpp) and
-// the CUDA glue (rms_norm_cuda.cpp): one copy of the rules in rms_norm.h. Torch core headers only
-// (the CUDA glue includes this file; .cu files must not).
+// the CUDA glue (rms_norm_cuda.cpp): one copy of the rules in rms_norm.h, which also fills the
+// kernels' parameters (rms_norm_params.h). Torch core headers only (the CUDA glue includes this
+// file; .cu files must not).
 #pragma once
 
 #include <cstdint>
@@ -8,27 +9,33 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "rms_norm_params.h"
+
 namespace llmkernels {
 
-struct RmsNormShape {
-  int64_t rows = 0, dim = 0;
+// Checks the forward's arguments (on a device of `device_type`) and returns the kernel parameters.
+RmsNormForwardParams rms_norm_forward_params(const at::Tensor& x,
+                                             const std::optional<at::Tensor>& residual,
+                                             const std::optional<at::Tensor>& weight,
+                                             at::Tensor& y, const std::optional<at::Tensor>& h,
+                                             at::Tensor& rstd, double eps,
+                                             at::DeviceType device_type);
+
+// The backward's parameters and the partial-row buffer they point into (kept alive by the call).
+struct RmsNormBackwardCall {
+  RmsNormBackwardParams params;
+  at::Tensor partial;
 };
 
-RmsNormShape check_rms_norm_forward_arguments(const at::Tensor& x,
-                                              const std::optional<at::Tensor>& residual,
-                                              const std::optional<at::Tensor>& weight,
-                                              const at::Tensor& y,
-                                              const std::optional<at::Tensor>& h,
-                                              const at::Tensor& rstd, double eps,
-                                              at::DeviceType device_type);
-
-RmsNormShape check_rms_norm_backward_arguments(const at::Tensor& grad_y,
-                                               const std::optional<at::Tensor>& grad_h,
-                                               const at::Tensor& inp,
-                                               const std::optional<at::Tensor>& weight,
-                                               const at::Tensor& rstd, const at::Tensor& dx,
-                                               const std::optional<at::Tensor>& dweight,
-                                               at::DeviceType device_type);
+// Checks the backward's arguments and returns its parameters; with dweight, allocates the
+// (blocks, dim) float32 partial rows on inp's device.
+RmsNormBackwardCall rms_norm_backward_call(const at::Tensor& grad_y,
+                                           const std::optional<at::Tensor>& grad_h,
+                                           const at::Tensor& inp,
+                                           const std::optional<at::Tensor>& weight,
+                                           const at::Tensor& rstd, at::Tensor& dx,
+                                           const std::optional<at::Tensor>& dweight,
+                                           at::DeviceType device_type);
 
 // Rows per block of the deterministic weight-gradient reduction: a function of the row count
 // only (never of the thread count), at least 16 rows, and at most 256 blocks.

@@ -5,8 +5,10 @@
 // as float32 (in place for float32 rows without a residual, else in per-task scratch that stays
 // in L1/L2), takes the sum of squares, then scales it into y; the backward reads inp and grad_y
 // once into the same kind of scratch, takes sum(g * xhat), then writes dx and adds grad_y * xhat
-// to its block's weight-gradient partial row. Every reduction runs in one fixed order (two
-// 16-lane accumulators, then hsum), so all thread counts give bitwise the same results.
+// to its block's weight-gradient partial row. Outputs past a last-level cache (y, h, dx) are
+// written with non-temporal stores: nothing reads them back soon. Every reduction runs in one
+// fixed order (two 16-lane accumulators, then hsum), so all thread counts give bitwise the same
+// results.
 #include "rms_norm_cpu_kernel.h"
 
 namespace llmkernels {
@@ -16,6 +18,9 @@ namespace {
 #include "../common/cpu_convert_impl.h"
 #include "../common/cpu_vec_impl.h"
 #include "../common/cpu_dispatch_impl.h"
+
+// Bytes per element of each cpu::ElemType (f32, f16, bf16).
+constexpr int64_t kBytes[3] = {4, 2, 2};
 
 // Columns per store step: outputs are computed into a float32 block, then converted and stored.
 constexpr int64_t kBlock = cpu::kMaxStoreBlock;
@@ -30,12 +35,20 @@ LLMK_ALWAYS_INLINE const float* as_f32(const T* src, float* scratch, int64_t n) 
   return scratch;
 }
 
-// After storing h in T, the scratch copy takes the stored (rounded) values: y normalises the h
-// the op returns. Nothing to do for float32.
-LLMK_ALWAYS_INLINE void reload_stored(const float*, float*, int64_t) {}
-template <typename T>
-LLMK_ALWAYS_INLINE void reload_stored(const T* stored, float* scratch, int64_t n) {
-  load_f32(stored, scratch, n);
+// Stores the float32 block hb into dst as T (streamed when kStream) and leaves in hb the stored,
+// rounded values: y normalises the h the op returns. Rounded through an L1 buffer, never read
+// back from dst (a streamed line would have to leave the write-combining buffers first).
+template <bool kStream, typename T>
+LLMK_ALWAYS_INLINE void store_rounded(float* hb, T* dst, int64_t n) {
+  alignas(64) T stored[kBlock];
+  store_f32(hb, stored, n);
+  load_f32(stored, hb, n);
+  if (kStream) stream_store_bytes(dst, stored, n * static_cast<int64_t>(sizeof(T)));
+  else copy_elems(stored, dst, n);
+}
+template <bool kStream>
+LLMK_ALWAYS_INLINE void store_rounded(float* hb, float* dst, int64_t n) {
+  store_out<kStream>(hb, dst, n);
 }
 
 // Sum over i < n of f(i) for a generic f of (vector or scalar) loads, in a fixed order: two
@@ -57,8 +70,8 @@ LLMK_ALWAYS_INLINE float fixed_order_sum(int64_t n, const VecTerm& vec_term,
   return hsum(acc0 + acc1);
 }
 
-template <typename T, bool kResidual, bool kWeight>
-void forward_rows(const cpu::RmsNormForwardArgs& a, int64_t row_begin, int64_t row_end,
+template <typename T, bool kResidual, bool kWeight, bool kStream>
+void forward_rows(const RmsNormForwardParams& a, int64_t row_begin, int64_t row_end,
                   float* scratch) {
   const int64_t D = a.dim;
   const float* w = a.weight;
@@ -77,8 +90,7 @@ void forward_rows(const cpu::RmsNormForwardArgs& a, int64_t row_begin, int64_t r
         int64_t i = 0;
         for (; i + kLanes <= n; i += kLanes) vstore(hb + i, vload(xb + i) + vload(rb + i));
         for (; i < n; ++i) hb[i] = xb[i] + rb[i];
-        store_f32(hb, h + c0, n);
-        reload_stored(h + c0, hb, n);
+        store_rounded<kStream>(hb, h + c0, n);
       }
       hf = scratch;
     } else {
@@ -99,13 +111,14 @@ void forward_rows(const cpu::RmsNormForwardArgs& a, int64_t row_begin, int64_t r
         vstore(block + i, kWeight ? v * vload(w + c0 + i) : v);
       }
       for (; i < n; ++i) block[i] = kWeight ? hb[i] * rstd * w[c0 + i] : hb[i] * rstd;
-      store_f32(block, y + c0, n);
+      store_out<kStream>(block, y + c0, n);
     }
   }
+  if (kStream) stream_fence();
 }
 
-template <typename T, bool kGradH, bool kWeight, bool kPartial>
-void backward_blocks(const cpu::RmsNormBackwardArgs& a, int64_t block_begin, int64_t block_end,
+template <typename T, bool kGradH, bool kWeight, bool kPartial, bool kStream>
+void backward_blocks(const RmsNormBackwardParams& a, int64_t block_begin, int64_t block_end,
                      float* scratch) {
   const int64_t D = a.dim;
   const float* w = a.weight;
@@ -115,7 +128,7 @@ void backward_blocks(const cpu::RmsNormBackwardArgs& a, int64_t block_begin, int
   alignas(64) float ghbuf[kBlock];
   const float inv_dim = 1.0f / static_cast<float>(D);
   for (int64_t b = block_begin; b < block_end; ++b) {
-    float* part = kPartial ? a.dweight_partial + b * D : nullptr;
+    float* part = kPartial ? a.partial + b * D : nullptr;
     if (kPartial) fill(part, D, 0.0f);
     const int64_t r_end = min_i64(a.rows, (b + 1) * a.block_rows);
     for (int64_t r = b * a.block_rows; r < r_end; ++r) {
@@ -158,42 +171,47 @@ void backward_blocks(const cpu::RmsNormBackwardArgs& a, int64_t block_begin, int
           block[i] = v;
           if (kPartial) pb[i] = pb[i] + db[i] * xhat;
         }
-        store_f32(block, dx + c0, n);
+        store_out<kStream>(block, dx + c0, n);
       }
     }
   }
+  if (kStream) stream_fence();
 }
 
-// Three flags -> template arguments (visit_flags takes two).
+// Four flags -> template arguments (visit_flags takes two).
 template <typename F>
-LLMK_ALWAYS_INLINE void visit_three_flags(bool a, bool b, bool c, const F& f) {
+LLMK_ALWAYS_INLINE void visit_four_flags(bool a, bool b, bool c, bool d, const F& f) {
   visit_flags(a, b, [&](auto ta, auto tb) {
-    if (c) f(ta, tb, BoolTag<true>{});
-    else f(ta, tb, BoolTag<false>{});
+    visit_flags(c, d, [&](auto tc, auto td) { f(ta, tb, tc, td); });
   });
 }
 
 }  // namespace
 
-void rms_norm_forward_rows(const cpu::RmsNormForwardArgs& a, int64_t row_begin, int64_t row_end,
-                           float* scratch) {
-  visit_elem_type(a.dtype, [&](auto type) {
-    visit_flags(a.residual != nullptr, a.weight != nullptr, [&](auto residual, auto weight) {
-      forward_rows<typename decltype(type)::type, decltype(residual)::value,
-                   decltype(weight)::value>(a, row_begin, row_end, scratch);
-    });
+void rms_norm_forward_rows(const RmsNormForwardParams& a, cpu::ElemType dtype, int64_t row_begin,
+                           int64_t row_end, float* scratch) {
+  const bool stream = a.rows * a.dim * kBytes[static_cast<int>(dtype)] >= cpu::kStreamingMinBytes;
+  visit_elem_type(dtype, [&](auto type) {
+    visit_four_flags(a.residual != nullptr, a.weight != nullptr, stream, false,
+                     [&](auto residual, auto weight, auto streamed, auto) {
+                       forward_rows<typename decltype(type)::type, decltype(residual)::value,
+                                    decltype(weight)::value, decltype(streamed)::value>(
+                           a, row_begin, row_end, scratch);
+                     });
   });
 }
 
-void rms_norm_backward_blocks(const cpu::RmsNormBackwardArgs& a, int64_t block_begin,
-                              int64_t block_end, float* scratch) {
-  visit_elem_type(a.dtype, [&](auto type) {
-    visit_three_flags(a.grad_h != nullptr, a.weight != nullptr, a.dweight_partial != nullptr,
-                      [&](auto grad_h, auto weight, auto partial) {
-                        backward_blocks<typename decltype(type)::type, decltype(grad_h)::value,
-                                        decltype(weight)::value, decltype(partial)::value>(
-                            a, block_begin, block_end, scratch);
-                      });
+void rms_norm_backward_blocks(const RmsNormBackwardParams& a, cpu::ElemType dtype,
+                              int64_t block_begin, int64_t block_end, float* scratch) {
+  const bool stream = a.rows * a.dim * kBytes[static_cast<int>(dtype)] >= cpu::kStreamingMinBytes;
+  visit_elem_type(dtype, [&](auto type) {
+    visit_four_flags(a.grad_h != nullptr, a.weight != nullptr, a.partial != nullptr, stream,
+                     [&](auto grad_h, auto weight, auto partial, auto streamed) {
+                       backward_blocks<typename decltype(type)::type, decltype(grad_h)::value,
+                                       decltype(weight)::value, decltype(partial)::value,
+                                       decltype(streamed)::value>(a, block_begin, block_end,
+                                                                  scratch);
+                     });
   });
 }
 

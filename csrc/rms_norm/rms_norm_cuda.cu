@@ -41,7 +41,7 @@ __device__ __forceinline__ float block_sum(float v, float* shared) {
 }
 
 template <typename T, bool kResidual, bool kWeight>
-__global__ void __launch_bounds__(kThreads) rms_norm_forward_kernel(const RmsNormForwardCudaParams p) {
+__global__ void __launch_bounds__(kThreads) rms_norm_forward_kernel(const RmsNormForwardParams p) {
   __shared__ float shared[kWarps];
   const int64_t row = blockIdx.x;
   const int dim = static_cast<int>(p.dim);
@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kThreads) rms_norm_forward_kernel(const RmsNor
 }
 
 template <typename T, bool kGradH, bool kWeight, bool kPartial>
-__global__ void __launch_bounds__(kThreads) rms_norm_backward_kernel(const RmsNormBackwardCudaParams p) {
+__global__ void __launch_bounds__(kThreads) rms_norm_backward_kernel(const RmsNormBackwardParams p) {
   __shared__ float shared[kWarps];
   const int dim = static_cast<int>(p.dim);
   const float inv_dim = 1.0f / static_cast<float>(dim);
@@ -124,7 +124,7 @@ cudaError_t with_flags(bool a, bool b, const F& f) {
 }  // namespace
 
 template <typename T>
-cudaError_t launch_rms_norm_forward(const RmsNormForwardCudaParams& p, cudaStream_t stream) {
+cudaError_t launch_rms_norm_forward(const RmsNormForwardParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
   return with_flags(p.residual != nullptr, p.weight != nullptr, [&](auto residual, auto weight) {
     rms_norm_forward_kernel<T, decltype(residual)::value, decltype(weight)::value>
@@ -134,7 +134,7 @@ cudaError_t launch_rms_norm_forward(const RmsNormForwardCudaParams& p, cudaStrea
 }
 
 template <typename T>
-cudaError_t launch_rms_norm_backward(const RmsNormBackwardCudaParams& p, cudaStream_t stream) {
+cudaError_t launch_rms_norm_backward(const RmsNormBackwardParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
   const int64_t blocks = (p.rows + p.block_rows - 1) / p.block_rows;
   const bool partial = p.partial != nullptr;
@@ -154,14 +154,14 @@ cudaError_t launch_rms_norm_backward(const RmsNormBackwardCudaParams& p, cudaStr
   return cudaGetLastError();
 }
 
-template cudaError_t launch_rms_norm_forward<float>(const RmsNormForwardCudaParams&, cudaStream_t);
-template cudaError_t launch_rms_norm_forward<__half>(const RmsNormForwardCudaParams&, cudaStream_t);
-template cudaError_t launch_rms_norm_forward<__nv_bfloat16>(const RmsNormForwardCudaParams&,
+template cudaError_t launch_rms_norm_forward<float>(const RmsNormForwardParams&, cudaStream_t);
+template cudaError_t launch_rms_norm_forward<__half>(const RmsNormForwardParams&, cudaStream_t);
+template cudaError_t launch_rms_norm_forward<__nv_bfloat16>(const RmsNormForwardParams&,
                                                             cudaStream_t);
-template cudaError_t launch_rms_norm_backward<float>(const RmsNormBackwardCudaParams&, cudaStream_t);
-template cudaError_t launch_rms_norm_backward<__half>(const RmsNormBackwardCudaParams&,
+template cudaError_t launch_rms_norm_backward<float>(const RmsNormBackwardParams&, cudaStream_t);
+template cudaError_t launch_rms_norm_backward<__half>(const RmsNormBackwardParams&,
                                                       cudaStream_t);
-template cudaError_t launch_rms_norm_backward<__nv_bfloat16>(const RmsNormBackwardCudaParams&,
+template cudaError_t launch_rms_norm_backward<__nv_bfloat16>(const RmsNormBackwardParams&,
                                                              cudaStream_t);
 
 }  // namespace llmkernels

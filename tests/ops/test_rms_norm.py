@@ -134,6 +134,15 @@ def test_weight_keeps_its_dtype_beside_low_precision_x():
         assert_close_scaled(w.grad, want_dw, torch.bfloat16)
 
 
+def _cpp_run(x, r, w, grad_y, grad_h):
+    """One cpp forward and backward with the residual: [y, h, dx, dresidual, dweight]."""
+    leaves = [t.clone().requires_grad_(True) for t in (x, r, w)]
+    with llmkernels.use_backend("cpp"):
+        y, h = llmkernels.rms_norm(leaves[0], leaves[2], residual=leaves[1])
+    torch.autograd.backward((y, h), (grad_y, grad_h))
+    return [y.detach(), h.detach()] + [t.grad for t in leaves]
+
+
 @pytest.mark.skipif("cpp" not in llmkernels.available_backends("cpu", "rms_norm"), reason="cpp not built")
 def test_cpp_gradients_bitwise_identical_across_thread_counts():
     x, r, w = torch.randn(1031, 200), torch.randn(1031, 200), torch.randn(200)
@@ -143,11 +152,7 @@ def test_cpp_gradients_bitwise_identical_across_thread_counts():
     try:
         for n in (1, 2, 1):
             torch.set_num_threads(n)
-            leaves = [t.clone().requires_grad_(True) for t in (x, r, w)]
-            with llmkernels.use_backend("cpp"):
-                y, h = llmkernels.rms_norm(leaves[0], leaves[2], residual=leaves[1])
-            torch.autograd.backward((y, h), (grad_y, grad_h))
-            results.append([y.detach(), h.detach()] + [t.grad for t in leaves])
+            results.append(_cpp_run(x, r, w, grad_y, grad_h))
     finally:
         torch.set_num_threads(threads)
     for other in results[1:]:
@@ -233,11 +238,7 @@ def test_cpp_every_isa_level_gives_the_same_bits(dtype):
     try:
         for level in C.build_info()["cpu_isa_supported"]:
             C.set_cpu_isa(level)
-            leaves = [t.clone().requires_grad_(True) for t in (x, r, w)]
-            with llmkernels.use_backend("cpp"):
-                y, h = llmkernels.rms_norm(leaves[0], leaves[2], residual=leaves[1])
-            torch.autograd.backward((y, h), (grad_y, grad_h))
-            results.append([y.detach(), h.detach()] + [t.grad for t in leaves])
+            results.append(_cpp_run(x, r, w, grad_y, grad_h))
     finally:
         C.set_cpu_isa(previous)
     want_y, _, (want_dx, _, want_dw) = _expected(x, r, w, 1e-6, grad_y, grad_h)
@@ -247,3 +248,34 @@ def test_cpp_every_isa_level_gives_the_same_bits(dtype):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", [b for b in llmkernels.available_backends("cpu", "rms_norm") if b != "reference"])
+def test_broadcast_gradients_of_a_sum(backend):
+    # y.sum() + h.sum() hands the backward stride-0 gradients: read as one broadcast row.
+    x, r, w = _leaf(3, 5, 40), _leaf(3, 5, 40), _leaf(40)
+    with llmkernels.use_backend(backend):
+        y, h = llmkernels.rms_norm(x, w, residual=r)
+    (y.sum() + 2.0 * h.sum()).backward()
+    _, _, (want_dx, want_dr, want_dw) = _expected(x, r, w, 1e-6, torch.ones(3, 5, 40), torch.full((3, 5, 40), 2.0))
+    assert_close(x.grad, want_dx)
+    assert_close(r.grad, want_dr)
+    assert_close_scaled(w.grad, want_dw)
+
+
+@pytest.mark.skipif("cpp" not in llmkernels.available_backends("cpu", "rms_norm"), reason="cpp not built")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpp_streamed_outputs_past_the_cache(dtype):
+    # Outputs of 32 MB and more are written with non-temporal stores: the same answers.
+    rows = (32 << 20) // (4 * 1024) * (2 if dtype == torch.bfloat16 else 1) + 3
+    x, r, w = torch.randn(rows, 1024, dtype=dtype), torch.randn(rows, 1024, dtype=dtype), torch.randn(1024)
+    grad_y, grad_h = torch.randn(rows, 1024, dtype=dtype), torch.randn(rows, 1024, dtype=dtype)
+    outputs = []
+    for backend in ("cpp", "reference"):
+        with llmkernels.use_backend(backend):
+            y, h, rstd = torch.ops.llmkernels.rms_norm(x, r, w, 1e-6, backend)
+            dx, dw = torch.ops.llmkernels.rms_norm_backward(grad_y, grad_h, h, w, rstd, True, backend)
+        outputs.append((y, h, dx, dw))
+    for got, want in zip(outputs[0][:3], outputs[1][:3]):
+        assert_close(got, want, dtype)
+    assert_close_scaled(outputs[0][3], outputs[1][3], dtype)

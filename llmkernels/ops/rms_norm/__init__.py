@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from llmkernels import backends
-from llmkernels.ops.common.layout import kernel_input
+from llmkernels.ops.common.layout import kernel_rows
 from llmkernels.ops.common.registration import KernelFamily, register_backends
 from llmkernels.ops.rms_norm import reference
 from llmkernels.ops.rms_norm.arguments import check_all, check_like_x
@@ -42,7 +42,7 @@ for _op in OPS:
 
 def _rows(t: Optional[Tensor]) -> Optional[Tensor]:
     """t as the kernels read it: (rows, D) with a dense last dimension (a view where possible)."""
-    return None if t is None else kernel_input(t).reshape(-1, t.shape[-1])
+    return None if t is None else kernel_rows(t)
 
 
 def _kernel_weight(weight: Optional[Tensor]) -> Optional[Tensor]:
