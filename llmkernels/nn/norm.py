@@ -14,7 +14,8 @@ from llmkernels.nn import torch_baseline
 
 class RMSNorm(torch.nn.Module):
     """``forward(x, residual=None)``: y = RMSNorm(h) * weight with h = x (+ residual); returns y,
-    or ``(y, h)`` when ``residual`` is given (h is the block's new residual stream)."""
+    or ``(y, h)`` when ``residual`` is given (h is the block's new residual stream). x and
+    residual of different dtypes are promoted first, as ``x + residual`` would be."""
 
     def __init__(self, normalized_shape: int, eps: float = 1e-6, *, ops: str = "llmkernels", device=None, dtype=None):
         super().__init__()
@@ -30,6 +31,10 @@ class RMSNorm(torch.nn.Module):
     def forward(self, x, residual=None):
         if self.ops == "torch":
             return torch_baseline.rms_norm(x, self.weight, self.eps, residual)
+        if residual is not None and residual.dtype != x.dtype:
+            # As x + residual would: a bf16 sublayer output (autocast) onto a float32 stream.
+            common = torch.promote_types(x.dtype, residual.dtype)
+            x, residual = x.to(common), residual.to(common)
         return llmkernels.rms_norm(x, self.weight, self.eps, residual=residual)
 
     def extra_repr(self) -> str:

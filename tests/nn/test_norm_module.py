@@ -58,3 +58,12 @@ def test_under_bf16_autocast_keeps_a_float32_weight():
     with llmkernels.use_backend("reference"):
         want = llmkernels.rms_norm(x.detach(), norm.weight.detach())
     torch.testing.assert_close(y, want)
+
+
+def test_mixed_dtypes_promote_as_the_torch_path_does():
+    ours, base = nn.RMSNorm(24), nn.RMSNorm(24, ops="torch")
+    x, stream = torch.randn(3, 24, dtype=torch.bfloat16), torch.randn(3, 24)
+    (y, h), (want_y, want_h) = ours(x, stream), base(x, stream)
+    assert h.dtype == want_h.dtype == torch.float32 and y.dtype == want_y.dtype
+    torch.testing.assert_close(h, want_h)
+    torch.testing.assert_close(y, want_y, rtol=1e-5, atol=1e-5)
