@@ -17,6 +17,7 @@ from llmkernels.ops.cross_entropy.api import cross_entropy
 from llmkernels.ops.distillation.api import distillation_loss, topk_distillation_loss, topk_logprobs
 from llmkernels.ops.linear_distillation.api import linear_distillation_loss, linear_topk_distillation_loss, linear_topk_logprobs
 from llmkernels.ops.linear_cross_entropy.api import linear_cross_entropy
+from llmkernels.ops.rms_norm.api import rms_norm
 from llmkernels.ops.rotary.api import apply_rotary, rotary_embedding
 from llmkernels.ops.rotary.cache import rope_cache
 from llmkernels.ops.sinusoidal.api import add_sinusoidal_position_encoding, sinusoidal_table
@@ -38,6 +39,7 @@ __all__ = [
     "linear_topk_distillation_loss",
     "linear_topk_logprobs",
     "nn",
+    "rms_norm",
     "rope_cache",
     "rotary_embedding",
     "scaled_dot_product_attention",

@@ -1,7 +1,8 @@
 """PyTorch's own functions behind the ``ops="torch"`` switch of the nn modules.
 
 The baseline a user would write without llmkernels: Hugging Face's ``rotate_half`` RoPE,
-``F.scaled_dot_product_attention`` and ``F.cross_entropy`` on full logits. It exists so that a model
+``F.scaled_dot_product_attention``, ``F.cross_entropy`` on full logits and ``F.rms_norm`` after an
+unfused residual add. It exists so that a model
 can be run, trained and timed both ways with the same parameters.
 """
 
@@ -79,6 +80,14 @@ def cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothi
         logits = softcap * torch.tanh(logits / softcap)
     return F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
                            label_smoothing=label_smoothing)
+
+
+def rms_norm(x, weight, eps, residual):
+    """``F.rms_norm`` over the last dimension; with ``residual``, of ``h = x + residual``, returning (y, h)."""
+    if residual is None:
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+    h = x + residual
+    return F.rms_norm(h, (h.shape[-1],), weight, eps), h
 
 
 def unsupported(ops: str, **options) -> None:

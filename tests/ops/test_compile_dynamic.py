@@ -87,6 +87,11 @@ def _linear_topk_distillation(hidden, weight, teacher, target, temperature):
     )
 
 
+def _rms_norm(x, residual, weight, eps):
+    y, h = llmkernels.rms_norm(x, weight, eps, residual=residual)
+    return (y * y).sum() + h.sum() + llmkernels.rms_norm(x, None, eps).sum()
+
+
 def _qkv(n, d):
     return [torch.randn(2, 4, n, d), torch.randn(2, 2, n, d), torch.randn(2, 2, n, d)]
 
@@ -111,6 +116,7 @@ def _inputs(name, n):
         "linear_distillation_loss": (
             [torch.randn(n, d), torch.randn(vocab, d)], [torch.randn(n, d + 2), torch.randn(vocab, d + 2), target, 1.0 + 0.1 * n]
         ),
+        "rms_norm": ([torch.randn(2, n, d), torch.randn(2, n, d), torch.randn(d)], [1e-6 * n]),
         "topk_logprobs": ([torch.randn(n, vocab)], [1.0 + 0.1 * n]),
         "linear_topk_logprobs": ([torch.randn(n, d), torch.randn(vocab, d)], [1.0 + 0.1 * n]),
         "topk_distillation_loss": ([torch.randn(n, vocab)], [torch.randn(n, vocab), target, 1.0 + 0.1 * n]),
@@ -132,6 +138,7 @@ FUNCTIONS = {
     "linear_cross_entropy": _linear_cross_entropy,
     "distillation_loss": _distillation,
     "linear_distillation_loss": _linear_distillation,
+    "rms_norm": _rms_norm,
     "topk_logprobs": _topk_logprobs,
     "linear_topk_logprobs": _linear_topk_logprobs,
     "topk_distillation_loss": _topk_distillation,

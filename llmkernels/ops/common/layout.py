@@ -15,6 +15,19 @@ def kernel_input(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 or x.shape[-1] <= 1 else x.contiguous()
 
 
+def kernel_rows(x: torch.Tensor) -> torch.Tensor:
+    """x as (rows, x.shape[-1]) rows for a row kernel: a view where the layout allows, the last
+    dimension dense. One row broadcast to every row (row stride 0, e.g. the gradient of a
+    ``.sum()``, stride 0 everywhere) keeps its row stride 0 with that one row made dense: the
+    kernels read it from cache instead of a materialised copy."""
+    rows = x.reshape(-1, x.shape[-1])
+    if rows.stride(-1) == 1 or rows.shape[-1] <= 1:
+        return rows
+    if rows.shape[0] > 1 and rows.stride(0) == 0:
+        return rows[0].contiguous().expand(rows.shape)
+    return rows.contiguous()
+
+
 def new_output_like(x: torch.Tensor) -> torch.Tensor:
     """An output with x's layout where that layout keeps the last dim dense, else a contiguous one."""
     out = torch.empty_like(x)

@@ -1,0 +1,38 @@
+// RMSNorm CPU kernel: the plain-data interface between the torch glue (rms_norm_cpu.cpp) and the
+// per-ISA variants (rms_norm_cpu_<isa>.cpp, built from rms_norm_cpu_kernel_impl.h).
+#pragma once
+
+#include <cstdint>
+
+#include "../common/cpu_kernel_types.h"
+#include "rms_norm_params.h"
+
+namespace llmkernels {
+namespace cpu {
+
+// Forward of rows [row_begin, row_end); backward of the row blocks [block_begin, block_end).
+// `scratch` holds float32 copies of the rows a task reads, each padded to whole vectors: one row
+// of (dim + 15) / 16 * 16 floats for the forward, two for the backward. (No inline function
+// here: this header is also compiled inside the per-ISA regions, see isa_begin.h.)
+// Each variant below is the same code compiled for one ISA level.
+using RmsNormForwardFn = void (*)(const RmsNormForwardParams&, ElemType dtype, int64_t row_begin,
+                                  int64_t row_end, float* scratch);
+using RmsNormBackwardFn = void (*)(const RmsNormBackwardParams&, ElemType dtype,
+                                   int64_t block_begin, int64_t block_end, float* scratch);
+
+}  // namespace cpu
+
+#define LLMK_RMS_NORM_VARIANT(ns)                                                          \
+  namespace ns {                                                                           \
+  void rms_norm_forward_rows(const RmsNormForwardParams&, cpu::ElemType, int64_t, int64_t,   \
+                             float*);                                                      \
+  void rms_norm_backward_blocks(const RmsNormBackwardParams&, cpu::ElemType, int64_t, int64_t, \
+                                float*);                                                   \
+  }
+LLMK_RMS_NORM_VARIANT(cpu_generic)
+LLMK_RMS_NORM_VARIANT(cpu_avx2)
+LLMK_RMS_NORM_VARIANT(cpu_avx512)
+LLMK_RMS_NORM_VARIANT(cpu_avx512bf16)
+#undef LLMK_RMS_NORM_VARIANT
+
+}  // namespace llmkernels

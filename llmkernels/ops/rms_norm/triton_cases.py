@@ -1,0 +1,35 @@
+"""The rms_norm kernels' compile cases for tools/triton_check.py (see ops/common/triton_cases.py):
+every BLOCK (with its num_warps) the launchers' ``block_columns`` can choose, powers of two from
+MIN_BLOCK to MAX_BLOCK, through ``cover``; the partial-sum kernel at its one block."""
+
+from __future__ import annotations
+
+from llmkernels.ops.common.triton_cases import TritonCase, cover, powers_of_two
+
+MODULE = "llmkernels.ops.rms_norm.triton_kernels"
+FORWARD_SWITCHES = ("HAS_RESIDUAL", "HAS_WEIGHT")
+BACKWARD_SWITCHES = ("HAS_GRAD_H", "HAS_WEIGHT", "WEIGHT_GRAD")
+_F32 = "*fp32"
+
+
+def cases(capability: int):
+    from llmkernels.ops.rms_norm.triton_kernels import MAX_BLOCK, MIN_BLOCK, SUM_BLOCK, block_columns, warps
+
+    blocks = sorted({block_columns(dim) for dim in powers_of_two(1, 2 * MAX_BLOCK)})
+    assert blocks == powers_of_two(MIN_BLOCK, MAX_BLOCK)
+    for block, dtype, flags in cover(blocks, lambda _: FORWARD_SWITCHES, MAX_BLOCK):
+        yield TritonCase(
+            MODULE, "_rms_norm_forward_kernel", dtype,
+            constexprs=(*flags.items(), ("BLOCK", block)), num_warps=warps(block),
+            pointers=(("w_ptr", _F32), ("rstd_ptr", _F32)), floats=("eps",),
+        )
+    for block, dtype, flags in cover(blocks, lambda _: BACKWARD_SWITCHES, MAX_BLOCK):
+        yield TritonCase(
+            MODULE, "_rms_norm_backward_kernel", dtype,
+            constexprs=(*flags.items(), ("BLOCK", block)), num_warps=warps(block),
+            pointers=(("w_ptr", _F32), ("rstd_ptr", _F32), ("partial_ptr", _F32)),
+        )
+    yield TritonCase(
+        MODULE, "_rms_norm_sum_partials_kernel", "fp32", constexprs=(("BLOCK", SUM_BLOCK),),
+        pointers=(("partial_ptr", _F32), ("dweight_ptr", _F32)),
+    )

@@ -1,0 +1,150 @@
+"""Triton kernels for rms_norm (CUDA GPUs; on a CPU only under TRITON_INTERPRET=1).
+
+Forward: one program per row, two sweeps over it in column blocks (the sum of squares, then the
+scaled output; the second re-reads the row from cache, or the h this program just stored).
+Backward: one program per block of rows (the fixed partition of ``block_rows``), which writes dx
+for each of its rows and accumulates grad_y * xhat into its block's float32 partial row; a second
+kernel sums the partial rows in block order per column, so the weight gradient is deterministic.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+# Columns a program holds at once (the row is swept in blocks of this many past it).
+MAX_BLOCK = 4096
+MIN_BLOCK = 16
+# Columns per program of the partial-sum kernel.
+SUM_BLOCK = 256
+
+def block_columns(dim: int) -> int:
+    """BLOCK of a launch over rows of ``dim`` columns (also what triton_cases.py compiles)."""
+    return max(MIN_BLOCK, min(triton.next_power_of_2(dim), MAX_BLOCK))
+
+def warps(block: int) -> int:
+    return 4 if block <= 1024 else 8
+
+def block_rows(rows: int) -> int:
+    """Rows per block of the weight-gradient reduction: a function of ``rows`` only (the rule of
+    csrc/rms_norm/rms_norm_arguments.h), at least 16 rows and at most 256 blocks."""
+    return max(16, triton.cdiv(rows, 256))
+
+@triton.jit
+def _rms_norm_forward_kernel(
+    x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, rstd_ptr, dim, eps,
+    sx, sr, sy, sh,
+    HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    x_row = x_ptr + row * sx
+    h_row = h_ptr + row * sh
+    cols = tl.arange(0, BLOCK)
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for c0 in range(0, dim, BLOCK):
+        c = c0 + cols
+        mask = c < dim
+        h = tl.load(x_row + c, mask=mask, other=0.0).to(tl.float32)
+        if HAS_RESIDUAL:
+            h = h + tl.load(r_ptr + row * sr + c, mask=mask, other=0.0).to(tl.float32)
+            stored = h.to(h_ptr.dtype.element_ty)
+            tl.store(h_row + c, stored, mask=mask)
+            h = stored.to(tl.float32)  # y normalises the h the op returns
+        acc += h * h
+    rstd = 1.0 / tl.sqrt(tl.sum(acc, axis=0) / dim + eps)
+    tl.store(rstd_ptr + row, rstd)
+    for c0 in range(0, dim, BLOCK):
+        c = c0 + cols
+        mask = c < dim
+        if HAS_RESIDUAL:
+            h = tl.load(h_row + c, mask=mask, other=0.0).to(tl.float32)
+        else:
+            h = tl.load(x_row + c, mask=mask, other=0.0).to(tl.float32)
+        y = h * rstd
+        if HAS_WEIGHT:
+            y = y * tl.load(w_ptr + c, mask=mask, other=0.0)
+        tl.store(y_ptr + row * sy + c, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+@triton.jit
+def _rms_norm_backward_kernel(
+    gy_ptr, gh_ptr, inp_ptr, w_ptr, rstd_ptr, dx_ptr, partial_ptr, rows, dim, rows_per_block,
+    sgy, sgh, sinp, sdx,
+    HAS_GRAD_H: tl.constexpr, HAS_WEIGHT: tl.constexpr, WEIGHT_GRAD: tl.constexpr, BLOCK: tl.constexpr,
+):
+    block = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    part_row = partial_ptr + block * dim
+    first = block * rows_per_block
+    for r in range(0, rows_per_block):
+        row = first + r
+        if row < rows:
+            rstd = tl.load(rstd_ptr + row)
+            acc = tl.zeros([BLOCK], dtype=tl.float32)
+            for c0 in range(0, dim, BLOCK):
+                c = c0 + cols
+                mask = c < dim
+                g = tl.load(gy_ptr + row * sgy + c, mask=mask, other=0.0).to(tl.float32)
+                if HAS_WEIGHT:
+                    g = g * tl.load(w_ptr + c, mask=mask, other=0.0)
+                xhat = tl.load(inp_ptr + row * sinp + c, mask=mask, other=0.0).to(tl.float32) * rstd
+                acc += g * xhat
+            mean = tl.sum(acc, axis=0) / dim
+            for c0 in range(0, dim, BLOCK):
+                c = c0 + cols
+                mask = c < dim
+                dy = tl.load(gy_ptr + row * sgy + c, mask=mask, other=0.0).to(tl.float32)
+                g = dy
+                if HAS_WEIGHT:
+                    g = g * tl.load(w_ptr + c, mask=mask, other=0.0)
+                xhat = tl.load(inp_ptr + row * sinp + c, mask=mask, other=0.0).to(tl.float32) * rstd
+                dx = (g - xhat * mean) * rstd
+                if HAS_GRAD_H:
+                    dx += tl.load(gh_ptr + row * sgh + c, mask=mask, other=0.0).to(tl.float32)
+                tl.store(dx_ptr + row * sdx + c, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+                if WEIGHT_GRAD:
+                    # Each column of the partial row belongs to one lane of this program: a plain
+                    # read-modify-write, in row order.
+                    part = tl.load(part_row + c, mask=mask, other=0.0)
+                    tl.store(part_row + c, part + dy * xhat, mask=mask)
+
+@triton.jit
+def _rms_norm_sum_partials_kernel(partial_ptr, dweight_ptr, blocks, dim, BLOCK: tl.constexpr):
+    c = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = c < dim
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for b in range(0, blocks):
+        acc += tl.load(partial_ptr + b * dim + c, mask=mask, other=0.0)
+    tl.store(dweight_ptr + c, acc, mask=mask)
+
+def rms_norm_forward(x, residual, weight, y, h, rstd, eps):
+    """Same contract as csrc/rms_norm/rms_norm.h: y, h (with residual) and rstd written in place."""
+    rows, dim = x.shape
+    block = block_columns(dim)
+    has_residual = residual is not None
+    r = residual if has_residual else x
+    h_out = h if has_residual else y
+    w = weight if weight is not None else rstd
+    _rms_norm_forward_kernel[(rows,)](
+        x, r, w, y, h_out, rstd, dim, eps,
+        x.stride(0), r.stride(0), y.stride(0), h_out.stride(0),
+        HAS_RESIDUAL=has_residual, HAS_WEIGHT=weight is not None, BLOCK=block, num_warps=warps(block),
+    )
+
+def rms_norm_backward(grad_y, grad_h, inp, weight, rstd, dx, dweight):
+    """Same contract as csrc/rms_norm/rms_norm.h: dx and, when given, dweight written in place."""
+    rows, dim = inp.shape
+    block = block_columns(dim)
+    per_block = block_rows(rows)
+    blocks = triton.cdiv(rows, per_block)
+    weight_grad = dweight is not None
+    partial = torch.zeros((blocks, dim) if weight_grad else (1,), dtype=torch.float32, device=inp.device)
+    gh = grad_h if grad_h is not None else grad_y
+    _rms_norm_backward_kernel[(blocks,)](
+        grad_y, gh, inp, weight if weight is not None else rstd, rstd, dx, partial, rows, dim, per_block,
+        grad_y.stride(0), gh.stride(0), inp.stride(0), dx.stride(0),
+        HAS_GRAD_H=grad_h is not None, HAS_WEIGHT=weight is not None, WEIGHT_GRAD=weight_grad,
+        BLOCK=block, num_warps=warps(block),
+    )
+    if weight_grad:
+        _rms_norm_sum_partials_kernel[(triton.cdiv(dim, SUM_BLOCK),)](partial, dweight, blocks, dim, BLOCK=SUM_BLOCK)
