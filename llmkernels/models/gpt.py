@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from llmkernels.models.gpt_config import GPTConfig
-from llmkernels.nn import Attention, KVCache, LinearCrossEntropyLoss, RotaryEmbedding, SinusoidalPositionEncoding
+from llmkernels.nn import Attention, KVCache, LinearCrossEntropyLoss, RMSNorm, RotaryEmbedding, SinusoidalPositionEncoding
 
 
 class SwiGLU(nn.Module):
@@ -32,18 +32,27 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
+    """A pre-norm block whose residual adds are fused into the norms: it takes the previous block's
+    output and the residual stream apart, ``(x, residual)``, and returns its MLP output and the
+    stream before that output is added, which the next norm (or the final one) adds as it normalises."""
+
     def __init__(self, config: GPTConfig, rotary: RotaryEmbedding | None):
         super().__init__()
-        self.attn_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.attn_norm = RMSNorm(config.d_model, eps=config.norm_eps, ops=config.ops)
         # fused_kv: one K/V projection, named kv_proj as in the checkpoints this model has always written.
         self.attn = Attention(config.d_model, config.n_head, config.n_kv_head, causal=True, rotary=rotary,
                               fused_kv=True, ops=config.ops)
-        self.mlp_norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.mlp_norm = RMSNorm(config.d_model, eps=config.norm_eps, ops=config.ops)
         self.mlp = SwiGLU(config)
 
-    def forward(self, x, positions, cache: KVCache | None):
-        x = x + self.attn(self.attn_norm(x), position_ids=positions, kv_cache=cache)
-        return x + self.mlp(self.mlp_norm(x))
+    def forward(self, x, positions, cache: KVCache | None, residual=None):
+        if residual is None:  # the first block: the stream is the embedding itself
+            normed, residual = self.attn_norm(x), x
+        else:
+            normed, residual = self.attn_norm(x, residual=residual)
+        attended = self.attn(normed, position_ids=positions, kv_cache=cache)
+        normed, residual = self.mlp_norm(attended, residual=residual)
+        return self.mlp(normed), residual
 
 
 class GPT(nn.Module):
@@ -60,7 +69,7 @@ class GPT(nn.Module):
         if config.positional == "sinusoidal":
             self.positional = SinusoidalPositionEncoding(config.d_model, max_positions=config.max_seq_len, ops=config.ops)
         self.blocks = nn.ModuleList(Block(config, rotary) for _ in range(config.n_layer))
-        self.norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.norm = RMSNorm(config.d_model, eps=config.norm_eps, ops=config.ops)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
@@ -104,12 +113,13 @@ class GPT(nn.Module):
         if self.positional is not None:
             x = self.positional(x, positions)
         recompute = self.checkpoint_activations and torch.is_grad_enabled() and not caches
+        residual = None
         for layer, block in enumerate(self.blocks):
             if recompute:
-                x = checkpoint(block, x, positions, None, use_reentrant=False)
+                x, residual = checkpoint(block, x, positions, None, residual, use_reentrant=False)
             else:
-                x = block(x, positions, caches[layer] if caches else None)
-        return self.norm(x)
+                x, residual = block(x, positions, caches[layer] if caches else None, residual)
+        return self.norm(x) if residual is None else self.norm(x, residual=residual)[0]
 
     def forward(self, idx, targets=None, ignore_index: int = -100):
         """Mean next-token loss when ``targets`` (batch, seq) is given, else the last position's logits."""
