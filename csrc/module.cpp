@@ -23,6 +23,7 @@ void register_sinusoidal(py::module_& m);
 void register_cross_entropy(py::module_& m);
 void register_attention(py::module_& m);
 void register_distillation(py::module_& m);
+void register_swiglu(py::module_& m);
 }  // namespace llmkernels
 
 namespace {
@@ -79,4 +80,5 @@ PYBIND11_MODULE(_C, m) {
   llmkernels::register_cross_entropy(m);
   llmkernels::register_attention(m);
   llmkernels::register_distillation(m);
+  llmkernels::register_swiglu(m);
 }

@@ -222,3 +222,49 @@ def test_reference_module_is_the_spec_of_the_backward():
     s = 1 / (1 + torch.exp(-g))
     torch.testing.assert_close(d_up, dy * g * s)
     torch.testing.assert_close(d_gate, dy * u * (s + g * s * (1 - s)))
+
+
+def _cpp_forward_backward(gate_up, grad):
+    with llmkernels.use_backend("cpp"):
+        out = torch.ops.llmkernels.swiglu(gate_up, None, "cpp")
+        grads = torch.ops.llmkernels.swiglu_backward(grad, gate_up, None, "cpp")
+    return out, grads
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cpp_every_isa_level_bitwise_alike(dtype):
+    """No fused multiply-adds in these kernels: every ISA level gives the same bits (row lengths
+    that are no multiple of any vector width included)."""
+    skip_unless_present("swiglu", "cpu", "cpp", dtype)
+    C = llmkernels._native.extension()
+    gate_up = torch.randn(37, 2 * 301, dtype=dtype) * 4
+    grad = torch.randn(37, 301, dtype=dtype)
+    with llmkernels.use_backend("reference"):
+        expected = torch.ops.llmkernels.swiglu(gate_up, None, "reference")
+    previous, results = C.cpu_isa(), []
+    try:
+        for level in C.build_info()["cpu_isa_supported"]:
+            C.set_cpu_isa(level)
+            results.append(_cpp_forward_backward(gate_up, grad))
+    finally:
+        C.set_cpu_isa(previous)
+    assert_close(results[0][0], expected.double(), dtype)
+    for out, grads in results[1:]:
+        assert torch.equal(out, results[0][0]) and torch.equal(grads, results[0][1])
+
+
+def test_cpp_threads_and_streaming_stores_change_no_bit():
+    """A large call (outputs past the streaming-store threshold, many tasks) equals the same rows
+    computed one small call at a time, on one thread."""
+    skip_unless_present("swiglu", "cpu", "cpp", torch.float32)
+    gate_up = torch.randn(2048, 2 * 4100)
+    grad = torch.randn(2048, 4100)
+    out, grads = _cpp_forward_backward(gate_up, grad)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for rows in (slice(0, 3), slice(1000, 1001), slice(2040, 2048)):
+            small_out, small_grads = _cpp_forward_backward(gate_up[rows], grad[rows])
+            assert torch.equal(out[rows], small_out) and torch.equal(grads[rows], small_grads)
+    finally:
+        torch.set_num_threads(threads)
