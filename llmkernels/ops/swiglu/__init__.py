@@ -34,7 +34,7 @@ OPS = ("swiglu",)
 KERNELS = KernelFamily("swiglu", ("swiglu_forward", "swiglu_backward"), "llmkernels.ops.swiglu.triton_kernels")
 
 for _op in OPS:
-    register_backends(_op, KERNELS, kernels=("cpp", "triton"))
+    register_backends(_op, KERNELS)
 
 
 def _rows(x: Tensor, cols: int) -> Tensor:
