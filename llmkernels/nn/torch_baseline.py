@@ -1,7 +1,7 @@
 """PyTorch's own functions behind the ``ops="torch"`` switch of the nn modules.
 
 The baseline a user would write without llmkernels: Hugging Face's ``rotate_half`` RoPE,
-``F.scaled_dot_product_attention`` and ``F.cross_entropy`` on full logits. It exists so that a model
+``F.scaled_dot_product_attention``, ``F.cross_entropy`` on full logits and ``F.silu(gate) * up``. It exists so that a model
 can be run, trained and timed both ways with the same parameters.
 """
 
@@ -79,6 +79,11 @@ def cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothi
         logits = softcap * torch.tanh(logits / softcap)
     return F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
                            label_smoothing=label_smoothing)
+
+
+def swiglu(gate, up):
+    """The gated MLP's activation as Llama's reference code writes it."""
+    return F.silu(gate) * up
 
 
 def unsupported(ops: str, **options) -> None:
