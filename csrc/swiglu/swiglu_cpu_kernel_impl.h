@@ -62,7 +62,14 @@ inline float* block_target(T*, float* scratch, int64_t) {
 }
 template <bool kStream, typename T>
 inline void write_block(const float* y, T* dst, int64_t n) {
-  if (static_cast<const void*>(y) != static_cast<const void*>(dst)) store_out<kStream>(y, dst, n);
+  store_out<kStream>(y, dst, n);
+}
+// float32 scratch streams straight out (store_out would copy it to a staging buffer first).
+template <bool kStream>
+inline void write_block(const float* y, float* dst, int64_t n) {
+  if (y == dst) return;
+  if (kStream) stream_store_bytes(dst, y, n * static_cast<int64_t>(sizeof(float)));
+  else store_f32(y, dst, n);
 }
 
 template <typename T>
