@@ -20,7 +20,7 @@ from llmkernels.ops.linear_cross_entropy.api import linear_cross_entropy
 from llmkernels.ops.rotary.api import apply_rotary, rotary_embedding
 from llmkernels.ops.rotary.cache import rope_cache
 from llmkernels.ops.sinusoidal.api import add_sinusoidal_position_encoding, sinusoidal_table
-from llmkernels.ops.swiglu.api import swiglu
+from llmkernels.ops.swiglu.api import geglu, swiglu
 from llmkernels import nn  # noqa: E402  (modules build on the functions above)
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "available_backends",
     "cross_entropy",
     "distillation_loss",
+    "geglu",
     "info",
     "linear_cross_entropy",
     "linear_distillation_loss",

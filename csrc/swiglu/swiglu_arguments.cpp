@@ -30,8 +30,11 @@ void check_written(const at::Tensor& out, const char* name, const at::Tensor& ga
   check_disjoint(out, name, up, "up");
 }
 
-SwigluRows inputs_of(const at::Tensor& gate, const at::Tensor& up) {
+SwigluRows inputs_of(const at::Tensor& gate, const at::Tensor& up, int64_t activation) {
+  LLMK_CHECK_ARG(activation == kSilu || activation == kGelu || activation == kGeluTanh, "activation",
+                 "expected 0 (silu), 1 (gelu) or 2 (gelu, tanh approximation), got ", activation);
   SwigluRows t;
+  t.activation = static_cast<int32_t>(activation);
   t.gate = gate.data_ptr();
   t.up = up.data_ptr();
   t.gate_stride = gate.stride(0);
@@ -44,12 +47,13 @@ SwigluRows inputs_of(const at::Tensor& gate, const at::Tensor& up) {
 }  // namespace
 
 SwigluRows check_swiglu_forward_arguments(const at::Tensor& gate, const at::Tensor& up,
-                                          const at::Tensor& out, at::DeviceType device_type) {
+                                          const at::Tensor& out, int64_t activation,
+                                          at::DeviceType device_type) {
   check_gate(gate, device_type);
   check_rows(up, "up", gate);
   check_rows(out, "out", gate);
   check_written(out, "out", gate, up);
-  SwigluRows t = inputs_of(gate, up);
+  SwigluRows t = inputs_of(gate, up, activation);
   t.out = out.data_ptr();
   t.out_stride = out.stride(0);
   return t;
@@ -57,7 +61,8 @@ SwigluRows check_swiglu_forward_arguments(const at::Tensor& gate, const at::Tens
 
 SwigluRows check_swiglu_backward_arguments(const at::Tensor& grad, const at::Tensor& gate,
                                            const at::Tensor& up, const at::Tensor& grad_gate,
-                                           const at::Tensor& grad_up, at::DeviceType device_type) {
+                                           const at::Tensor& grad_up, int64_t activation,
+                                           at::DeviceType device_type) {
   check_gate(gate, device_type);
   check_rows(up, "up", gate);
   check_rows(grad, "grad", gate);
@@ -68,7 +73,7 @@ SwigluRows check_swiglu_backward_arguments(const at::Tensor& grad, const at::Ten
   check_disjoint(grad_gate, "grad_gate", grad, "grad");
   check_disjoint(grad_up, "grad_up", grad, "grad");
   check_disjoint(grad_gate, "grad_gate", grad_up, "grad_up");
-  SwigluRows t = inputs_of(gate, up);
+  SwigluRows t = inputs_of(gate, up, activation);
   t.grad = grad.data_ptr();
   t.grad_stride = grad.stride(0);
   t.grad_gate = grad_gate.data_ptr();

@@ -11,11 +11,13 @@ namespace llmkernels {
 // gate (on a device of `device_type`), up and out: (rows, H) each, one dtype and device.
 // Returns their pointers and strides for the kernels.
 SwigluRows check_swiglu_forward_arguments(const at::Tensor& gate, const at::Tensor& up,
-                                          const at::Tensor& out, at::DeviceType device_type);
+                                          const at::Tensor& out, int64_t activation,
+                                          at::DeviceType device_type);
 
 // The same for grad, gate, up and the two gradient outputs.
 SwigluRows check_swiglu_backward_arguments(const at::Tensor& grad, const at::Tensor& gate,
                                            const at::Tensor& up, const at::Tensor& grad_gate,
-                                           const at::Tensor& grad_up, at::DeviceType device_type);
+                                           const at::Tensor& grad_up, int64_t activation,
+                                           at::DeviceType device_type);
 
 }  // namespace llmkernels

@@ -43,18 +43,19 @@ void run_rows(cpu::SwigluRowsFn fn, const cpu::SwigluRowsArgs& args) {
 
 }  // namespace
 
-void swiglu_forward_cpu(const at::Tensor& gate, const at::Tensor& up, at::Tensor& out) {
+void swiglu_forward_cpu(const at::Tensor& gate, const at::Tensor& up, at::Tensor& out,
+                        int64_t activation) {
   cpu::SwigluRowsArgs args;
-  args.t = check_swiglu_forward_arguments(gate, up, out, at::kCPU);
+  args.t = check_swiglu_forward_arguments(gate, up, out, activation, at::kCPU);
   args.dtype = cpu::elem_type(gate.scalar_type());
   args.stream_out = out.numel() * out.element_size() >= cpu::kStreamingMinBytes;
   run_rows(swiglu_variant(cpu::selected_isa()).forward, args);
 }
 
 void swiglu_backward_cpu(const at::Tensor& grad, const at::Tensor& gate, const at::Tensor& up,
-                         at::Tensor& grad_gate, at::Tensor& grad_up) {
+                         at::Tensor& grad_gate, at::Tensor& grad_up, int64_t activation) {
   cpu::SwigluRowsArgs args;
-  args.t = check_swiglu_backward_arguments(grad, gate, up, grad_gate, grad_up, at::kCPU);
+  args.t = check_swiglu_backward_arguments(grad, gate, up, grad_gate, grad_up, activation, at::kCPU);
   args.dtype = cpu::elem_type(gate.scalar_type());
   args.stream_out = 2 * gate.numel() * gate.element_size() >= cpu::kStreamingMinBytes;
   run_rows(swiglu_variant(cpu::selected_isa()).backward, args);

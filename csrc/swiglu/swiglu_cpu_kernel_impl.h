@@ -4,7 +4,7 @@
 // One pass over each row in blocks of kBlock columns, 16 lanes at a time: float32 rows are read
 // and written in place where a block is whole vectors, other dtypes (and a row's ragged last
 // block) go through float32 scratch. The activation is a template parameter (a struct with
-// value() and value_and_derivative()), so a gated unit with another activation reuses the loops.
+// value_and_derivative()): SwiGLU (silu) and GeGLU (gelu, erf or tanh) share the loops.
 #include "swiglu_cpu_kernel.h"
 
 namespace llmkernels {
@@ -28,11 +28,48 @@ LLMK_ALWAYS_INLINE vf vsigmoid(const vf& g) {
 
 // silu(g) = g * s; d silu / dg = s * (1 + g * (1 - s)).
 struct Silu {
-  static LLMK_ALWAYS_INLINE vf value(const vf& g) { return g * vsigmoid(g); }
   static LLMK_ALWAYS_INLINE void value_and_derivative(const vf& g, vf& act, vf& dact) {
     const vf s = vsigmoid(g);
     act = g * s;
     dact = s * (1.0f + g * (1.0f - s));
+  }
+};
+
+// gelu(g) = g Phi(g), gelu' = Phi(g) + g phi(g). Phi(-|g|) = erfc(|g| / sqrt 2) / 2 with
+// Abramowitz-Stegun 7.1.26 (erfc(x) ~ poly(t) exp(-x^2), t = 1 / (1 + p x), error <= 1.5e-7);
+// exp(-x^2) is also phi's factor. Huge |g|: t and exp(-x^2) are 0, so Phi is 0 or 1 exactly.
+struct Gelu {
+  static LLMK_ALWAYS_INLINE void value_and_derivative(const vf& g, vf& act, vf& dact) {
+    const vf x = vabs(g) * 0.70710678118654752f;
+    const vf t = 1.0f / (1.0f + 0.3275911f * x);
+    vf p = vsplat(1.061405429f);
+    p = p * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    const vf e = vexp(-(x * x));
+    const vf tail = 0.5f * ((p * t) * e);
+    const vf cdf = vselect(g < 0.0f, tail, 1.0f - tail);
+    act = g * cdf;
+    dact = cdf + g * (e * 0.39894228040143268f);
+  }
+};
+
+// gelu(g) ~ g (1 + t) / 2, t = tanh(k (g + c g^3)); derivative (1 + t) / 2 + g (1 - t^2) k
+// (1 + 3 c g^2) / 2. Past |g| = 10, t is +-1 exactly and the second term 0: clamping there keeps
+// g^3 from overflowing (inf * 0 would be NaN from a finite gate).
+struct GeluTanh {
+  static LLMK_ALWAYS_INLINE void value_and_derivative(const vf& g, vf& act, vf& dact) {
+    constexpr float k = 0.79788456080286536f, c = 0.044715f;
+    vf gc = vselect(g > 10.0f, vsplat(10.0f), g);
+    gc = vselect(gc < -10.0f, vsplat(-10.0f), gc);
+    const vf inner = k * (gc + c * (gc * gc * gc));
+    // vtanh stops at 1 - 6e-8 (its argument clamps at 9); the float32 tanh is +-1 from ~9.05.
+    // Exact +-1 there makes gelu exactly g or 0 for large |g|, as the reference's.
+    const vf unit = (vf)((vi)vsplat(1.0f) | ((vi)inner & (vi{} + static_cast<int32_t>(0x80000000u))));
+    const vf t = vselect(vabs(inner) > 9.5f, unit, vtanh(inner));
+    act = 0.5f * g * (1.0f + t);
+    dact = 0.5f * (1.0f + t) + ((0.5f * gc) * (1.0f - t * t)) * (k * (1.0f + (3.0f * c) * (gc * gc)));
   }
 };
 
@@ -94,7 +131,11 @@ void forward_rows(const cpu::SwigluRowsArgs& args, int64_t row_begin, int64_t ro
       const float* g = read_block(gate + c0, g_buf, n);
       const float* u = read_block(up + c0, u_buf, n);
       float* y = block_target<kStream>(out + c0, y_buf, n);
-      for (int64_t i = 0; i < n; i += kLanes) vstore(y + i, Act::value(vload(g + i)) * vload(u + i));
+      for (int64_t i = 0; i < n; i += kLanes) {
+        vf act, dact;  // dact unused: the compiler drops it
+        Act::value_and_derivative(vload(g + i), act, dact);
+        vstore(y + i, act * vload(u + i));
+      }
       write_block<kStream>(y, out + c0, n);
     }
   }
@@ -133,26 +174,41 @@ void backward_rows(const cpu::SwigluRowsArgs& args, int64_t row_begin, int64_t r
   if (kStream) stream_fence();
 }
 
-// Calls f(TypeTag<T>{}, BoolTag<stream>{}) for the arguments' dtype and streaming flag.
+template <typename Act>
+struct ActTag {
+  using type = Act;
+};
+
+// Calls f(ActTag<Act>{}, TypeTag<T>{}, BoolTag<stream>{}) for the arguments' activation, dtype
+// and streaming flag: the loops carry no run-time branch on any of them.
 template <typename F>
 LLMK_ALWAYS_INLINE void visit_rows(const cpu::SwigluRowsArgs& a, const F& f) {
   visit_elem_type(a.dtype, [&](auto type) {
-    if (a.stream_out) f(type, BoolTag<true>{});
-    else f(type, BoolTag<false>{});
+    const auto with_act = [&](auto act) {
+      if (a.stream_out) f(act, type, BoolTag<true>{});
+      else f(act, type, BoolTag<false>{});
+    };
+    switch (a.t.activation) {
+      case kGelu: with_act(ActTag<Gelu>{}); break;
+      case kGeluTanh: with_act(ActTag<GeluTanh>{}); break;
+      default: with_act(ActTag<Silu>{}); break;
+    }
   });
 }
 
 }  // namespace
 
 void swiglu_forward_rows(const cpu::SwigluRowsArgs& a, int64_t row_begin, int64_t row_end) {
-  visit_rows(a, [&](auto type, auto stream) {
-    forward_rows<Silu, typename decltype(type)::type, decltype(stream)::value>(a, row_begin, row_end);
+  visit_rows(a, [&](auto act, auto type, auto stream) {
+    forward_rows<typename decltype(act)::type, typename decltype(type)::type, decltype(stream)::value>(
+        a, row_begin, row_end);
   });
 }
 
 void swiglu_backward_rows(const cpu::SwigluRowsArgs& a, int64_t row_begin, int64_t row_end) {
-  visit_rows(a, [&](auto type, auto stream) {
-    backward_rows<Silu, typename decltype(type)::type, decltype(stream)::value>(a, row_begin, row_end);
+  visit_rows(a, [&](auto act, auto type, auto stream) {
+    backward_rows<typename decltype(act)::type, typename decltype(type)::type, decltype(stream)::value>(
+        a, row_begin, row_end);
   });
 }
 

@@ -25,17 +25,18 @@ void launch_on(const at::Tensor& gate, const char* what, const Launch& launch) {
 
 }  // namespace
 
-void swiglu_forward_cuda(const at::Tensor& gate, const at::Tensor& up, at::Tensor& out) {
-  const SwigluCudaParams p = check_swiglu_forward_arguments(gate, up, out, at::kCUDA);
+void swiglu_forward_cuda(const at::Tensor& gate, const at::Tensor& up, at::Tensor& out,
+                         int64_t activation) {
+  const SwigluCudaParams p = check_swiglu_forward_arguments(gate, up, out, activation, at::kCUDA);
   launch_on(gate, "swiglu_forward_cuda", [&](auto t, cudaStream_t stream) {
     return launch_swiglu_forward<typename decltype(t)::type>(p, stream);
   });
 }
 
 void swiglu_backward_cuda(const at::Tensor& grad, const at::Tensor& gate, const at::Tensor& up,
-                          at::Tensor& grad_gate, at::Tensor& grad_up) {
+                          at::Tensor& grad_gate, at::Tensor& grad_up, int64_t activation) {
   const SwigluCudaParams p =
-      check_swiglu_backward_arguments(grad, gate, up, grad_gate, grad_up, at::kCUDA);
+      check_swiglu_backward_arguments(grad, gate, up, grad_gate, grad_up, activation, at::kCUDA);
   launch_on(gate, "swiglu_backward_cuda", [&](auto t, cudaStream_t stream) {
     return launch_swiglu_backward<typename decltype(t)::type>(p, stream);
   });

@@ -1,10 +1,11 @@
-// SwiGLU, CUDA. No torch headers: `nvcc -c` must check this file on a machine without torch's
-// CUDA headers (see tools/cuda_check.sh).
+// Gated units (SwiGLU, GeGLU), CUDA. No torch headers: `nvcc -c` must check this file on a
+// machine without torch's CUDA headers (see tools/cuda_check.sh).
 //
 // A block walks rows (grid-stride), its threads the columns of a row, VEC elements per access
 // where every row start is 16-byte aligned (one 16-byte load per operand), else one at a time.
-// The forward and the backward share the loop; sigmoid(gate) is recomputed in the backward, and
-// expf of a huge argument is inf, giving sigmoid 0 exactly (never NaN from finite input).
+// The forward and the backward share the loop, the activation a template parameter; it is
+// recomputed from gate in the backward. expf of a huge argument is inf, giving sigmoid 0 exactly
+// (never NaN from finite input).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -29,6 +30,27 @@ struct Silu {
     const float s = 1.0f / (1.0f + expf(-g));
     act = g * s;
     dact = s * (1.0f + g * (1.0f - s));
+  }
+};
+
+// gelu(g) = g Phi(g); gelu' = Phi(g) + g phi(g). Huge |g|: erff saturates, expf gives 0.
+struct Gelu {
+  __device__ __forceinline__ static void value_and_derivative(float g, float& act, float& dact) {
+    const float cdf = 0.5f * (1.0f + erff(g * 0.70710678118654752f));
+    act = g * cdf;
+    dact = cdf + g * (expf(-0.5f * g * g) * 0.39894228040143268f);
+  }
+};
+
+// The tanh approximation; past |g| = 10 t is +-1 exactly, and the clamp keeps g^3 finite there
+// (inf * 0 would be NaN from a finite gate).
+struct GeluTanh {
+  __device__ __forceinline__ static void value_and_derivative(float g, float& act, float& dact) {
+    constexpr float k = 0.79788456080286536f, c = 0.044715f;
+    const float gc = fminf(fmaxf(g, -10.0f), 10.0f);
+    const float t = tanhf(k * (gc + c * gc * gc * gc));
+    act = 0.5f * g * (1.0f + t);
+    dact = 0.5f * (1.0f + t) + 0.5f * gc * (1.0f - t * t) * k * (1.0f + 3.0f * c * gc * gc);
   }
 };
 
@@ -108,25 +130,35 @@ bool can_vectorise(const SwigluCudaParams& p, int vec) {
          aligned(p.grad_up, p.grad_up_stride, bytes, elem);
 }
 
-template <typename T, int VEC, bool BACKWARD>
+template <typename Act, typename T, int VEC, bool BACKWARD>
 cudaError_t launch_vec(const SwigluCudaParams& p, cudaStream_t stream) {
   constexpr int kThreads = 256;
   const int64_t units = (p.cols + VEC - 1) / VEC;
   const int threads = static_cast<int>(std::min<int64_t>(kThreads, (units + 31) / 32 * 32));
   const int64_t blocks = std::min<int64_t>(p.rows, INT_MAX);
-  swiglu_kernel<Silu, T, VEC, BACKWARD>
+  swiglu_kernel<Act, T, VEC, BACKWARD>
       <<<static_cast<unsigned int>(blocks), threads, 0, stream>>>(p);
   return cudaGetLastError();
+}
+
+template <typename Act, typename T, bool BACKWARD>
+cudaError_t launch_act(const SwigluCudaParams& p, cudaStream_t stream) {
+  constexpr int kVec = static_cast<int>(16 / sizeof(T));
+  if (can_vectorise<T>(p, kVec)) return launch_vec<Act, T, kVec, BACKWARD>(p, stream);
+  if (can_vectorise<T>(p, 2)) return launch_vec<Act, T, 2, BACKWARD>(p, stream);
+  return launch_vec<Act, T, 1, BACKWARD>(p, stream);
 }
 
 template <typename T, bool BACKWARD>
 cudaError_t launch(const SwigluCudaParams& p, cudaStream_t stream) {
   if (p.rows == 0 || p.cols == 0) return cudaSuccess;
   if (p.cols > INT_MAX - 16) return cudaErrorInvalidValue;
-  constexpr int kVec = static_cast<int>(16 / sizeof(T));
-  if (can_vectorise<T>(p, kVec)) return launch_vec<T, kVec, BACKWARD>(p, stream);
-  if (can_vectorise<T>(p, 2)) return launch_vec<T, 2, BACKWARD>(p, stream);
-  return launch_vec<T, 1, BACKWARD>(p, stream);
+  switch (p.activation) {
+    case kSilu: return launch_act<Silu, T, BACKWARD>(p, stream);
+    case kGelu: return launch_act<Gelu, T, BACKWARD>(p, stream);
+    case kGeluTanh: return launch_act<GeluTanh, T, BACKWARD>(p, stream);
+    default: return cudaErrorInvalidValue;
+  }
 }
 
 }  // namespace

@@ -19,6 +19,11 @@ struct SwigluRows {
   int64_t gate_stride = 0, up_stride = 0, grad_stride = 0;
   int64_t out_stride = 0, grad_gate_stride = 0, grad_up_stride = 0;
   int64_t rows = 0, cols = 0;
+  int32_t activation = 0;  // a SwigluActivation
 };
+
+// The gated unit's activation (the Python ops' ACTIVATION_CODES): silu for SwiGLU, gelu (erf)
+// and its tanh approximation for GeGLU.
+enum SwigluActivation : int32_t { kSilu = 0, kGelu = 1, kGeluTanh = 2 };
 
 }  // namespace llmkernels

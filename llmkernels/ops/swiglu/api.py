@@ -25,3 +25,11 @@ def swiglu(gate, up=None):
     """
     arguments.check_inputs(gate, up)
     return torch.ops.llmkernels.swiglu(gate, up, backends.requested_backend())
+
+
+def geglu(gate, up=None, approximate="none"):
+    """gelu(gate) * up, fused: ``swiglu`` with gelu for silu (the same two forms, layouts, dtypes,
+    saved tensors and autocast behaviour). ``approximate`` is F.gelu's: "none" (erf) or "tanh"."""
+    arguments.check_inputs(gate, up)
+    arguments.gelu_activation(approximate)
+    return torch.ops.llmkernels.geglu(gate, up, approximate, backends.requested_backend())

@@ -50,3 +50,13 @@ def check_grad(grad, gate, up) -> None:
     expected = output_shape(gate, up)
     if tuple(grad.shape) != expected:
         raise ValueError(f"grad must have the output's shape {expected}; got {tuple(grad.shape)}")
+
+
+GELU_APPROXIMATIONS = {"none": "gelu", "tanh": "gelu_tanh"}
+
+
+def gelu_activation(approximate) -> str:
+    """The activation name of ``F.gelu(..., approximate=approximate)``."""
+    if approximate not in GELU_APPROXIMATIONS:
+        raise ValueError(f"approximate must be 'none' or 'tanh' (as in F.gelu); got {approximate!r}")
+    return GELU_APPROXIMATIONS[approximate]
