@@ -1,5 +1,5 @@
-// SwiGLU kernel bodies, compiled once per ISA level: include only between isa_begin.h and
-// isa_end.h (see there), after <cstddef>/<cstdint>. No include guard on purpose.
+// Gated-unit (SwiGLU, GeGLU) kernel bodies, compiled once per ISA level: include only between
+// isa_begin.h and isa_end.h (see there), after <cstddef>/<cstdint>. No include guard on purpose.
 //
 // One pass over each row in blocks of kBlock columns, 16 lanes at a time: float32 rows are read
 // and written in place where a block is whole vectors, other dtypes (and a row's ragged last
