@@ -24,6 +24,7 @@ void register_cross_entropy(py::module_& m);
 void register_attention(py::module_& m);
 void register_distillation(py::module_& m);
 void register_rms_norm(py::module_& m);
+void register_swiglu(py::module_& m);
 }  // namespace llmkernels
 
 namespace {
@@ -81,4 +82,5 @@ PYBIND11_MODULE(_C, m) {
   llmkernels::register_attention(m);
   llmkernels::register_distillation(m);
   llmkernels::register_rms_norm(m);
+  llmkernels::register_swiglu(m);
 }

@@ -21,6 +21,7 @@ from llmkernels.ops.rms_norm.api import rms_norm
 from llmkernels.ops.rotary.api import apply_rotary, rotary_embedding
 from llmkernels.ops.rotary.cache import rope_cache
 from llmkernels.ops.sinusoidal.api import add_sinusoidal_position_encoding, sinusoidal_table
+from llmkernels.ops.swiglu.api import geglu, swiglu
 from llmkernels import nn  # noqa: E402  (modules build on the functions above)
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "available_backends",
     "cross_entropy",
     "distillation_loss",
+    "geglu",
     "info",
     "linear_cross_entropy",
     "linear_distillation_loss",
@@ -44,6 +46,7 @@ __all__ = [
     "rotary_embedding",
     "scaled_dot_product_attention",
     "sinusoidal_table",
+    "swiglu",
     "topk_distillation_loss",
     "topk_logprobs",
     "use_backend",

@@ -43,6 +43,8 @@ def cases(device: str, seq: int = 256, vocab: int = 8000):
         "apply_rotary": _grad_of(lambda: llmkernels.apply_rotary(q, k, cos, sin, positions), q, k),
         "rotary_embedding": _grad_of(lambda: llmkernels.rotary_embedding(q, cos[:, :16], sin[:, :16], interleaved=True), q),
         "add_sinusoidal_position_encoding": _grad_of(lambda: llmkernels.add_sinusoidal_position_encoding(x, scale=2.0), x),
+        "swiglu": _grad_of(lambda: llmkernels.swiglu(x), x),
+        "geglu": _grad_of(lambda: llmkernels.geglu(x, approximate="tanh"), x),
         "attention": _grad_of(lambda: llmkernels.attention(q, k, v, causal=True), q, k, v),
         "cross_entropy": _grad_of(lambda: llmkernels.cross_entropy(logits, target, label_smoothing=0.1), logits),
         "linear_cross_entropy": _grad_of(lambda: llmkernels.linear_cross_entropy(hidden, lm_head, target), hidden, lm_head),

@@ -6,10 +6,11 @@ from llmkernels.nn.distillation import (
 )
 from llmkernels.nn.kv_cache import KVCache
 from llmkernels.nn.losses import CrossEntropyLoss, LinearCrossEntropyLoss
+from llmkernels.nn.mlp import SwiGLUMLP
 from llmkernels.nn.norm import RMSNorm
 from llmkernels.nn.positional import RotaryEmbedding, SinusoidalPositionEncoding
 from llmkernels.nn.torch_baseline import OPS
 
 __all__ = ["Attention", "KVCache", "CrossEntropyLoss", "DistillationLoss", "LinearCrossEntropyLoss",
            "LinearDistillationLoss", "LinearTopKDistillationLoss", "OPS", "RMSNorm", "RotaryEmbedding",
-           "SinusoidalPositionEncoding", "TopKDistillationLoss"]
+           "SinusoidalPositionEncoding", "SwiGLUMLP", "TopKDistillationLoss"]

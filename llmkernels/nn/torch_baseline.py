@@ -1,8 +1,8 @@
 """PyTorch's own functions behind the ``ops="torch"`` switch of the nn modules.
 
 The baseline a user would write without llmkernels: Hugging Face's ``rotate_half`` RoPE,
-``F.scaled_dot_product_attention``, ``F.cross_entropy`` on full logits and ``F.rms_norm`` after an
-unfused residual add. It exists so that a model
+``F.scaled_dot_product_attention``, ``F.cross_entropy`` on full logits, ``F.rms_norm`` after an
+unfused residual add and ``F.silu(gate) * up``. It exists so that a model
 can be run, trained and timed both ways with the same parameters.
 """
 
@@ -88,6 +88,11 @@ def rms_norm(x, weight, eps, residual):
         return F.rms_norm(x, (x.shape[-1],), weight, eps)
     h = x + residual
     return F.rms_norm(h, (h.shape[-1],), weight, eps), h
+
+
+def swiglu(gate, up):
+    """The gated MLP's activation as Llama's reference code writes it."""
+    return F.silu(gate) * up
 
 
 def unsupported(ops: str, **options) -> None:

@@ -26,6 +26,14 @@ def _sinusoidal(x):
     return (llmkernels.add_sinusoidal_position_encoding(x, scale=x.shape[-1] ** 0.5) ** 2).sum()
 
 
+def _swiglu(gate_up, gate):
+    return (llmkernels.swiglu(gate_up) ** 2).sum() + llmkernels.swiglu(*gate.chunk(2, dim=-1)).sum()
+
+
+def _geglu(gate_up, gate):
+    return (llmkernels.geglu(gate_up) ** 2).sum() + llmkernels.geglu(*gate.chunk(2, dim=-1), approximate="tanh").sum()
+
+
 def _attention(q, k, v, softcap):
     return (llmkernels.attention(q, k, v, causal=True, softcap=softcap) ** 2).sum()
 
@@ -106,6 +114,8 @@ def _inputs(name, n):
         "apply_rotary": (_qkv(n, d)[:2], [cos, sin]),
         "rotary_embedding": (_qkv(n, d)[:1], [cos, sin]),
         "add_sinusoidal_position_encoding": ([torch.randn(2, n, d)], []),
+        "swiglu": ([torch.randn(2, n, 2 * d), torch.randn(n, 2 * n + 2)], []),
+        "geglu": ([torch.randn(2, n, 2 * d), torch.randn(n, 2 * n + 2)], []),
         "attention": (_qkv(n, d), [20.0 + n]),
         "attention (scale)": (_qkv(n, d), [0.1 * n]),
         "scaled_dot_product_attention": (_qkv(n, d), []),
@@ -130,6 +140,8 @@ FUNCTIONS = {
     "apply_rotary": _rotary,
     "rotary_embedding": _rotary_embedding,
     "add_sinusoidal_position_encoding": _sinusoidal,
+    "swiglu": _swiglu,
+    "geglu": _geglu,
     "attention": _attention,
     "attention (scale)": _attention_scale,
     "scaled_dot_product_attention": _sdpa,

@@ -15,7 +15,7 @@ import itertools
 from typing import Iterable, Iterator
 
 # One entry per op family with Triton kernels: llmkernels.ops.<family>.triton_cases
-FAMILIES = ("attention", "cross_entropy", "distillation", "rms_norm", "rotary", "sinusoidal")
+FAMILIES = ("attention", "cross_entropy", "distillation", "rms_norm", "rotary", "sinusoidal", "swiglu")
 
 # Input dtypes every kernel serves (Triton's names). REPRESENTATIVE is the one compiled at every
 # shape; fp16 shares its layouts, and the others compile at the widest shape (see cover()).
