@@ -1,8 +1,9 @@
 """A decoder-only transformer (pre-norm RMSNorm, GQA, RoPE or sinusoidal, SwiGLU) built from ``llmkernels.nn``.
 
-Attention, rotary/sinusoidal positions and the loss are the ``llmkernels.nn`` modules, built with
-the config's ``ops``: ``"llmkernels"`` runs the fused ops (the loss is ``linear_cross_entropy``,
-no full logits), ``"torch"`` the same model on PyTorch's own functions, the baseline. The choice
+Attention, rotary/sinusoidal positions, the norms (residual adds fused in), the gated MLP and the
+loss are the ``llmkernels.nn`` modules, built with the config's ``ops``: ``"llmkernels"`` runs the
+fused ops (the loss is ``linear_cross_entropy``, no full logits), ``"torch"`` the same model on
+PyTorch's own functions (``nn.RMSNorm``'s ``F.rms_norm``, ``F.silu``), the baseline. The choice
 changes only the forward, never the parameters, so the same seed gives the same weights in both.
 It is fixed when the model is built.
 """
@@ -12,23 +13,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from llmkernels.models.gpt_config import GPTConfig
-from llmkernels.nn import Attention, KVCache, LinearCrossEntropyLoss, RMSNorm, RotaryEmbedding, SinusoidalPositionEncoding
-
-
-class SwiGLU(nn.Module):
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.gate_up = nn.Linear(config.d_model, 2 * config.mlp_hidden, bias=False)
-        self.down = nn.Linear(config.mlp_hidden, config.d_model, bias=False)
-
-    def forward(self, x):
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+from llmkernels.nn import (
+    Attention, KVCache, LinearCrossEntropyLoss, RMSNorm, RotaryEmbedding, SinusoidalPositionEncoding, SwiGLUMLP,
+)
 
 
 class Block(nn.Module):
@@ -43,7 +34,7 @@ class Block(nn.Module):
         self.attn = Attention(config.d_model, config.n_head, config.n_kv_head, causal=True, rotary=rotary,
                               fused_kv=True, ops=config.ops)
         self.mlp_norm = RMSNorm(config.d_model, eps=config.norm_eps, ops=config.ops)
-        self.mlp = SwiGLU(config)
+        self.mlp = SwiGLUMLP(config.d_model, config.mlp_hidden, ops=config.ops)
 
     def forward(self, x, positions, cache: KVCache | None, residual=None):
         if residual is None:  # the first block: the stream is the embedding itself

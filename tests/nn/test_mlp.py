@@ -5,8 +5,7 @@ import torch
 
 import llmkernels
 from llmkernels import nn
-from llmkernels.models.gpt import SwiGLU
-from llmkernels.models.gpt_config import GPTConfig
+from llmkernels.models import GPT, GPTConfig
 from tests.helpers import assert_close
 
 
@@ -35,13 +34,13 @@ def test_state_dict_is_the_gpts():
     assert set(mlp.state_dict()) == {"gate_up.weight", "down.weight"}
     assert mlp.gate_up.weight.shape == (96, 16) and mlp.down.weight.shape == (16, 48)
     assert set(nn.SwiGLUMLP(16, 48, bias=True).state_dict()) == {"gate_up.weight", "gate_up.bias", "down.weight", "down.bias"}
-    # The GPT's own MLP block loads into it and computes the same function.
+    # The GPT's MLP is this module, with the layout its checkpoints have always had: [gate | up].
     config = GPTConfig(d_model=16, n_layer=1, n_head=2, n_kv_head=2, vocab_size=32, max_seq_len=8, mlp_hidden=40)
-    gpt_mlp = SwiGLU(config)
-    mlp = nn.SwiGLUMLP(16, config.mlp_hidden)
-    mlp.load_state_dict(gpt_mlp.state_dict())
+    gpt_mlp = GPT(config).blocks[0].mlp
+    assert isinstance(gpt_mlp, nn.SwiGLUMLP)
     x = torch.randn(2, 5, 16)
-    assert_close(mlp(x), gpt_mlp(x))
+    gate, up = (x @ gpt_mlp.gate_up.weight.T).chunk(2, dim=-1)
+    assert_close(gpt_mlp(x), (torch.nn.functional.silu(gate) * up) @ gpt_mlp.down.weight.T)
 
 
 def test_bf16_autocast_and_bad_ops():
