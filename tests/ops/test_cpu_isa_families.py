@@ -8,20 +8,10 @@ import pytest
 import torch
 
 import llmkernels
-from llmkernels import _native
 from tests.helpers import assert_close, assert_close_scaled
+from tests.ops.test_cpu_isa_variants import C, LEVELS, forced_isa  # noqa: F401 (forced_isa: the fixture)
 
-C = _native.extension()
 pytestmark = pytest.mark.skipif(C is None, reason="llmkernels._C is not built")
-LEVELS = C.build_info()["cpu_isa_supported"] if C is not None else []
-
-
-@pytest.fixture
-def forced_isa(request):
-    previous = C.cpu_isa()
-    C.set_cpu_isa(request.param)
-    yield request.param
-    C.set_cpu_isa(previous)
 
 
 def _forward_backward(backend, fn, inputs, differentiable):
