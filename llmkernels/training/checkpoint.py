@@ -61,6 +61,12 @@ def _load_optimizer(model, optimizer, tensors: dict, groups: list) -> None:
         optimizer.state[p] = {k: (v.to(p.device) if k != "step" else v) for k, v in fields.items()}
 
 
+def _cuda_states(rng: dict) -> list:
+    """The per-device CUDA generator states in device order (``cuda2`` before ``cuda10``)."""
+    devices = sorted(int(k[len("cuda"):]) for k in rng if k.startswith("cuda"))
+    return [rng[f"cuda{i}"] for i in devices]
+
+
 def save(run_dir: str, model, optimizer, state: dict) -> None:
     run = Path(run_dir)
     tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-tmp-", dir=run))
@@ -127,7 +133,7 @@ def load(run_dir: str, model, optimizer=None) -> dict:
             rng = load_file(str(where / "rng.safetensors"))
             torch.set_rng_state(rng["torch"])
             if torch.cuda.is_available():
-                states = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
+                states = _cuda_states(rng)
                 if len(states) == torch.cuda.device_count():
                     torch.cuda.set_rng_state_all(states)
     except TrainingError:
