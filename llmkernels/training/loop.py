@@ -146,7 +146,7 @@ def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool) -> tup
         model_config = config.model_config(corpus.vocab_size)
         payload = {"train": config.to_dict(), "model": model_config.to_dict(), "corpus_key": corpus.key,
                    "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
-        Path(run_dir, "config.json").write_text(json.dumps(payload, indent=1))
+        checkpoint.write_json(Path(run_dir, "config.json"), payload)
     return run_dir, corpus.key
 
 
