@@ -191,3 +191,41 @@ def test_huge_position_ids_are_refused_quickly(backend):
         expected = llmkernels.rotary_embedding(x.double(), cos, sin, ids)
     assert torch.isfinite(out).all()
     assert_close(out, expected, torch.float32)
+
+
+STUDENT = torch.tensor([[1e4, -1e4, 0.0, 5.0], [-1e4, -1e4, -1e4, -1e4], [1e4, 1e4 - 1, 1e4 - 2, -1e4]])
+TEACHER = torch.tensor([[1e4 - 3, -1e4, 2.0, 5.0], [-1e4, -1e4 + 1, -1e4, -1e4], [-1e4, 1e4, 1e4 - 2, -1e4]])
+
+
+def _distillation(backend, student, teacher, beta):
+    target = torch.tensor([1, 2, 0])
+    call = lambda s: llmkernels.distillation_loss(s, teacher, target, beta=beta, hard_weight=0.3, reduction="none")  # noqa: E731
+    loss, grads = _run("distillation_loss", backend, call, student)
+    s64 = student.double().requires_grad_()
+    with llmkernels.use_backend("reference"):
+        expected = llmkernels.distillation_loss(s64, teacher.double(), target, beta=beta, hard_weight=0.3, reduction="none")
+    return loss, grads, expected, s64
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("backend", backends("distillation_loss"))
+def test_distillation_of_logits_of_plus_minus_1e4(backend, beta):
+    # The reference's hard part was lse - z_t, which lost four digits at |lse| ~ 1e4.
+    loss, grads, expected, s64 = _distillation(backend, STUDENT, TEACHER, beta)
+    assert_close(loss, expected)
+    assert_close_scaled(grads[0], torch.autograd.grad(_weighted(expected), s64)[0], torch.float32)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("backend", backends("distillation_loss"))
+def test_distillation_at_the_limits_of_float32(backend, beta):
+    # Row 1 (uniform student, one-hot teacher): with beta 0 both parts are log(4); the reference's
+    # hard part was 0 (-3.4e38 + log 4 == -3.4e38). Rows whose loss overflows come back inf, never NaN.
+    student, teacher = STUDENT / 1e4 * F32.max, TEACHER / 1e4 * F32.max
+    loss, grads, expected, _ = _distillation(backend, student, teacher, beta)
+    assert not loss.isnan().any()
+    if beta == 0.0:
+        assert_close(loss[1], torch.tensor(4.0).log().double())
+    finite = torch.isfinite(loss)
+    assert_close(loss[finite], expected[finite])
+    assert (loss[~finite] > 0).all()
