@@ -36,8 +36,10 @@ def dtypes_for(backend: str):
     return st.sampled_from(DTYPES[:2] if backend == "triton" else DTYPES)
 
 
-def require(op: str, backend: str) -> None:
+def begin(op: str, backend: str, data) -> torch.dtype:
+    """Skips (saying why) a backend not built here; else draws the example's dtype."""
     skip_unless_present(op, "cpu", backend, torch.float32)
+    return data.draw(dtypes_for(backend))
 
 
 def _layout(shape, layout):

@@ -10,7 +10,7 @@ pytest.importorskip("hypothesis", reason="the property tests need hypothesis (to
 from hypothesis import given, strategies as st  # noqa: E402
 
 import llmkernels  # noqa: E402
-from tests.property.strategies import backends_of, check, dtypes_for, require, tensors  # noqa: E402
+from tests.property.strategies import backends_of, begin, check, tensors  # noqa: E402
 
 HEAD_DIMS = (1, 3, 8, 16, 17, 32)
 SEQS = st.sampled_from([0, 1, 2, 5, 7, 13, 17])
@@ -33,8 +33,7 @@ def qkv(draw, dtype, backend):
 @pytest.mark.parametrize("backend", backends_of("attention"))
 @given(data=st.data())
 def test_attention(backend, data):
-    require("attention", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("attention", backend, data)
     q, k, v, (batch, heads, seq_q, seq_k, dim) = data.draw(qkv(dtype, backend))
     window = st.sampled_from([-1, 0, 1, 4])
     options = dict(
@@ -56,8 +55,7 @@ def test_attention(backend, data):
 @pytest.mark.parametrize("backend", backends_of("attention"))
 @given(data=st.data())
 def test_scaled_dot_product_attention(backend, data):
-    require("attention", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("attention", backend, data)
     q, k, v, (batch, heads, seq_q, seq_k, dim) = data.draw(qkv(dtype, backend))
     options = dict(is_causal=data.draw(st.booleans()), scale=data.draw(st.sampled_from([None, 0.5])), enable_gqa=True)
     args = dict(query=q, key=k, value=v)

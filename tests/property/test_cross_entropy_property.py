@@ -9,7 +9,7 @@ pytest.importorskip("hypothesis", reason="the property tests need hypothesis (to
 from hypothesis import given, strategies as st  # noqa: E402
 
 import llmkernels  # noqa: E402
-from tests.property.strategies import backends_of, check, dtypes_for, require, sizes, sizes_or_empty, targets, tensors  # noqa: E402
+from tests.property.strategies import backends_of, begin, check, sizes, sizes_or_empty, targets, tensors  # noqa: E402
 
 REDUCTIONS = st.sampled_from(["mean", "sum", "none"])
 
@@ -28,8 +28,7 @@ def loss_options(draw):
 @pytest.mark.parametrize("backend", backends_of("cross_entropy"))
 @given(data=st.data())
 def test_cross_entropy(backend, data):
-    require("cross_entropy", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("cross_entropy", backend, data)
     rows, classes = data.draw(sizes_or_empty), data.draw(sizes)
     options = data.draw(loss_options())
     spatial = data.draw(st.booleans())  # (N, C, d) like torch's K-dimensional case
@@ -45,8 +44,7 @@ def test_cross_entropy(backend, data):
 @pytest.mark.parametrize("backend", backends_of("linear_cross_entropy"))
 @given(data=st.data())
 def test_linear_cross_entropy(backend, data):
-    require("linear_cross_entropy", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("linear_cross_entropy", backend, data)
     rows, hidden, vocab = data.draw(sizes_or_empty), data.draw(sizes), data.draw(sizes)
     options = data.draw(loss_options())
     lead = (rows,) if data.draw(st.booleans()) else (2, rows)

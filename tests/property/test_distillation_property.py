@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st  # noqa: E402
 
 import llmkernels  # noqa: E402
 from tests.property.strategies import (  # noqa: E402
-    backends_of, check, dtypes_for, require, sizes, sizes_or_empty, targets, tensors,
+    backends_of, begin, check, sizes, sizes_or_empty, targets, tensors,
 )
 
 ROW_LAYOUTS = ("contiguous", "strided_rows", "offset", "expanded")  # rows stay whole: ids unique per row
@@ -70,8 +70,7 @@ def _same_top_values(logits_of):
 @pytest.mark.parametrize("backend", backends_of("distillation_loss"))
 @given(data=st.data())
 def test_distillation_loss(backend, data):
-    require("distillation_loss", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("distillation_loss", backend, data)
     rows, vocab = data.draw(sizes_or_empty), data.draw(sizes)
     teacher_vocab = data.draw(st.sampled_from([vocab, vocab + 2]))
     opts = data.draw(options())
@@ -86,8 +85,7 @@ def test_distillation_loss(backend, data):
 @pytest.mark.parametrize("backend", backends_of("topk_logprobs"))
 @given(data=st.data())
 def test_topk_logprobs(backend, data):
-    require("topk_logprobs", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("topk_logprobs", backend, data)
     rows, vocab = data.draw(sizes_or_empty), data.draw(sizes)
     k = data.draw(st.integers(1, vocab))
     temperature, softcap = data.draw(st.sampled_from([1.0, 0.5, 3.0])), data.draw(st.sampled_from([None, 2.0]))
@@ -99,8 +97,7 @@ def test_topk_logprobs(backend, data):
 @pytest.mark.parametrize("backend", backends_of("topk_distillation_loss"))
 @given(data=st.data())
 def test_topk_distillation_loss(backend, data):
-    require("topk_distillation_loss", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("topk_distillation_loss", backend, data)
     rows, vocab = data.draw(sizes_or_empty), data.draw(sizes)
     k = data.draw(st.integers(1, vocab))
     opts = data.draw(options())
@@ -113,8 +110,7 @@ def test_topk_distillation_loss(backend, data):
 @pytest.mark.parametrize("backend", backends_of("linear_distillation_loss"))
 @given(data=st.data())
 def test_linear_distillation_loss(backend, data):
-    require("linear_distillation_loss", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("linear_distillation_loss", backend, data)
     rows, hidden, teacher_hidden, vocab = data.draw(sizes_or_empty), data.draw(sizes), data.draw(sizes), data.draw(sizes)
     opts = data.draw(options())
     biases = data.draw(st.booleans())
@@ -134,8 +130,7 @@ def test_linear_distillation_loss(backend, data):
 @pytest.mark.parametrize("backend", backends_of("linear_topk_logprobs"))
 @given(data=st.data())
 def test_linear_topk_logprobs(backend, data):
-    require("linear_topk_logprobs", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("linear_topk_logprobs", backend, data)
     rows, hidden, vocab = data.draw(sizes_or_empty), data.draw(sizes), data.draw(sizes)
     k = data.draw(st.integers(1, vocab))
     bias = data.draw(st.booleans())
@@ -153,8 +148,7 @@ def test_linear_topk_logprobs(backend, data):
 @pytest.mark.parametrize("backend", backends_of("linear_topk_distillation_loss"))
 @given(data=st.data())
 def test_linear_topk_distillation_loss(backend, data):
-    require("linear_topk_distillation_loss", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("linear_topk_distillation_loss", backend, data)
     rows, hidden, vocab = data.draw(sizes_or_empty), data.draw(sizes), data.draw(sizes)
     k = data.draw(st.integers(1, vocab))
     opts = data.draw(options())

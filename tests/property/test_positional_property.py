@@ -9,7 +9,7 @@ pytest.importorskip("hypothesis", reason="the property tests need hypothesis (to
 from hypothesis import given, strategies as st  # noqa: E402
 
 import llmkernels  # noqa: E402
-from tests.property.strategies import backends_of, check, dtypes_for, require, tensors  # noqa: E402
+from tests.property.strategies import backends_of, begin, check, tensors  # noqa: E402
 
 SEQS = st.sampled_from([0, 1, 2, 5, 7, 13])
 SMALL = st.sampled_from([1, 2, 3])
@@ -42,8 +42,7 @@ def rotary_problem(draw, dtype, heads_k=False):
 @pytest.mark.parametrize("backend", backends_of("rotary_embedding"))
 @given(data=st.data())
 def test_rotary_embedding(backend, data):
-    require("rotary_embedding", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("rotary_embedding", backend, data)
     batch, heads, seq, head_dim, positions, args = data.draw(rotary_problem(dtype))
     args["x"] = data.draw(tensors((batch, heads, seq, head_dim), dtype, grad=True))
     args["position_ids"] = _positions(data, batch, seq, positions)
@@ -54,8 +53,7 @@ def test_rotary_embedding(backend, data):
 @pytest.mark.parametrize("backend", backends_of("apply_rotary"))
 @given(data=st.data())
 def test_apply_rotary(backend, data):
-    require("apply_rotary", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("apply_rotary", backend, data)
     batch, heads, seq, head_dim, positions, args = data.draw(rotary_problem(dtype))
     args["q"] = data.draw(tensors((batch, heads * data.draw(SMALL), seq, head_dim), dtype, grad=True))
     args["k"] = data.draw(tensors((batch, heads, seq, head_dim), dtype, grad=True))
@@ -67,8 +65,7 @@ def test_apply_rotary(backend, data):
 @pytest.mark.parametrize("backend", backends_of("add_sinusoidal_position_encoding"))
 @given(data=st.data())
 def test_add_sinusoidal_position_encoding(backend, data):
-    require("add_sinusoidal_position_encoding", backend)
-    dtype = data.draw(dtypes_for(backend))
+    dtype = begin("add_sinusoidal_position_encoding", backend, data)
     batch, seq, d_model = data.draw(SMALL), data.draw(SEQS), data.draw(st.sampled_from([1, 2, 3, 8, 17, 32]))
     args = dict(x=data.draw(tensors((batch, seq, d_model), dtype, grad=True)),
                 position_ids=_positions(data, batch, seq, data.draw(st.sampled_from([seq + 1, 1000]))))

@@ -17,7 +17,7 @@ from llmkernels.models import GPT, GPTConfig
 from llmkernels.training import checkpoint
 from tests.training.conftest import DEFAULT_OPS, TINY_FLAGS
 
-STEPS = 8
+STEPS = 10
 FLAGS = [*TINY_FLAGS, "--ops", DEFAULT_OPS, "--steps", str(STEPS), "--log-every", "1", "--eval-every", "3",
          "--save-every", "1", "--seed", "5"]
 # Where checkpoint.save can die, and the step of the checkpoint that must be found after a kill there
@@ -76,25 +76,29 @@ def test_killed_runs_resume_to_the_uninterrupted_losses(corpus, tmp_path):
     finally:
         torch.set_num_threads(threads)
 
-    rng = random.Random(15)  # the order of the kills and the moment of the one from outside
-    kills = [(stage, None) for stage in STAGES] + [(None, rng.uniform(0, 0.3))]
-    rng.shuffle(kills)
-    run, saved = tmp_path / "run", 0
-    for stage, delay in kills:
-        step = saved + 1
+    rng = random.Random(15)  # the order of the checkpoint-stage kills, their steps, the outside kill
+    stages = list(STAGES)
+    rng.shuffle(stages)
+    run, saved, before = tmp_path / "run", 0, None
+    for stage in stages:
+        step = saved + rng.randint(1, 2)
         resume = (run / "config.json").exists()  # killed before its config was written: start it again
-        process = _start(corpus, run, resume, f"{stage}@{step}" if stage else None)
-        if stage:
-            assert process.wait(timeout=300) == -signal.SIGKILL, process.stderr.read()
-        else:
-            _kill_after_step(process, run, step, delay)
+        process = _start(corpus, run, resume, f"{stage}@{step}")
+        assert process.wait(timeout=300) == -signal.SIGKILL, process.stderr.read()
         now = _saved_step(run)
-        if stage:
-            assert now == step + STAGES[stage], (stage, step)
-            where = checkpoint.folder(str(run))
-            assert (where is not None and where.name == "checkpoint.old") == (stage == "old-moved" and step > 1)
-        assert now >= saved
+        assert now == step + STAGES[stage], (stage, step)
+        where = checkpoint.folder(str(run))
+        where = where and where.name
+        # Killed before the swap: the folder the run had; between the renames: the previous one as
+        # checkpoint.old; after the swap: the new one.
+        assert where == {"old-moved": "checkpoint.old" if step > 1 else None, "swapped": "checkpoint"}.get(stage, before)
+        before = where
         saved = now
+    # From outside, at a random moment of a later step (its forward, backward, evaluation or
+    # checkpoint write); a run that finishes first is fine too.
+    process = _start(corpus, run, resume=True)
+    _kill_after_step(process, run, rng.randint(saved + 1, STEPS - 1), rng.uniform(0, 0.05))
+    assert _saved_step(run) >= saved
     process = _start(corpus, run, resume=True)
     assert process.wait(timeout=300) == 0, process.stderr.read()
     assert _losses(run) == _losses(full)
