@@ -64,3 +64,23 @@ def test_scaled_dot_product_attention(backend, data):
         fill = (lambda s, g: torch.rand(s, generator=g) < 0.8) if mask == "bool" else None
         args["attn_mask"] = data.draw(tensors((seq_q, seq_k), torch.bool if mask == "bool" else dtype, fill=fill))
     check(lambda **a: llmkernels.scaled_dot_product_attention(**a, **options), args, backend)
+
+
+@pytest.mark.parametrize("backend", backends_of("attention"))
+@given(data=st.data())
+def test_attention_varlen(backend, data):
+    dtype = begin("attention", backend, data)
+    count, heads_kv, group = data.draw(st.sampled_from([1, 2, 3])), data.draw(st.sampled_from([1, 2])), data.draw(st.sampled_from([1, 2]))
+    dim = data.draw(st.sampled_from(HEAD_DIMS if backend != "triton" else HEAD_DIMS[2:]))
+    lengths_q = [data.draw(SEQS) for _ in range(count)]
+    lengths_k = [data.draw(SEQS) for _ in range(count)]
+    bounds = lambda lengths: torch.tensor([0] + lengths).cumsum(0)  # noqa: E731
+    args = dict(
+        q=data.draw(tensors((sum(lengths_q), heads_kv * group, dim), dtype, grad=True)),
+        k=data.draw(tensors((sum(lengths_k), heads_kv, dim), dtype, grad=True)),
+        v=data.draw(tensors((sum(lengths_k), heads_kv, dim), dtype, grad=True)),
+    )
+    options = dict(cu_seqlens_q=bounds(lengths_q), cu_seqlens_k=bounds(lengths_k), max_seqlen_q=max(lengths_q),
+                   max_seqlen_k=max(lengths_k), causal=data.draw(st.booleans()), return_lse=True,
+                   window=(data.draw(st.sampled_from([-1, 2])), -1))
+    check(lambda **a: llmkernels.attention_varlen(**a, **options), args, backend)
