@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu') setup.py pyproject.toml
 
-.PHONY: test demo bench cuda-check setup clean
+.PHONY: test demo bench fuzz cuda-check setup clean
 
 setup: $(VENV)/.installed
 
@@ -13,6 +13,11 @@ $(VENV)/.installed: $(SOURCES) tools/setup_env.sh
 
 test: setup cuda-check
 	LLMKERNELS_REQUIRE_EXTENSION=1 $(PY) -m pytest tests -q --durations=15 --timeout=900
+
+# The property tests (tests/property) with hypothesis's long profile: 400 examples a test (set
+# LLMKERNELS_HYPOTHESIS_EXAMPLES for more or fewer); `make test` runs the short CI profile.
+fuzz: setup
+	LLMKERNELS_HYPOTHESIS_PROFILE=long LLMKERNELS_REQUIRE_EXTENSION=1 $(PY) -m pytest tests/property -q
 
 demo: setup
 	$(PY) -m llmkernels demo  # trains the tiny GPT on the standard library's sources, then reports

@@ -27,6 +27,7 @@ class GPTConfig(DictConfig):
     ops: str = "llmkernels"  # "torch": the same model on PyTorch's own functions (see llmkernels.nn)
 
     def __post_init__(self):
+        self.check_types()
         for name in ("vocab_size", "max_seq_len", "d_model", "n_layer", "n_head", "n_kv_head", "mlp_hidden"):
             if not is_positive_int(getattr(self, name)):
                 raise ValueError(f"GPTConfig.{name} must be a positive int; got {getattr(self, name)!r}")

@@ -63,6 +63,7 @@ class TrainConfig(DictConfig):
     model: dict = dataclasses.field(default_factory=dict)  # GPTConfig overrides (d_model, n_layer, ...)
 
     def validate(self) -> None:
+        self.check_types()
         if self.preset not in MODEL_PRESETS:
             raise TrainingError(f"unknown preset {self.preset!r}; choose one of {', '.join(sorted(MODEL_PRESETS))}")
         if self.tokenizer not in TOKENIZERS:

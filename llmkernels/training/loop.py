@@ -150,7 +150,7 @@ def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan: 
                    "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
         if plan is not None:
             payload["plan"] = plan
-        Path(run_dir, "config.json").write_text(json.dumps(payload, indent=1))
+        checkpoint.write_json(Path(run_dir, "config.json"), payload)
     return run_dir, corpus.key
 
 

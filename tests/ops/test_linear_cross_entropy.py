@@ -154,3 +154,19 @@ def test_float64_weights_accumulate_in_float64(accum_dtype):
     for got, want in zip(grads, torch.autograd.grad(expected, full)):
         assert got.dtype == torch.float64
         _check(got, want, torch.float64)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_no_rows_backward_gives_zero_gradients_of_the_inputs_shapes(backend, reduction):
+    # Found by tests/property: with reduction 'none' the backward handed back the forward's empty
+    # placeholders (shape (0,)) as the input and weight gradients, and autograd refused them.
+    skip_unless_present("linear_cross_entropy", "cpu", backend, torch.float32)
+    x = torch.randn(2, 0, 3, requires_grad=True)
+    w = torch.randn(5, 3, requires_grad=True)
+    b = torch.randn(5, requires_grad=True)
+    with llmkernels.use_backend(backend):
+        loss = llmkernels.linear_cross_entropy(x, w, torch.zeros(2, 0, dtype=torch.long), linear_bias=b, reduction=reduction)
+    grads = torch.autograd.grad(loss.sum(), (x, w, b))
+    for grad, leaf in zip(grads, (x, w, b)):
+        assert torch.equal(grad, torch.zeros_like(leaf))

@@ -19,21 +19,32 @@ import torch
 
 
 def row_terms(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap):
-    """(ce_rows, z_rows, lse, weight_of_target, valid) for logits (N, C) and target (N,)."""
+    """(ce_rows, z_rows, lse, weight_of_target, valid) for logits (N, C) and target (N,).
+
+    The terms are formed from the logits less their row maximum (lse - z_t = lse(z - m) - (z_t - m)):
+    a large common offset (logits near -1e4) then costs no digits, and logits near float32's
+    limits give the loss's true overflow (inf), not inf - inf (NaN). An ignored row, a zero class
+    weight or a zero option adds exactly 0 (never 0 * inf)."""
     compute = torch.promote_types(logits.dtype, torch.float32)
     z = logits.to(compute)
     if softcap:
         z = softcap * torch.tanh(z / softcap)
     classes = z.shape[-1]
-    lse = torch.logsumexp(z, dim=-1)
+    top = z.amax(dim=-1, keepdim=True) if classes else z.new_zeros(z.shape[:-1] + (1,))
+    shifted = z - torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    shifted_lse = torch.logsumexp(shifted, dim=-1)
+    lse = shifted_lse + (z - shifted)[..., :1].squeeze(-1) if classes else shifted_lse
     valid = target != ignore_index
     safe_target = torch.where(valid, target, torch.zeros_like(target))
     weight = torch.ones(classes, dtype=compute, device=z.device) if class_weight is None else class_weight.to(compute)
     weight_of_target = weight[safe_target] * valid
-    nll = lse - z.gather(-1, safe_target.unsqueeze(-1)).squeeze(-1)
-    smooth = weight.sum() * lse - (z * weight).sum(-1)
-    ce_rows = (1 - label_smoothing) * weight_of_target * nll + (label_smoothing / classes) * smooth * valid
-    z_rows = z_loss * lse.square() * valid
+    nll = shifted_lse - shifted.gather(-1, safe_target.unsqueeze(-1)).squeeze(-1)
+    zero = torch.zeros_like(nll)
+    ce_rows = torch.where(weight_of_target != 0, (1 - label_smoothing) * weight_of_target * nll, zero)
+    if label_smoothing:
+        smooth = weight.sum() * shifted_lse - torch.where(weight != 0, shifted * weight, 0).sum(-1)
+        ce_rows = ce_rows + torch.where(valid, (label_smoothing / classes) * smooth, zero)
+    z_rows = torch.where(valid, z_loss * lse.square(), zero) if z_loss else zero
     return ce_rows, z_rows, lse, weight_of_target, valid
 
 
@@ -68,7 +79,7 @@ def _part_gradients(logits, target, class_weight, ignore_index, label_smoothing,
     classes = z.shape[-1]
     terms = row_terms(logits, target, class_weight, ignore_index, label_smoothing, z_loss, softcap)
     _, _, lse, weight_of_target, valid = terms
-    p = torch.exp(z - lse.unsqueeze(-1))
+    p = torch.softmax(z, dim=-1)  # not exp(z - lse): lse rounded at |lse| ~ 1e4 is off by ~1e-3
     weight = torch.ones(classes, dtype=compute, device=z.device) if class_weight is None else class_weight.to(compute)
     safe_target = torch.where(valid, target, torch.zeros_like(target))
     onehot = torch.nn.functional.one_hot(safe_target, classes).to(compute)

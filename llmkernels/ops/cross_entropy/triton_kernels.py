@@ -7,9 +7,9 @@ of 1e4. The second loop, only when a gradient is wanted, re-reads the row and wr
 d(loss)/d(logits) directly, so the (N, C) probabilities are never stored. Same contract as
 csrc/cross_entropy/cross_entropy.h.
 
-Label smoothing needs sum_c w_c * z_c; it is accumulated relative to the target's logit z_t, as
-sum_c w_c * (z_c - z_t), because W * lse - sum_c w_c * z_c cancels catastrophically for large
-logits. tanh is written through exp (there is no tl.tanh in every Triton version, nor in the
+Label smoothing needs W * lse - sum_c w_c * z_c = W * (lse - m) + sum_c w_c * (m - z_c), m the row
+max: two sums of terms >= 0, so neither cancels for large logits nor turns into inf - inf (NaN) at
+float32's limits; sum_c w_c (m - z_c) follows the running max as the first loop's exp sum does. tanh is written through exp (there is no tl.tanh in every Triton version, nor in the
 interpreter), with a short series near 0 where the exp form loses relative precision.
 """
 
@@ -86,21 +86,24 @@ def _cross_entropy_row_kernel(
     else:
         w_t = 1.0
 
-    # Pass 1: running max m, sum of exp(z - m), and (smoothing only) W and sum_c w_c (z_c - z_t).
+    # Pass 1: running max m, sum of exp(z - m), and (smoothing only) W and sum_c w_c (m - z_c).
     m = tl.full([], float("-inf"), tl.float32)
     s = tl.zeros([], tl.float32)
     w_sum = tl.zeros([], tl.float32)
-    wz_sum = tl.zeros([], tl.float32)
+    wmz_sum = tl.zeros([], tl.float32)
     for start in range(0, C, BLOCK):
         c, mask, z, _unused = _logit_block(x_row, start, cols, C, softcap, HAS_SOFTCAP, False)
-        if HAS_SMOOTHING:
-            w = _class_weights(weight_ptr, c, mask, HAS_WEIGHT)
-            w_sum += tl.sum(w, axis=0)
-            wz_sum += tl.sum(w * (z - z_t), axis=0)  # masked columns have z = 0, w = 0
         z = tl.where(mask, z, float("-inf"))
         # every block holds at least one real column, so m_new is finite and exp(m - m_new) is 0 or
         # a true ratio, never exp(-inf + inf)
         m_new = tl.maximum(m, tl.max(z, axis=0))
+        if HAS_SMOOTHING:
+            w = _class_weights(weight_ptr, c, mask, HAS_WEIGHT)
+            # the columns so far, moved to the new max; then this block's (0 where w is 0: masked
+            # columns, zero class weights; never 0 * inf)
+            wmz_sum += tl.where(w_sum > 0, w_sum * (m_new - m), 0.0)
+            wmz_sum += tl.sum(tl.where(w != 0, w * (m_new - z), 0.0), axis=0)
+            w_sum += tl.sum(w, axis=0)
         s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), axis=0)
         m = m_new
     # lse - m is kept apart: lse itself, rounded to float32 at |lse| ~ 1e4, is off by ~1e-3, which
@@ -112,8 +115,8 @@ def _cross_entropy_row_kernel(
     lse_minus_zt = (m - z_t) + log_s
     loss = (1.0 - label_smoothing) * w_t * lse_minus_zt + z_loss * lse * lse
     if HAS_SMOOTHING:
-        # eps / C * (W * lse - sum_c w_c z_c), shifted by z_t
-        loss += label_smoothing / C * (w_sum * lse_minus_zt - wz_sum)
+        # eps / C * (W * lse - sum_c w_c z_c)
+        loss += label_smoothing / C * (w_sum * log_s + wmz_sum)
     tl.store(loss_ptr + row, tl.where(valid, loss, 0.0))
 
     if HAS_GRAD:

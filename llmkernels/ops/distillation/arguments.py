@@ -12,11 +12,20 @@ from llmkernels.ops.common.checks import (
 from llmkernels.ops.cross_entropy.arguments import REDUCTIONS
 
 
+# Logits are divided by the temperature in float32: below this floor, logits of ordinary size
+# (up to ~3e8) would overflow to inf and every backend would return NaN or inf. Above it, a
+# temperature near 0 is well defined (the divergence of the argmax distributions).
+MIN_TEMPERATURE = 1e-30
+
+
 def check_options(temperature, beta, hard_weight, reduction, softcap, has_target) -> None:
     if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) or is_symbolic(temperature)) or not (
-        is_finite_number(temperature) and temperature > 0
+        is_finite_number(temperature) and temperature >= MIN_TEMPERATURE
     ):
-        raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}")
+        raise ValueError(
+            f"temperature must be a finite number >= {MIN_TEMPERATURE} (logits / temperature must not overflow "
+            f"float32); got {temperature!r}"
+        )
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0.0 <= beta <= 1.0):
         raise ValueError(f"beta must lie in [0, 1] (0: forward KL, 1: reverse KL); got {beta!r}")
     if isinstance(hard_weight, bool) or not isinstance(hard_weight, (int, float)) or not (0.0 <= hard_weight <= 1.0):

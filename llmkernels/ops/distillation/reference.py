@@ -71,8 +71,9 @@ def _hard_rows(z_student, target, valid):
     if target is None:
         return torch.zeros(z_student.shape[0], dtype=z_student.dtype, device=z_student.device)
     safe = torch.where(valid, target, torch.zeros_like(target)).long()
-    lse = torch.logsumexp(z_student, dim=-1)
-    return lse - z_student.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    # -log_softmax, not lse - z_t: lse rounded at |lse| ~ 1e4 is off by ~1e-3, and at float32's
+    # limits lse - z_t absorbs the whole loss (-3.4e38 + log(V) == -3.4e38)
+    return -torch.log_softmax(z_student, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
 
 
 def _finish(soft, hard, valid, scale_factor):

@@ -117,7 +117,10 @@ def linear_cross_entropy_backward_op(
     ignore_index: int, reduction: str, label_smoothing: float, z_loss: float, softcap: Optional[float],
     chunk_size: int, accumulate_fp32: bool, backend: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    if saved_grad_input.numel() or input.numel() == 0:
+    if input.numel() == 0:  # no rows: nothing flows back, and 'none' formed no gradients in the forward
+        grad_bias = weight.new_zeros(weight.shape[0]) if bias is not None else weight.new_empty(0)
+        return input.new_zeros(input.shape), weight.new_zeros(weight.shape), grad_bias
+    if saved_grad_input.numel():
         # Formed in the forward for an upstream of 1: scale by the (scalar) upstream gradient.
         upstream = grad_loss.to(input.dtype)
         grad_bias = saved_grad_bias * upstream if bias is not None else weight.new_empty(0)
