@@ -139,8 +139,14 @@ def _check_state(state) -> None:
     groups = state.get("optimizer_groups")
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise TrainingError("state.json optimizer_groups must be a list of objects")
-    sha = state.get("sha256")
-    if not isinstance(sha, dict) or not all(isinstance(sha.get(f), str) for f in FILES):
+    sha, sharded = state.get("sha256"), state.get("sharded")
+    if sharded is not None and not is_positive_int(sharded):
+        raise TrainingError(f"state.json sharded must be a process count; got {sharded!r}")
+    if sharded:  # an FSDP checkpoint lists its own files, each inside the checkpoint folder
+        if not isinstance(sha, dict) or not sha or not all(isinstance(v, str) for v in sha.values()) or any(
+                Path(f).is_absolute() or ".." in Path(f).parts for f in sha):
+            raise TrainingError("state.json sha256 must map the checkpoint's own files to their digests")
+    elif not isinstance(sha, dict) or not all(isinstance(sha.get(f), str) for f in FILES):
         raise TrainingError(f"state.json sha256 must map each of {', '.join(FILES)} to its digest")
 
 
