@@ -1,4 +1,4 @@
-"""GPU bandwidth table for the memory-bound positional ops, against the peers and the copy ceiling.
+"""GPU bandwidth table for the memory-bound ops (positional, rms_norm, swiglu), against the peers and the copy ceiling.
 
 Run by benchmarks/device_check.sh on a CUDA machine. GB/s counts the bytes an op must move: read
 x, write out (and the same again for the backward).
@@ -21,6 +21,33 @@ def rotate_half(x):
 
 def hf_rotary(q, k, cos, sin):
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+def _forward_rows(case, nbytes, ours, peer, op, device):
+    """GB/s of ``ours`` on every backend present and of ``peer`` eager and compiled (forward only)."""
+    rows = []
+    for backend in llmkernels.available_backends(device, op):
+        with llmkernels.use_backend(backend):
+            rows.append((case, backend, gbps(nbytes, triton.testing.do_bench(ours))))
+    rows.append((case, "eager", gbps(nbytes, triton.testing.do_bench(peer))))
+    compiled = torch.compile(peer)
+    rows.append((case, "compiled", gbps(nbytes, triton.testing.do_bench(compiled))))
+    return rows
+
+
+def norm_and_mlp_rows(device, dtype):
+    """rms_norm with residual (reads x, r, writes y, h) and packed swiglu (reads 2H, writes H)."""
+    name = str(dtype)[6:]
+    x, r = (torch.randn(8, 2048, 4096, device=device, dtype=dtype) for _ in range(2))
+    w = torch.ones(4096, device=device, dtype=dtype)
+    rows = _forward_rows(f"rms_norm+res {name}", 4 * x.numel() * x.element_size(),
+                         lambda: llmkernels.rms_norm(x, w, 1e-6, residual=r),
+                         lambda: torch.nn.functional.rms_norm(x + r, (4096,), w, 1e-6), "rms_norm", device)
+    gate_up = torch.randn(8, 2048, 2 * 5632, device=device, dtype=dtype)
+    rows += _forward_rows(f"swiglu {name}", gate_up.numel() * 3 // 2 * gate_up.element_size(),
+                          lambda: llmkernels.swiglu(gate_up),
+                          lambda: torch.nn.functional.silu(gate_up[..., :5632]) * gate_up[..., 5632:], "swiglu", device)
+    return rows
 
 
 def main():
@@ -51,6 +78,7 @@ def main():
             with llmkernels.use_backend(backend):
                 ms = triton.testing.do_bench(lambda: llmkernels.add_sinusoidal_position_encoding(x))
             rows.append((f"sinusoidal {str(dtype)[6:]}", backend, gbps(2 * x.numel() * x.element_size(), ms)))
+        rows.extend(norm_and_mlp_rows(device, dtype))
     print(f"{'case':<22} {'implementation':<26} {'GB/s':>8}")
     for case, impl, rate in rows:
         print(f"{case:<22} {impl:<26} {rate:8.0f}")
