@@ -5,20 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from llmkernels.ops.common.chunked_linear import chunked_linear
-from llmkernels.ops.common.chunked_linear import rows_per_chunk as _rows_per_chunk
+from llmkernels.ops.common.chunked_linear import chunked_linear, rows_per_chunk
 from llmkernels.ops.common.formed_gradients import take_formed, upstream_is_one
 from llmkernels.ops.distillation import rows
-
-
-# Logits per chunk and model: 8M (32 MB in float32 each), 256 rows at V = 32K. Two models' chunks
-# plus the weight gradient stay far below the plain path's (N, V) buffers, and GEMMs of 256 rows
-# run near the full GEMM's rate (64-row ones at about half of it on the 2-core CPU).
-CHUNK_ELEMENTS = 1 << 23
-
-
-def rows_per_chunk(rows: int, classes: int, chunk_size: int) -> int:
-    return _rows_per_chunk(rows, classes, chunk_size, CHUNK_ELEMENTS)
 
 
 def chunked_rows(s_input, s_weight, s_bias, chunk_size, want_grads, accumulate_fp32, row_fn, row_upstream=None):
