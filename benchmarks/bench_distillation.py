@@ -108,11 +108,14 @@ def linear_problem(rows, h_s, h_t, vocab):
 
 
 def _liger():
+    """Liger's chunked-PyTorch fused linear JSD (liger_kernel.chunked_loss; torch.compile'd by default,
+    it runs on a CPU), soft part only to match the other contenders. The benchmark environment adds
+    it (e.g. ``pip install --no-deps --target DIR liger-kernel`` and DIR on PYTHONPATH)."""
     try:
-        from liger_kernel.transformers import LigerFusedLinearJSDLoss
-    except Exception:  # not installed (the benchmark environment installs it), or no usable build
+        from liger_kernel.chunked_loss import LigerFusedLinearJSDLoss
+    except Exception:  # not installed, or no usable build
         return None
-    return LigerFusedLinearJSDLoss(jsd_beta=0.5, temperature=TEMPERATURE)
+    return LigerFusedLinearJSDLoss(weight_hard_loss=0.0, weight_soft_loss=1.0, beta=0.5, temperature=TEMPERATURE)
 
 
 def linear_contenders(s_x, s_w, t_x, t_w):
@@ -128,9 +131,9 @@ def linear_contenders(s_x, s_w, t_x, t_w):
     }
     liger = _liger()
     if liger is not None:
-        # Liger's student and teacher inputs share one hidden size: project the teacher's with its
-        # own weight as Liger expects (weights (V, H_t)).
-        contenders["liger LigerFusedLinearJSDLoss"] = _step(leaves, lambda: liger(s_x, s_w, t_x, t_w))
+        # Its hard part is weighted 0 (the other contenders have none); it still wants labels.
+        labels = torch.randint(0, t_w.shape[0], (s_x.shape[0],), generator=torch.Generator().manual_seed(0))
+        contenders["liger LigerFusedLinearJSDLoss"] = _step(leaves, lambda: liger(s_x, s_w, t_x, t_w, labels))
     return contenders
 
 
