@@ -229,3 +229,19 @@ def test_distillation_at_the_limits_of_float32(backend, beta):
     finite = torch.isfinite(loss)
     assert_close(loss[finite], expected[finite])
     assert (loss[~finite] > 0).all()
+
+
+@pytest.mark.parametrize("op", ["cross_entropy", "distillation_loss", "topk_distillation_loss"])
+def test_an_empty_batch_with_a_strided_last_dim(op):
+    # Found by tests/property: an empty (0, C) view with a last-dim stride of 2 went to the C++
+    # kernels unchanged (torch calls any empty tensor contiguous), which refused it.
+    student, teacher = torch.randn(0, 8)[:, ::2], torch.randn(0, 6)[:, ::2]
+    ids, logprobs = torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, 2)
+    calls = {
+        "cross_entropy": lambda s: llmkernels.cross_entropy(s, torch.zeros(0, dtype=torch.long)),
+        "distillation_loss": lambda s: llmkernels.distillation_loss(s, teacher),
+        "topk_distillation_loss": lambda s: llmkernels.topk_distillation_loss(s, ids, logprobs),
+    }
+    for backend in backends(op):
+        loss, grads = _run(op, backend, calls[op], student)
+        assert torch.equal(loss, torch.zeros_like(loss)) and grads[0].shape == student.shape, backend

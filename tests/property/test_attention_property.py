@@ -13,8 +13,23 @@ import llmkernels  # noqa: E402
 from tests.property.strategies import backends_of, begin, check, tensors  # noqa: E402
 
 HEAD_DIMS = (1, 3, 8, 16, 17, 32)
+# bf16 attention is left out: the reference itself in bf16 is up to ~2% (of the tensor's scale)
+# from float64 in outputs and gradients, and cpp up to ~1% from it, at the table's 1e-2: a draw
+# would fail on precision alone (tests/ops holds bf16 attention on its own fixed cases). Scales
+# are drawn relative to 1/sqrt(D): a score of 40 costs float32 itself more than the table's 1e-5.
+DTYPES = st.sampled_from([torch.float32, torch.float16])
 SEQS = st.sampled_from([0, 1, 2, 5, 7, 13, 17])
 # The GPU backends take head dims in [8, 256] and refuse others (tested in tests/ops).
+
+
+def _scale(data, dim, dtype):
+    factor = data.draw(st.sampled_from([None, 0.5, 2.0] if dtype == torch.float32 else [None, 0.5]))
+    return None if factor is None else factor / dim ** 0.5
+
+
+def _dtype(op, backend, data):
+    begin(op, backend, data)
+    return data.draw(DTYPES)
 
 
 @st.composite
@@ -27,18 +42,15 @@ def qkv(draw, dtype, backend):
     return q, k, v, (batch, heads_kv * group, seq_q, seq_k, dim)
 
 
-# A softmax scale well above 1/sqrt(D) sharpens the scores until bf16 alone (the reference in bf16
-# too) is ~2.5% off float64 in the gradients, past the table's 1e-2: low precision keeps scales
-# at or below the default.
 @pytest.mark.parametrize("backend", backends_of("attention"))
 @given(data=st.data())
 def test_attention(backend, data):
-    dtype = begin("attention", backend, data)
+    dtype = _dtype("attention", backend, data)
     q, k, v, (batch, heads, seq_q, seq_k, dim) = data.draw(qkv(dtype, backend))
     window = st.sampled_from([-1, 0, 1, 4])
     options = dict(
         causal=data.draw(st.booleans()),
-        scale=data.draw(st.sampled_from([None, 0.3, 2.0] if dtype == torch.float32 else [None, 0.3])),
+        scale=_scale(data, dim, dtype),
         window=(data.draw(window), data.draw(window)),
         softcap=data.draw(st.sampled_from([None, 0, 5.0])),
         return_lse=True,
@@ -55,9 +67,9 @@ def test_attention(backend, data):
 @pytest.mark.parametrize("backend", backends_of("attention"))
 @given(data=st.data())
 def test_scaled_dot_product_attention(backend, data):
-    dtype = begin("attention", backend, data)
+    dtype = _dtype("attention", backend, data)
     q, k, v, (batch, heads, seq_q, seq_k, dim) = data.draw(qkv(dtype, backend))
-    options = dict(is_causal=data.draw(st.booleans()), scale=data.draw(st.sampled_from([None, 0.5])), enable_gqa=True)
+    options = dict(is_causal=data.draw(st.booleans()), scale=_scale(data, dim, dtype), enable_gqa=True)
     args = dict(query=q, key=k, value=v)
     mask = data.draw(st.sampled_from([None, "bool", "float"]))
     if mask is not None and not options["is_causal"]:  # torch refuses a mask with is_causal
@@ -69,7 +81,7 @@ def test_scaled_dot_product_attention(backend, data):
 @pytest.mark.parametrize("backend", backends_of("attention"))
 @given(data=st.data())
 def test_attention_varlen(backend, data):
-    dtype = begin("attention", backend, data)
+    dtype = _dtype("attention", backend, data)
     count, heads_kv, group = data.draw(st.sampled_from([1, 2, 3])), data.draw(st.sampled_from([1, 2])), data.draw(st.sampled_from([1, 2]))
     dim = data.draw(st.sampled_from(HEAD_DIMS if backend != "triton" else HEAD_DIMS[2:]))
     lengths_q = [data.draw(SEQS) for _ in range(count)]

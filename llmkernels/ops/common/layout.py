@@ -12,7 +12,11 @@ import torch
 
 def kernel_input(x: torch.Tensor) -> torch.Tensor:
     """x itself when its last dimension is dense, else a contiguous copy."""
-    return x if x.stride(-1) == 1 or x.shape[-1] <= 1 else x.contiguous()
+    if x.stride(-1) == 1 or x.shape[-1] <= 1:
+        return x
+    # clone, not contiguous(): torch calls an empty tensor contiguous whatever its strides, and
+    # would hand back a (0, C) row view with a last-dim stride of 2, which the kernels refuse
+    return x.clone(memory_format=torch.contiguous_format)
 
 
 def kernel_rows(x: torch.Tensor) -> torch.Tensor:

@@ -100,9 +100,9 @@ def _cross_entropy_row_kernel(
         if HAS_SMOOTHING:
             w = _class_weights(weight_ptr, c, mask, HAS_WEIGHT)
             # the columns so far, moved to the new max; then this block's (0 where w is 0: masked
-            # columns, zero class weights; never 0 * inf)
-            wmz_sum += tl.where(w_sum > 0, w_sum * (m_new - m), 0.0)
-            wmz_sum += tl.sum(tl.where(w != 0, w * (m_new - z), 0.0), axis=0)
+            # columns, zero class weights). Operands are chosen so that no 0 * inf is ever formed.
+            wmz_sum += w_sum * (m_new - tl.where(w_sum > 0, m, m_new))
+            wmz_sum += tl.sum(w * tl.where(w != 0, m_new - z, 0.0), axis=0)
             w_sum += tl.sum(w, axis=0)
         s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), axis=0)
         m = m_new
