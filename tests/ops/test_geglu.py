@@ -94,3 +94,15 @@ def test_opcheck_and_bad_approximate(backend):
     torch.library.opcheck(ops.geglu_backward, (torch.randn(3, 5, 9), gate.detach(), up.detach(), "none", backend))
     with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh'"):
         llmkernels.geglu(gate, up, approximate="erf")
+
+
+def test_cpp_exact_gelu_keeps_relative_accuracy_in_the_left_tail():
+    # Found by the property tests: the erf approximation had an absolute error of 1.5e-7, ~5e-5
+    # relative where Phi(g) is ~1e-3 (g = -3), visible once `up` is large.
+    skip_unless_present("geglu", "cpu", "cpp", torch.float32)
+    gate = torch.linspace(-6, 6, 20001).float()
+    expected = torch.nn.functional.gelu(gate.double())
+    with llmkernels.use_backend("cpp"):
+        got = llmkernels.geglu(gate, torch.ones_like(gate)).double()
+    keep = expected.abs() > 1e-6
+    assert ((got - expected).abs() / expected.abs())[keep].max() < 1e-5
