@@ -90,8 +90,13 @@ class _Dist:
         torch.distributed.all_reduce(t)
         return t.item() / self.world
 
-    def close(self):
+    def close(self, finished: bool = False):
         if self.world > 1 and torch.distributed.is_initialized():
+            if finished:
+                # Every rank leaves together: one that tore gloo down while its peer was still at
+                # work aborted now and then ("terminate called without an active exception").
+                # Not after an error, where the peer may never arrive.
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
@@ -212,14 +217,17 @@ def train(config: TrainConfig, out: str | None = None, resume: bool = False, sto
     device = _device(config, int(os.environ.get("LOCAL_RANK", "0")))
     _check_backend(config, device)
     dist = _Dist(device.type)
+    finished = False
     try:
         if config.fsdp and dist.world == 1:
             raise TrainingError("--fsdp shards the model across processes: start it with torchrun --nproc_per_node N, N >= 2")
         context = llmkernels.use_backend(config.backend) if config.backend != "auto" else contextlib.nullcontext()
         with context:
-            return _train(config, out, resume, stop_at, quiet, device, dist, plan)
+            result = _train(config, out, resume, stop_at, quiet, device, dist, plan)
+        finished = True
+        return result
     finally:
-        dist.close()
+        dist.close(finished)
 
 
 def _gradient_sync(trained, fsdp: bool, sync: bool):
