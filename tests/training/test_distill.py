@@ -18,11 +18,12 @@ STUDENT = [*MODEL[4:], "--steps", "60", "--eval-every", "60"]  # the student sha
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     root = tmp_path_factory.mktemp("teacher")
-    os.environ["LLMKERNELS_CACHE"] = str(root / "cache")  # module scope: the per-test cache fixture is not there yet
-    corpus = make_corpus(root / "corpus", files=6, lines=120)
-    run = root / "run"
-    assert cli.main(["train", "--data", corpus, *MODEL, "--steps", "150", "--eval-every", "150", "--d-model", "64",
-                     "--n-layer", "4", "--n-head", "4", "--n-kv-head", "2", "--mlp-hidden", "128", "--out", str(run)]) == 0
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the per-test cache fixture is not there yet
+        patch.setenv("LLMKERNELS_CACHE", str(root / "cache"))
+        corpus = make_corpus(root / "corpus", files=6, lines=120)
+        run = root / "run"
+        assert cli.main(["train", "--data", corpus, *MODEL, "--steps", "150", "--eval-every", "150", "--d-model", "64",
+                         "--n-layer", "4", "--n-head", "4", "--n-kv-head", "2", "--mlp-hidden", "128", "--out", str(run)]) == 0
     return {"run": str(run), "cache": str(root / "cache")}
 
 

@@ -49,7 +49,8 @@ def cross_entropy_op(
 
 
 @cross_entropy_op.register_fake
-def _(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, backend):
+def fake_loss_and_lse(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, backend):
+    """Checked (loss, lse) shapes: the fake of cross_entropy and of cross_entropy_inplace."""
     check_arguments(logits, target, weight, reduction, label_smoothing, z_loss, softcap, ignore_index)
     rows = logits.shape[0]
     loss = logits.new_empty(rows if reduction == "none" else (), dtype=torch.float32)
