@@ -10,14 +10,16 @@ from llmkernels.nn.kv_cache import KVCache
 
 
 class Attention(torch.nn.Module):
-    """``forward(x, context=None, position_ids=None, kv_cache=None) -> (batch, seq, d_model)``.
+    """``forward(x, context=None, position_ids=None, kv_cache=None, key_padding_mask=None) -> (batch, seq, d_model)``.
 
     Self-attention over x (causal when ``causal``), or cross-attention to ``context`` (never causal).
     ``rotary`` is an ``llmkernels.nn.RotaryEmbedding`` applied to q and k in self-attention; one
     may be shared by every layer of a model. ``position_ids`` defaults to the positions after
     what ``kv_cache`` holds. With a ``KVCache``, new keys/values are appended and the queries
     attend to all of them; causal attention then aligns bottom-right (query i is the cache length
-    + i), which is decoding.
+    + i), which is decoding. ``key_padding_mask`` (batch, keys) bool, True = attend, masks padded
+    keys (of x, of ``context`` in cross-attention, of the whole cache with a ``KVCache``); a query
+    that sees no key gets zeros.
 
     ``fused_kv=True`` projects keys and values with one matrix, ``kv_proj`` (one GEMM instead of
     two; its rows are all keys, then all values), instead of ``k_proj`` and ``v_proj``.
@@ -58,7 +60,7 @@ class Attention(torch.nn.Module):
         # (batch, seq, 2, heads, dim) -> k and v as (batch, heads, seq, dim) views, no copy.
         return self.kv_proj(source).view(batch, seq, 2, self.n_kv_heads, self.head_dim).permute(2, 0, 3, 1, 4)
 
-    def forward(self, x, context=None, position_ids=None, kv_cache: KVCache | None = None):
+    def forward(self, x, context=None, position_ids=None, kv_cache: KVCache | None = None, key_padding_mask=None):
         batch, seq, _ = x.shape
         self_attention = context is None
         q = self._heads(self.q_proj(x), self.n_heads)
@@ -72,9 +74,10 @@ class Attention(torch.nn.Module):
             k, v = kv_cache.append(k, v)
         causal = self.causal and self_attention
         if self.ops == "torch":
-            out = torch_baseline.attention(q, k, v, causal)
+            out = torch_baseline.attention(q, k, v, causal, key_padding_mask)
         else:
-            out = llmkernels.attention(q, k, v, causal=causal, softcap=self.softcap, window=self.window)
+            out = llmkernels.attention(q, k, v, causal=causal, softcap=self.softcap, window=self.window,
+                                       key_padding_mask=key_padding_mask)
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
 
     def extra_repr(self):

@@ -57,20 +57,31 @@ def rotary(q, k, cos, sin, positions, interleaved: bool):
     return one(q), one(k)
 
 
-def attention(q, k, v, causal: bool):
-    """SDPA with GQA and causal masks aligned bottom-right (the last query sees every key), as a KV cache needs."""
+def attention(q, k, v, causal: bool, key_padding_mask=None):
+    """SDPA with GQA and causal masks aligned bottom-right (the last query sees every key), as a KV
+    cache needs; ``key_padding_mask`` (batch, keys) bool, True = attend. A query that sees no key
+    gets zeros, as llmkernels.attention gives (SDPA alone would give NaN)."""
     seq_q, seq_k = q.shape[-2], k.shape[-2]
     if k.shape[1] != q.shape[1]:
         repeat = q.shape[1] // k.shape[1]
         k = k.repeat_interleave(repeat, dim=1)
         v = v.repeat_interleave(repeat, dim=1)
-    if not causal or seq_q == 1:
-        return F.scaled_dot_product_attention(q, k, v)
-    if seq_q == seq_k:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    rows = torch.arange(seq_q, device=q.device)[:, None] + (seq_k - seq_q)
-    mask = torch.arange(seq_k, device=q.device)[None, :] <= rows
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if key_padding_mask is None:
+        if not causal or seq_q == 1:
+            return F.scaled_dot_product_attention(q, k, v)
+        if seq_q == seq_k:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    mask = torch.ones(seq_q, seq_k, dtype=torch.bool, device=q.device)
+    if causal:
+        rows = torch.arange(seq_q, device=q.device)[:, None] + (seq_k - seq_q)
+        mask = torch.arange(seq_k, device=q.device)[None, :] <= rows
+    if key_padding_mask is not None:
+        mask = mask & key_padding_mask[:, None, None, :].to(torch.bool)
+    sees_a_key = mask.any(dim=-1, keepdim=True)
+    # Rows that see nothing attend to every key instead (finite, then zeroed), so no NaN reaches
+    # the output or the backward.
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~sees_a_key)
+    return out * sees_a_key
 
 
 def cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing, softcap):

@@ -1,5 +1,6 @@
 """nn.Attention: self/cross attention, GQA, RoPE, and KV-cache decoding equal to a full pass."""
 
+import pytest
 import torch
 
 import llmkernels
@@ -29,3 +30,29 @@ def test_cross_attention_and_gradients():
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("cross", [False, True])
+def test_key_padding_mask_matches_the_torch_path_and_ignores_padded_keys(causal, cross):
+    torch.manual_seed(3)
+    fused = llmkernels.nn.Attention(32, 4, n_kv_heads=2, causal=causal)
+    baseline = llmkernels.nn.Attention(32, 4, n_kv_heads=2, causal=causal, ops="torch")
+    baseline.load_state_dict(fused.state_dict())
+    x = torch.randn(3, 6, 32)
+    context = torch.randn(3, 5, 32) if cross else None
+    mask = torch.ones(3, 5 if cross else 6, dtype=torch.bool)
+    mask[1, 3:] = False
+    mask[2, :] = False  # a row that sees no key: zeros on both paths, never NaN
+    ours = fused(x, context, key_padding_mask=mask)
+    theirs = baseline(x, context, key_padding_mask=mask)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(theirs).all()
+    # Moving a padded key (batch 1, position 4) changes nothing.
+    if cross:
+        moved_context = context.clone()
+        moved_context[1, 4] += 10.0
+        torch.testing.assert_close(fused(x, moved_context, key_padding_mask=mask)[1], ours[1])
+    (ours.sum() + theirs.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in baseline.parameters())
