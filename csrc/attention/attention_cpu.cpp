@@ -50,8 +50,9 @@ constexpr int64_t kBK = cpu::kAttnBlockK;
 // and attention_cpu_backward_impl.h).
 int64_t attention_scratch_floats(int64_t head_dim) {
   const int64_t dp = (head_dim + 15) / 16 * 16;
-  // + the bf16 backward's vdpbf16ps buffers: kr (BK x D), pb (BK x BQ bf16).
-  return 4 * std::max(kBQ, kBK) * dp + 3 * kBK * kBQ + 4 * dp + 64 + kBK * dp + kBK * kBQ / 2;
+  // The backward's key pass is the largest: kf, vf, kr (BK x D), pt, dpt, tt (BK x BQ), pb
+  // (BK x BQ bf16), two rows, the query tile (q_t, do_t, dqacc: D x BQ; q_r, do_r: BQ x Dp).
+  return 3 * kBK * dp + 3 * kBK * kBQ + kBK * kBQ / 2 + 2 * dp + 5 * kBQ * dp + 64;
 }
 
 // Multiply-adds a thread should have before another one is woken: entering a parallel region
@@ -148,18 +149,22 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
     return;
   }
 
-  // Key chunks per (b, kv head): enough tasks to fill a few cores when B * Hkv is small, as a
-  // function of the shape only (the chunking fixes dq's summation order).
-  constexpr int64_t kMinKvTasks = 16;
+  // Key chunks per (b, kv head): enough tasks for 8 threads when B * Hkv is small, as a function
+  // of the shape only (the chunking fixes dq's summation order). Each chunk past the first costs
+  // a float32 copy of dq (its partial sums), so no more chunks than that.
+  constexpr int64_t kMinKvTasks = 8;
   const int64_t want = std::max<int64_t>(1, (kMinKvTasks + B * Hkv - 1) / (B * Hkv));
   const int64_t chunk_blocks = std::max<int64_t>(1, (n_kb + want - 1) / want);
   const int64_t num_chunks = std::max<int64_t>(1, (n_kb + chunk_blocks - 1) / chunk_blocks);
 
   const int64_t dp = (D + 15) / 16 * 16;
-  const int64_t t_floats = q_blocks * D * kBQ, r_floats = q_blocks * kBQ * dp;
   const int64_t v_floats = q_blocks * kBQ;
-  at::Tensor work = at::empty({2 * t_floats + 2 * r_floats + 2 * v_floats + num_chunks * t_floats},
-                              q.options().dtype(at::kFloat));
+  const int64_t partial_floats = num_chunks > 1 ? num_chunks * q_blocks * D * kBQ : 0;
+  // dk and dv accumulate in place when they are float32 rows of Dp (contiguous: the op allocates them).
+  const bool in_place = q.scalar_type() == at::kFloat && dp == D;
+  const int64_t acc_floats = in_place ? 0 : 2 * B * Hkv * p.seq_k * dp;
+  at::Tensor work =
+      at::empty({2 * v_floats + partial_floats + acc_floats}, q.options().dtype(at::kFloat));
   float* w = work.data_ptr<float>();
 
   cpu::AttentionBwdArgs a{};
@@ -172,13 +177,11 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
   a.dq = dq.data_ptr();
   a.dk = dk.data_ptr();
   a.dv = dv.data_ptr();
-  a.q_t = w;
-  a.do_t = a.q_t + t_floats;
-  a.q_r = a.do_t + t_floats;
-  a.do_r = a.q_r + r_floats;
-  a.lse_q = a.do_r + r_floats;
+  a.lse_q = w;
   a.delta = a.lse_q + v_floats;
-  a.dq_t = a.delta + v_floats;
+  a.dq_t = num_chunks > 1 ? a.delta + v_floats : nullptr;
+  a.dk_acc = in_place ? dk.data_ptr<float>() : a.delta + v_floats + partial_floats;
+  a.dv_acc = in_place ? dv.data_ptr<float>() : a.dk_acc + B * Hkv * p.seq_k * dp;
   a.num_chunks = num_chunks;
   a.chunk_blocks = chunk_blocks;
 
@@ -187,7 +190,8 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
   const int64_t pass_work = attention_work(p);
   run_tasks(q_blocks, B * Hq * p.seq_q * D, scratch, [&](int64_t t, float* s) { fn.prep(a, t, s); });
   run_tasks(num_chunks * B * Hkv, 2 * pass_work, scratch, [&](int64_t t, float* s) { fn.kv(a, t, s); });
-  run_tasks(q_blocks, pass_work, scratch, [&](int64_t t, float* s) { fn.dq(a, t, s); });
+  if (num_chunks > 1)
+    run_tasks(q_blocks, B * Hq * p.seq_q * D, scratch, [&](int64_t t, float* s) { fn.dq(a, t, s); });
 }
 
 }  // namespace llmkernels

@@ -1,62 +1,79 @@
-// Backward of the attention CPU kernel (see attention_cpu_kernel_impl.h), three passes whose
-// tasks are independent (workspace layouts: attention_cpu_kernel.h):
-//   1. bwd_prep_task: q, dout (rows and transposed), lse and delta of one query block;
-//   2. bwd_kv_task:   dk, dv of one key chunk of one kv head, and that chunk's dq contribution;
+// Backward of the attention CPU kernel (see attention_cpu_kernel_impl.h), up to three passes
+// whose tasks are independent (workspace layouts: attention_cpu_kernel.h):
+//   1. bwd_prep_task: lse and delta of one query block;
+//   2. bwd_kv_task:   dk, dv of one key chunk of one kv head, and that chunk's dq contribution
+//                     (dq itself when there is one chunk);
 //   3. bwd_dq_task:   dq of one query block, the chunks' contributions summed in chunk order.
+// The workspace beyond per-thread scratch is lse/delta (two floats a query), float32 dk/dv
+// accumulators only where the outputs cannot be their own, and dq partials only with key chunks.
 //
 // With BwdDot (bf16, avx512bf16 level) S, dP and dv run on vdpbf16ps: q, dout, the key and value
 // rows as bf16 pairs, P rounded to bf16, float32 accumulation. dS stays float32 and dk, dq keep
 // the float32 FMA products: dS rounded to bf16 misses the 1e-2 tolerance on dq, dk for sharp
 // softmaxes, and a (hi, lo) bf16 split of dS measured slower than FMA here.
 
-// Pass 1. Scratch: three rows of Dp.
-// Without BwdDot q_t / do_t hold (D, BQ) float32 and q_r / do_r (BQ, Dp) float32 rows. With it
-// q_t / do_t hold (ceil(D / 2), BQ) bf16 pairs along d and do_r (BQ / 2, Dp) pairs along the
-// queries; q_r stays float32 rows (dk's product keeps dS in float32). Zero padding elsewhere.
+// Pass 1: lse and delta = rowsum(dout * out) of one query block. Scratch: two rows of Dp.
 template <typename T>
 void bwd_prep_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
-  constexpr bool kDot = BwdDot<T>::value;
-  const cpu::AttentionParams& p = a.p;
-  const Geometry g = geometry(p);
+  const Geometry g = geometry(a.p);
   const int64_t blk = task;
   const int64_t bh = blk / g.nQb, qb = blk % g.nQb;
   const int64_t b = bh / g.Hq, h = bh % g.Hq;
-  const int64_t D = g.D, Dp = g.Dp;
   const int64_t i0 = qb * kBQ, nq = min_i64(kBQ, g.Sq - i0);
-  float* qt = a.q_t + blk * D * kBQ;
-  float* dot = a.do_t + blk * D * kBQ;
-  float* qr = a.q_r + blk * kBQ * Dp;
-  float* dor = a.do_r + blk * kBQ * Dp;
   float* lq = a.lse_q + blk * kBQ;
   float* dl = a.delta + blk * kBQ;
   float* orow = scratch;
-  const T* qbase = static_cast<const T*>(a.q) + b * a.qs.b + h * a.qs.h;
+  float* drow = scratch + g.Dp;
   const T* obase = static_cast<const T*>(a.out) + b * a.os.b + h * a.os.h;
   const T* dobase = static_cast<const T*>(a.dout) + b * a.dos.b + h * a.dos.h;
   const float* lse = a.lse + (b * g.Hq + h) * g.Sq;
-  uint32_t* qv = reinterpret_cast<uint32_t*>(qt);
-  uint32_t* dov = reinterpret_cast<uint32_t*>(dot);
-  uint32_t* dop = reinterpret_cast<uint32_t*>(dor);
-  fill(qr, kBQ * Dp, 0.0f);
+  for (int64_t r = 0; r < nq; ++r) {
+    load_f32(dobase + (i0 + r) * a.dos.s, drow, g.D);
+    load_f32(obase + (i0 + r) * a.os.s, orow, g.D);
+    float delta = 0.0f;
+    for (int64_t d = 0; d < g.D; ++d) delta += drow[d] * orow[d];
+    const float lr = lse[i0 + r];
+    const bool dead = lr == -__builtin_inff();
+    lq[r] = dead ? __builtin_inff() : lr;
+    dl[r] = dead ? 0.0f : delta;
+  }
+  for (int64_t r = nq; r < kBQ; ++r) {
+    lq[r] = __builtin_inff();
+    dl[r] = 0.0f;
+  }
+}
+
+// One query block's operands of pass 2, built in the task's scratch when the block is visited
+// (no copy of q or dout the size of the inputs). Without BwdDot q_t / do_t hold (D, BQ) float32
+// and q_r / do_r (BQ, Dp) float32 rows. With it q_t / do_t hold (ceil(D / 2), BQ) bf16 pairs
+// along d and do_r (BQ / 2, Dp) pairs along the queries; q_r stays float32 rows (dk's product
+// keeps dS in float32). Zero padding elsewhere. `drow`: one row of Dp.
+struct QueryTile {
+  float *q_t, *do_t, *q_r, *do_r, *drow;
+};
+
+template <typename T>
+void load_query_tile(const cpu::AttentionBwdArgs& a, const Geometry& g, int64_t b, int64_t h,
+                     int64_t i0, int64_t nq, const QueryTile& t) {
+  constexpr bool kDot = BwdDot<T>::value;
+  const int64_t D = g.D, Dp = g.Dp;
+  const T* qbase = static_cast<const T*>(a.q) + b * a.qs.b + h * a.qs.h;
+  const T* dobase = static_cast<const T*>(a.dout) + b * a.dos.b + h * a.dos.h;
+  uint32_t* qv = reinterpret_cast<uint32_t*>(t.q_t);
+  uint32_t* dov = reinterpret_cast<uint32_t*>(t.do_t);
+  uint32_t* dop = reinterpret_cast<uint32_t*>(t.do_r);
+  fill(t.q_r, kBQ * Dp, 0.0f);
   if constexpr (kDot) {
     const int64_t Dh = (D + 1) / 2;
     for (int64_t e = 0; e < Dh * kBQ; ++e) qv[e] = dov[e] = 0u;
     for (int64_t e = 0; e < kBQ / 2 * Dp; ++e) dop[e] = 0u;
   } else {
-    fill(dor, kBQ * Dp, 0.0f);
+    fill(t.do_r, kBQ * Dp, 0.0f);
   }
   for (int64_t r = 0; r < nq; ++r) {
-    float* qrow = qr + r * Dp;
-    float* drow = kDot ? scratch + Dp : dor + r * Dp;  // kDot: do_r holds pairs, not rows
+    float* qrow = t.q_r + r * Dp;
+    float* drow = kDot ? t.drow : t.do_r + r * Dp;  // kDot: do_r holds pairs, not rows
     load_f32(qbase + (i0 + r) * a.qs.s, qrow, D);
-    load_f32(dobase + (i0 + r) * a.dos.s, drow, D);
-    load_f32(obase + (i0 + r) * a.os.s, orow, D);
-    float delta = 0.0f;
-    for (int64_t d = 0; d < D; ++d) delta += drow[d] * orow[d];
-    const float lr = lse[i0 + r];
-    const bool dead = lr == -__builtin_inff();
-    lq[r] = dead ? __builtin_inff() : lr;
-    dl[r] = dead ? 0.0f : delta;
     if constexpr (kDot) {
       const uint16_t* qs = reinterpret_cast<const uint16_t*>(qbase + (i0 + r) * a.qs.s);
       const uint16_t* ds = reinterpret_cast<const uint16_t*>(dobase + (i0 + r) * a.dos.s);
@@ -68,43 +85,46 @@ void bwd_prep_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch)
         dop[(r / 2) * Dp + d] |= static_cast<uint32_t>(ds[d]) << rsh;
       }
     } else {
+      load_f32(dobase + (i0 + r) * a.dos.s, drow, D);
       for (int64_t d = 0; d < D; ++d) {
-        qt[d * kBQ + r] = qrow[d];
-        dot[d * kBQ + r] = drow[d];
+        t.q_t[d * kBQ + r] = qrow[d];
+        t.do_t[d * kBQ + r] = drow[d];
       }
     }
   }
-  for (int64_t r = nq; r < kBQ; ++r) {
-    lq[r] = __builtin_inff();
-    dl[r] = 0.0f;
-  }
   if constexpr (!kDot) {
     for (int64_t d = 0; d < D; ++d) {
-      fill(qt + d * kBQ + nq, kBQ - nq, 0.0f);
-      fill(dot + d * kBQ + nq, kBQ - nq, 0.0f);
+      fill(t.q_t + d * kBQ + nq, kBQ - nq, 0.0f);
+      fill(t.do_t + d * kBQ + nq, kBQ - nq, 0.0f);
     }
   }
 }
 
-// Pass 2 scratch: kf, vf (BK x D), dkacc, dvacc (BK x Dp), pt, dpt, tt (BK x BQ), row (Dp), and
-// for BwdDot kr (BK x D) and pb (BK x BQ bf16).
+// Pass 2 scratch (attention_bwd_scratch_floats in the glue counts it): kf, vf, kr (BK x D), pt,
+// dpt, tt (BK x BQ), pb (BK x BQ bf16), row (Dp), the query tile (q_t, do_t: D x BQ; q_r, do_r:
+// BQ x Dp; drow: Dp) and dqacc (D x BQ, the block's dq^T over the chunk's keys).
 struct BwdKvScratch {
-  float *kf, *vbuf, *dkacc, *dvacc, *pt, *dpt, *tt, *row, *kr;
+  float *kf, *vbuf, *pt, *dpt, *tt, *row, *kr, *dqacc;
   uint16_t* pb;
+  QueryTile qt;
 };
 
 LLMK_ALWAYS_INLINE BwdKvScratch bwd_kv_scratch(float* scratch, int64_t D, int64_t Dp) {
   BwdKvScratch w;
   w.kf = scratch;
   w.vbuf = w.kf + kBK * D;
-  w.dkacc = w.vbuf + kBK * D;
-  w.dvacc = w.dkacc + kBK * Dp;
-  w.pt = w.dvacc + kBK * Dp;
+  w.kr = w.vbuf + kBK * D;
+  w.pt = w.kr + kBK * D;
   w.dpt = w.pt + kBK * kBQ;
   w.tt = w.dpt + kBK * kBQ;
   w.row = w.tt + kBK * kBQ;
-  w.kr = w.row + Dp;
-  w.pb = reinterpret_cast<uint16_t*>(w.kr + kBK * D);
+  w.dqacc = w.row + Dp;
+  w.qt.q_t = w.dqacc + D * kBQ;
+  w.qt.do_t = w.qt.q_t + D * kBQ;
+  w.qt.q_r = w.qt.do_t + D * kBQ;
+  w.qt.do_r = w.qt.q_r + kBQ * Dp;
+  w.qt.drow = w.qt.do_r + kBQ * Dp;
+  w.pb = reinterpret_cast<uint16_t*>(w.qt.drow + Dp);
   return w;
 }
 
@@ -151,24 +171,21 @@ LLMK_ALWAYS_INLINE KeyTile key_tile(const cpu::AttentionBwdArgs& a, const BwdKvS
   return t;
 }
 
-// One (query block qb of head h, key block j0) tile of pass 2: S, P, dP, dS, then
-// dv += P^T.dout, dk += dS^T.q and this chunk's dq^T += k^T.dS.
+// One (query block at i0 of head h, key block j0) tile of pass 2: S, P, dP, dS, then
+// dv += P^T.dout, dk += dS^T.q (rows of dkacc / dvacc, stride Dp) and the block's dq^T += k^T.dS.
 template <typename T, bool kCap, bool kAlibi, bool kDot>
 LLMK_ALWAYS_INLINE void bwd_kv_tile(const cpu::AttentionBwdArgs& a, const Geometry& g,
                                     const ScoreCtx& c, const KeyTile& kt,
-                                    const BwdKvScratch& w, int64_t chunk, int64_t b, int64_t h,
-                                    int64_t qb, int64_t j0, int64_t nk) {
+                                    const BwdKvScratch& w, int64_t blk, int64_t i0, int64_t nq,
+                                    int64_t j0, int64_t nk, float* dkacc, float* dvacc) {
   const int64_t D = g.D, Dp = g.Dp, Dh = (D + 1) / 2;
-  const int64_t blk = (b * g.Hq + h) * g.nQb + qb;
-  const int64_t i0 = qb * kBQ, nq = min_i64(kBQ, g.Sq - i0);
   const int64_t N = round16(nq), nv = N / kLanes;
-  const float* qt = a.q_t + blk * D * kBQ;
-  const float* dot = a.do_t + blk * D * kBQ;
-  const float* qr = a.q_r + blk * kBQ * Dp;
-  const float* dor = a.do_r + blk * kBQ * Dp;
+  const float* qt = w.qt.q_t;
+  const float* dot = w.qt.do_t;
+  const float* qr = w.qt.q_r;
+  const float* dor = w.qt.do_r;
   const float* lq = a.lse_q + blk * kBQ;
   const float* dl = a.delta + blk * kBQ;
-  float* dqt = a.dq_t + (chunk * g.B * g.Hq * g.nQb + blk) * D * kBQ;
 
   if constexpr (kDot)
     gemm<false>(nk, N, Dh, kt.k2, Dh, 1, reinterpret_cast<const uint32_t*>(qt), kBQ, w.pt, kBQ);
@@ -198,15 +215,31 @@ LLMK_ALWAYS_INLINE void bwd_kv_tile(const cpu::AttentionBwdArgs& a, const Geomet
   }
   if constexpr (kDot)
     gemm<true>(nk, Dp, (nq + 1) / 2, reinterpret_cast<const uint32_t*>(w.pb), kBQ / 2, 1,
-               reinterpret_cast<const uint32_t*>(dor), Dp, w.dvacc, Dp);
+               reinterpret_cast<const uint32_t*>(dor), Dp, dvacc, Dp);
   else
-    gemm<true>(nk, Dp, nq, w.pt, kBQ, 1, dor, Dp, w.dvacc, Dp);
-  gemm<true>(nk, Dp, nq, w.dpt, kBQ, 1, qr, Dp, w.dkacc, Dp);
-  gemm<true>(D, N, nk, kt.k, 1, kt.ldk, w.dpt, kBQ, dqt, kBQ);
+    gemm<true>(nk, Dp, nq, w.pt, kBQ, 1, dor, Dp, dvacc, Dp);
+  gemm<true>(nk, Dp, nq, w.dpt, kBQ, 1, qr, Dp, dkacc, Dp);
+  gemm<true>(D, N, nk, kt.k, 1, kt.ldk, w.dpt, kBQ, w.dqacc, kBQ);
 }
 
-// Pass 2: each key block of the chunk against every query block of the group's heads that can
-// see it, in a fixed order (so dq's per-chunk sums are deterministic).
+// dq rows [i0, i0 + nq) of (b, h) = scale * acc^T (acc: D x BQ), in the output's dtype.
+template <typename T>
+LLMK_ALWAYS_INLINE void store_dq_rows(const cpu::AttentionBwdArgs& a, const Geometry& g,
+                                      int64_t bh, int64_t i0, int64_t nq, const float* acc,
+                                      float* row) {
+  T* dq = static_cast<T*>(a.dq) + (bh * g.Sq + i0) * g.D;
+  for (int64_t r = 0; r < nq; ++r) {
+    for (int64_t d = 0; d < g.D; ++d) row[d] = acc[d * kBQ + r] * a.p.scale;
+    store_f32(row, dq + r * g.D, g.D);
+  }
+}
+
+// Pass 2, one task per (key chunk, b, kv head): every query block of the group's heads, in a
+// fixed order, against the chunk's key blocks that it sees. dk, dv of the chunk's keys accumulate
+// over the whole task in dk_acc / dv_acc (the float32 outputs themselves where they can be); the
+// block's dq over the chunk's keys goes straight to dq when there is one chunk, else to the
+// chunk's slot of dq_t (summed in chunk order by pass 3). Per key block, the contributions arrive
+// in (head, query block) order, and per query block in key block order: deterministic.
 template <typename T, bool kCap, bool kAlibi>
 void bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
   constexpr bool kDot = BwdDot<T>::value;
@@ -219,38 +252,54 @@ void bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
   const int64_t D = g.D, Dp = g.Dp;
   const BwdKvScratch w = bwd_kv_scratch(scratch, D, Dp);
 
-  const int64_t blocks_per_bh = g.nQb * D * kBQ;
-  float* dqt_base = a.dq_t + ((chunk * g.B + b) * g.Hq + hk * G) * blocks_per_bh;
-  fill(dqt_base, G * blocks_per_bh, 0.0f);
+  const int64_t j_begin = chunk * a.chunk_blocks * kBK;
+  const int64_t j_end = min_i64(g.Sk, j_begin + a.chunk_blocks * kBK);
+  if (j_begin >= j_end) return;
+  float* dk_acc = a.dk_acc + (bhk * g.Sk + j_begin) * Dp;
+  float* dv_acc = a.dv_acc + (bhk * g.Sk + j_begin) * Dp;
+  fill(dk_acc, (j_end - j_begin) * Dp, 0.0f);
+  fill(dv_acc, (j_end - j_begin) * Dp, 0.0f);
 
   const T* kbase = static_cast<const T*>(a.k) + b * a.ks.b + hk * a.ks.h;
   const T* vbase = static_cast<const T*>(a.v) + b * a.vs.b + hk * a.vs.h;
-  T* dk_out = static_cast<T*>(a.dk) + (b * g.Hkv + hk) * g.Sk * D;
-  T* dv_out = static_cast<T*>(a.dv) + (b * g.Hkv + hk) * g.Sk * D;
-
-  const int64_t kb_begin = chunk * a.chunk_blocks;
-  const int64_t kb_end = min_i64(g.nKb, kb_begin + a.chunk_blocks);
-  for (int64_t kb = kb_begin; kb < kb_end; ++kb) {
-    const int64_t j0 = kb * kBK, nk = min_i64(kBK, g.Sk - j0);
-    fill(w.dkacc, nk * Dp, 0.0f);
-    fill(w.dvacc, nk * Dp, 0.0f);
-    int64_t ilo, ihi;
-    query_range(g, j0, j0 + nk, &ilo, &ihi);
-    if (ilo < ihi) {
-      const KeyTile kt = key_tile<T, kDot>(a, w, kbase, vbase, j0, nk, D);
-      for (int64_t gi = 0; gi < G; ++gi) {
-        const int64_t h = hk * G + gi;
-        const ScoreCtx c = score_ctx(p, b, h);
-        for (int64_t qb = ilo / kBQ; qb <= (ihi - 1) / kBQ; ++qb)
-          bwd_kv_tile<T, kCap, kAlibi, kDot>(a, g, c, kt, w, chunk, b, h, qb, j0, nk);
+  for (int64_t gi = 0; gi < G; ++gi) {
+    const int64_t h = hk * G + gi, bh = b * g.Hq + h;
+    const ScoreCtx c = score_ctx(p, b, h);
+    for (int64_t qb = 0; qb < g.nQb; ++qb) {
+      const int64_t blk = bh * g.nQb + qb;
+      const int64_t i0 = qb * kBQ, nq = min_i64(kBQ, g.Sq - i0);
+      int64_t jlo, jhi;
+      key_range(g, i0, i0 + nq, &jlo, &jhi);
+      jlo = max_i64(jlo, j_begin);
+      jhi = min_i64(jhi, j_end);
+      fill(w.dqacc, D * kBQ, 0.0f);
+      if (jlo < jhi) {
+        load_query_tile<T>(a, g, b, h, i0, nq, w.qt);
+        for (int64_t kb = jlo / kBK; kb <= (jhi - 1) / kBK; ++kb) {
+          const int64_t j0 = kb * kBK, nk = min_i64(kBK, g.Sk - j0);
+          const KeyTile kt = key_tile<T, kDot>(a, w, kbase, vbase, j0, nk, D);
+          bwd_kv_tile<T, kCap, kAlibi, kDot>(a, g, c, kt, w, blk, i0, nq, j0, nk,
+                                             dk_acc + (j0 - j_begin) * Dp,
+                                             dv_acc + (j0 - j_begin) * Dp);
+        }
+      }
+      if (a.num_chunks == 1) {
+        store_dq_rows<T>(a, g, bh, i0, nq, w.dqacc, w.row);
+      } else {
+        float* slot = a.dq_t + (chunk * g.B * g.Hq * g.nQb + blk) * D * kBQ;
+        for (int64_t e = 0; e < D * kBQ; ++e) slot[e] = w.dqacc[e];
       }
     }
-    for (int64_t j = 0; j < nk; ++j) {
-      const float* src = w.dkacc + j * Dp;
-      for (int64_t d = 0; d < D; ++d) w.row[d] = src[d] * p.scale;
-      store_f32(w.row, dk_out + (j0 + j) * D, D);
-      store_f32(w.dvacc + j * Dp, dv_out + (j0 + j) * D, D);
-    }
+  }
+  // In place when the accumulators are the float32 outputs themselves (then Dp == D).
+  const bool in_place = static_cast<const void*>(a.dv_acc) == a.dv;
+  T* dk_out = static_cast<T*>(a.dk) + bhk * g.Sk * D;
+  T* dv_out = static_cast<T*>(a.dv) + bhk * g.Sk * D;
+  for (int64_t j = j_begin; j < j_end; ++j) {
+    const float* src = dk_acc + (j - j_begin) * Dp;
+    for (int64_t d = 0; d < D; ++d) w.row[d] = src[d] * p.scale;
+    store_f32(w.row, dk_out + j * D, D);
+    if (!in_place) store_f32(dv_acc + (j - j_begin) * Dp, dv_out + j * D, D);
   }
 }
 
@@ -261,28 +310,22 @@ void bwd_kv_dispatch(const cpu::AttentionBwdArgs& a, int64_t task, float* scratc
   });
 }
 
-// Pass 3: dq of one query block = scale * (sum over chunks, in chunk order).
-// Scratch: acc (D x BQ), row (Dp).
+// Pass 3 (only with more than one key chunk): dq of one query block = scale * (sum over
+// chunks, in chunk order). Scratch: acc (D x BQ), row (Dp).
 template <typename T>
 void bwd_dq_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
-  const cpu::AttentionParams& p = a.p;
-  const Geometry g = geometry(p);
+  const Geometry g = geometry(a.p);
   const int64_t blk = task;
   const int64_t i0 = (blk % g.nQb) * kBQ, bh = blk / g.nQb;
   const int64_t nq = min_i64(kBQ, g.Sq - i0);
-  const int64_t D = g.D, tile = D * kBQ;
+  const int64_t tile = g.D * kBQ;
   const int64_t chunk_stride = g.B * g.Hq * g.nQb * tile;
   float* acc = scratch;
-  float* row = acc + tile;
   const float* src = a.dq_t + blk * tile;
   for (int64_t e = 0; e < tile; ++e) acc[e] = src[e];
   for (int64_t ch = 1; ch < a.num_chunks; ++ch) {
     const float* s2 = src + ch * chunk_stride;
     for (int64_t e = 0; e < tile; ++e) acc[e] += s2[e];
   }
-  T* dq = static_cast<T*>(a.dq) + (bh * g.Sq + i0) * D;
-  for (int64_t r = 0; r < nq; ++r) {
-    for (int64_t d = 0; d < D; ++d) row[d] = acc[d * kBQ + r] * p.scale;
-    store_f32(row, dq + r * D, D);
-  }
+  store_dq_rows<T>(a, g, bh, i0, nq, acc, acc + tile);
 }

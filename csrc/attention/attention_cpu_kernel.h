@@ -52,11 +52,12 @@ struct AttentionFwdArgs : AttentionInputs {
 
 // Backward workspaces, all float32, per query block `blk = (b * Hq + h) * nQb + qb`
 // (nQb = ceil(Sq / kAttnBlockQ), Dp = head_dim rounded up to 16):
-//   q_t, do_t  (blk, D, kAttnBlockQ)   q and dout transposed, query lanes zero-padded
-//   q_r, do_r  (blk, kAttnBlockQ, Dp)  q and dout rows, zero-padded
 //   lse_q      (blk, kAttnBlockQ)      lse, +inf where the row sees no key and on padding
 //   delta      (blk, kAttnBlockQ)      rowsum(dout * out), 0 on padding
-//   dq_t       (chunk, blk, D, kAttnBlockQ)  each key chunk's dq contribution (unscaled)
+//   dk_acc, dv_acc (B, Hkv, Sk, Dp)    dk, dv accumulators: dk, dv themselves when they are
+//                                      float32 and Dp == head_dim, else a workspace
+//   dq_t       (chunk, blk, D, kAttnBlockQ)  each key chunk's dq contribution (unscaled); only
+//                                      with num_chunks > 1 (else nullptr: dq is written directly)
 struct AttentionBwdArgs : AttentionInputs {
   const void* out;
   Strides3 os;
@@ -66,10 +67,8 @@ struct AttentionBwdArgs : AttentionInputs {
   void* dq;              // (B, Hq, Sq, D) contiguous
   void* dk;              // (B, Hkv, Sk, D) contiguous
   void* dv;              // (B, Hkv, Sk, D) contiguous
-  float* q_t;
-  float* do_t;
-  float* q_r;
-  float* do_r;
+  float* dk_acc;
+  float* dv_acc;
   float* lse_q;
   float* delta;
   float* dq_t;
@@ -80,10 +79,11 @@ struct AttentionBwdArgs : AttentionInputs {
 // Task decoders (each task is independent of every other task of its pass, so any schedule gives
 // bitwise the same result):
 //   forward:   B * Hq * nQb tasks, one query block each (heaviest first when causal)
-//   bwd_prep:  B * Hq * nQb tasks: fills q_t, do_t, q_r, do_r, lse_q, delta
-//   bwd_kv:    num_chunks * B * Hkv tasks: dk, dv of the chunk's key blocks; zeroes then
-//              accumulates its own dq_t slice in a fixed order
-//   bwd_dq:    B * Hq * nQb tasks: dq = scale * sum over chunks (in chunk order) of dq_t
+//   bwd_prep:  B * Hq * nQb tasks: fills lse_q, delta
+//   bwd_kv:    num_chunks * B * Hkv tasks: dk, dv of the chunk's key blocks; dq of every query
+//              block over the chunk's keys (into dq, or its own dq_t slice), in a fixed order
+//   bwd_dq:    B * Hq * nQb tasks, only with num_chunks > 1: dq = scale * sum over chunks (in
+//              chunk order) of dq_t
 // `scratch` is per-thread float32 memory of attention_scratch_floats(D) (see the glue).
 using AttentionFwdFn = void (*)(const AttentionFwdArgs&, int64_t task, float* scratch);
 using AttentionBwdFn = void (*)(const AttentionBwdArgs&, int64_t task, float* scratch);
