@@ -51,3 +51,8 @@ __all__ = [
     "topk_logprobs",
     "use_backend",
 ]
+
+# Last, once every op is defined: eager calls then never import torch._dynamo (see there).
+from llmkernels.ops.common import lazy_dynamo as _lazy_dynamo  # noqa: E402
+
+_lazy_dynamo.install()
