@@ -163,7 +163,11 @@ def _optimizer(model: GPT, config: TrainConfig, device: torch.device) -> torch.o
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), foreach=device.type == "cuda")
+    # The fused kernel (CPU and CUDA) updates every parameter in one pass over its four tensors; the
+    # per-parameter loop it replaces took ~10 elementwise passes a tensor. FSDP's sharded
+    # parameters keep torch's default implementation.
+    fused = device.type in ("cpu", "cuda") and not config.fsdp
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), fused=fused or None)
 
 
 @torch.no_grad()
