@@ -16,6 +16,11 @@ from llmkernels.integrations.transformers.attention import (  # noqa: E402
     IMPLEMENTATION, attention_forward, attention_mask, register,
 )
 
+from llmkernels.integrations.transformers.patches import (  # noqa: E402
+    SUPPORTED_MODEL_TYPES, PatchHandle, apply_llmkernels,
+)
+
 register()
 
-__all__ = ["IMPLEMENTATION", "attention_forward", "attention_mask", "register"]
+__all__ = ["IMPLEMENTATION", "SUPPORTED_MODEL_TYPES", "PatchHandle", "apply_llmkernels", "attention_forward",
+           "attention_mask", "register"]
