@@ -60,7 +60,7 @@ def attention(device, b, h, s, d, dtype, causal, mode, kv=None, q_len=None, memo
     elt = q.element_size()
     tensors = (q.numel() * 2 + k.numel() * 2) * elt  # q, out, k, v
     if q_len:
-        shape = f"q=({b}, {h}, 1, {d}) kv=({b}, {kv}, {s}, {d}) {dtype}"
+        shape = f"B={b} H={h} Hkv={kv} Sq=1 S={s} D={d} {dtype}"
     else:
         shape = f"B={b} H={h} S={s} D={d} {'causal' if causal else 'full'} {dtype}"
     # The CPU targets of the attention issues; on a GPU the table reports, it does not judge.

@@ -52,7 +52,7 @@ def apply_rotary(device, b, h, s, d, dtype, compiled=True, tiny=False):
         for got, want in zip(llmkernels.apply_rotary(q, k, cos, sin), peers.hf_apply_rotary_pos_emb(q, k, hf_cos, hf_sin)):
             torch.testing.assert_close(got.float(), want.float(), **_tolerance(torch_dtype))
 
-    return Case(op="rotary", mode="fwd+bwd", shape=f"q,k=({b}, {h}, {s}, {d}) {dtype}", size=s,
+    return Case(op="rotary", mode="fwd+bwd", shape=f"B={b} H={h} S={s} D={d} {dtype}", size=s,
                 ours=ours("apply_rotary", device, torch_dtype, lambda: step(lambda: llmkernels.apply_rotary(q, k, cos, sin))),
                 peers=peer_steps, targets={"HF rotate_half eager": 3.0} if not device.startswith("cuda") else {},
                 floor_bytes=4.0 * 2 * q.numel() * q.element_size(), dtype=dtype, check=check,
@@ -72,7 +72,7 @@ def sinusoidal(device, b, s, d, dtype, tiny=False):
         torch.testing.assert_close(llmkernels.add_sinusoidal_position_encoding(x, scale=2.0).float(),
                                    (x * 2.0 + table).float(), **_tolerance(torch_dtype))
 
-    return Case(op="sinusoidal", mode="fwd+bwd", shape=f"({b}, {s}, {d}) {dtype}", size=s,
+    return Case(op="sinusoidal", mode="fwd+bwd", shape=f"B={b} S={s} D={d} {dtype}", size=s,
                 ours=ours("add_sinusoidal_position_encoding", device, torch_dtype,
                           lambda: train_step([x], lambda: llmkernels.add_sinusoidal_position_encoding(x, scale=2.0), grad)),
                 peers={"eager x*scale + table": train_step([x], lambda: x * 2.0 + table, grad)},
@@ -112,7 +112,7 @@ def rms_norm(device, shape, dtype, compiled=True, tiny=False):
         for got, want in zip(llmkernels.rms_norm(x, w, EPS, residual=r), eager()):
             torch.testing.assert_close(got.float(), want.float(), **_tolerance(torch_dtype))
 
-    return Case(op="rms_norm", mode="fwd+bwd", shape=f"{tuple(shape)} residual {dtype}", size=shape[-2],
+    return Case(op="rms_norm", mode="fwd+bwd", shape=f"B={shape[0]} S={shape[1]} D={shape[2]} residual {dtype}", size=shape[-2],
                 ours=ours("rms_norm", device, torch_dtype, lambda: step(lambda: llmkernels.rms_norm(x, w, EPS, residual=r))),
                 peers=peer_steps, targets=targets if not device.startswith("cuda") else {},
                 floor_bytes=8.0 * x.numel() * x.element_size(), dtype=dtype, check=check,
@@ -159,7 +159,7 @@ def swiglu(device, b, s, hidden, dtype, compiled=True, tiny=False):
         rows = [(name, "saved_mb", saved_megabytes(fn, gate_up)) for name, fn in fns.items()]
         return rows + [(name, "saved_mb", saved_megabytes(llmkernels.swiglu, gate_up)) for name in mine]
 
-    return Case(op="swiglu", mode="fwd+bwd", shape=f"gate_up=({b}, {s}, {2 * hidden}) {dtype}", size=s,
+    return Case(op="swiglu", mode="fwd+bwd", shape=f"B={b} S={s} 2H={2 * hidden} {dtype}", size=s,
                 ours=mine, peers=peer_steps, targets=targets if not device.startswith("cuda") else {},
                 floor_bytes=8.0 * grad.numel() * grad.element_size(), dtype=dtype, check=check,
                 optional=("liger SiLUMul",), extra_rows=saved)

@@ -36,25 +36,44 @@ class Row:
     date: str = ""
 
 
+# The dimension each op is swept over (`llmkernels bench --sweep`): the x axis of its plots.
+SIZE_KEYS = {"cross_entropy": "V", "linear_cross_entropy": "V", "distillation_loss": "V", "linear_distillation_loss": "V"}
+
+
+def size_of(row: Row) -> int | None:
+    """The swept dimension's value, read from the shape ("B=1 H=8 S=2048 ..."), or None."""
+    found = re.search(rf"(?:^| ){SIZE_KEYS.get(row.op, 'S')}=(\d+)", row.shape)
+    return int(found.group(1)) if found else None
+
+
+def series_of(row: Row) -> str:
+    """The shape without its swept dimension: the rows of one line of a plot."""
+    return re.sub(rf"(?:^| ){SIZE_KEYS.get(row.op, 'S')}=\d+", "", row.shape).strip()
+
+
 def results_dir() -> str:
     """benchmarks/results of this checkout, or $LLMKERNELS_BENCH_RESULTS (tests write elsewhere)."""
     return os.environ.get("LLMKERNELS_BENCH_RESULTS") or os.path.join(REPO_ROOT, "benchmarks", "results")
 
 
 def device_name(device: str = "cpu") -> str:
-    """What the figures were taken on: the CUDA card's name, or the CPU's model name."""
+    """What the figures were taken on: ``cuda: <the card's name>`` or ``cpu: <the CPU's model name>``."""
     if device.startswith("cuda"):
         import torch
 
-        return torch.cuda.get_device_name(0)
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {_cpu_name()}"
+
+
+def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
     except OSError:
         pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def device_slug(name: str) -> str:
