@@ -76,7 +76,10 @@ class Spec:
 
     @property
     def id(self) -> str:
-        return "-".join([self.builder] + [str(v) for k, v in self.params if k != "tiny"])
+        def text(v):
+            return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+        return " ".join([self.builder] + [f"{k}={text(v)}" for k, v in self.params if k != "tiny"])
 
 
 BUILDERS: dict[str, Callable[..., Case]] = {}

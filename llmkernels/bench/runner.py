@@ -5,7 +5,8 @@ benchmarks/results/<device>.csv and the plots redrawn from the whole CSV.
 Levels: the default runs the shapes BENCHMARKS.md quotes in 5 rounds (15 for decoding); ``quick``
 the same shapes in 3 rounds; ``sweep`` the sizes (seq 512..16k for attention, vocab 8k..128k for
 the losses). LLMKERNELS_BENCH_TINY=1 shrinks every problem to a toy (a smoke test of the harness:
-its figures mean nothing, and its rows land in the CSV of the device like any others).
+its figures mean nothing, so its rows go to results/tiny/, which neither --markdown nor the real
+plots read).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def run(ops: list[str] | None = None, level: str = "full", device: str | None = 
         rows += measured.rows
     progress.close()
     rows = results.stamp(rows, label)
-    path = results.csv_path(label)
+    path = csv_path(label)
     results.append(path, rows)
     table = markdown.speedup_table(rows)
     if table:
@@ -104,6 +105,12 @@ def run(ops: list[str] | None = None, level: str = "full", device: str | None = 
     written = redraw(path)
     print(f"\nappended {len(rows)} rows to {path}" + (f"; plots: {', '.join(written)}" if written else ""), file=out)
     return {"rows": rows, "csv": path, "plots": written}
+
+
+def csv_path(label: str) -> str:
+    """benchmarks/results/<device>.csv; a tiny run's under results/tiny/ (its figures are not figures)."""
+    path = results.csv_path(label)
+    return os.path.join(os.path.dirname(path), "tiny", os.path.basename(path)) if tiny() else path
 
 
 def redraw(path: str) -> list[str]:
