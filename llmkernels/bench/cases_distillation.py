@@ -47,7 +47,7 @@ def _liger_jsd(beta):
 
 
 @builder
-def linear_distillation_loss(device, n, hs, ht, v, dtype, beta=0.5, tiny=False):
+def linear_distillation_loss(device, n, hs, ht, v, dtype, beta=0.5, memory=True, tiny=False):
     if tiny:
         n, hs, ht, v = 64, 32, 48, 1000
     torch_dtype = DTYPES[dtype]
@@ -86,7 +86,7 @@ def linear_distillation_loss(device, n, hs, ht, v, dtype, beta=0.5, tiny=False):
         pairs=[(t, m, 1.0 if cpu else None) for t, m in zip(topk, mine)],
         floor_flops=student_flops + 2.0 * n * ht * v, floor_for={name: (0.0, student_flops) for name in topk},
         dtype=dtype, check=check, optional=tuple(n for n in peer_steps if n.startswith("liger")),
-        memory=True, warmup_full=True,
+        memory=memory, warmup_full=True,
     )
 
 
@@ -95,7 +95,8 @@ def specs(level: str, device: str) -> list[Spec]:
     if device.startswith("cuda"):
         return ([Spec.of("distillation_loss", n=8192, v=v, beta=beta, dtype="bf16") for v in (32768, 131072)
                  for beta in (0.0, 0.5)]
-                + [Spec.of("linear_distillation_loss", n=8192, hs=2048, ht=4096, v=v, dtype="bf16") for v in (32768, 131072)])
+                + [Spec.of("linear_distillation_loss", n=8192, hs=2048, ht=4096, v=v, dtype="bf16", memory=level != "quick")
+                   for v in (32768, 131072)])
     if level == "sweep":
         return [Spec.of("distillation_loss", n=4096, v=v, beta=0.5, dtype="fp32") for v in (8192, 16384, 32768, 65536, 131072)]
     return ([Spec.of("distillation_loss", n=4096, v=32000, beta=beta, dtype="fp32") for beta in (0.0, 0.5)]

@@ -99,9 +99,10 @@ def run(ops: list[str] | None = None, level: str = "full", device: str | None = 
     rows = results.stamp(rows, label)
     path = csv_path(label)
     results.append(path, rows)
-    table = markdown.speedup_table(rows)
-    if table:
-        print("\n" + "\n".join(table), file=out)
+    # The summary tables last (on a GPU also every contender's rate, the figure a datasheet is read against).
+    for table in (markdown.speedup_table(rows), markdown.rate_table(rows) if device.startswith("cuda") else []):
+        if table:
+            print("\n" + "\n".join(table), file=out)
     written = redraw(path)
     print(f"\nappended {len(rows)} rows to {path}" + (f"; plots: {', '.join(written)}" if written else ""), file=out)
     return {"rows": rows, "csv": path, "plots": written}
