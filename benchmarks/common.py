@@ -21,7 +21,7 @@ ROWS: list = []
 LINES: list[str] = []
 _current: dict = {}  # the case being measured: only one case's tensors are alive at a time
 _ceilings: list = []
-TABLE_ROUNDS = 1 if runner.tiny() else 2
+TABLE_SECONDS = 1.0  # about this long per pytest-benchmark row: the comparison itself is the interleaved run
 
 
 def device() -> str:
@@ -66,11 +66,19 @@ def _measured(spec):
     return _current["measured"]
 
 
+def table_rounds(samples: list[float]) -> int:
+    """Rounds of a pytest-benchmark row: 1 to 5, about TABLE_SECONDS in all (a 9 s step is timed once)."""
+    if runner.tiny() or not samples:
+        return 1
+    return max(1, min(5, round(TABLE_SECONDS / max(sorted(samples)[len(samples) // 2], 1e-9))))
+
+
 def run_case(benchmark, spec, provider: str) -> None:
-    case = _measured(spec).case
-    if provider not in case.providers:
+    measured = _measured(spec)
+    if provider not in measured.case.providers:
         pytest.skip(f"{provider} does not run here (see the note in the comparison table)")
-    benchmark.pedantic(case.providers[provider], rounds=TABLE_ROUNDS, iterations=1, warmup_rounds=0)
+    rounds = table_rounds(measured.samples.get(provider, []))
+    benchmark.pedantic(measured.case.providers[provider], rounds=rounds, iterations=1, warmup_rounds=0)
 
 
 def run_memory(spec) -> None:

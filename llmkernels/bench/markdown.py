@@ -104,4 +104,16 @@ def render(csvs: dict[str, list[Row]]) -> str:
     order = sorted(csvs, key=lambda path: (not any(r.device.startswith("cpu") for r in csvs[path]), path))
     sections = [section(csvs[path], path) for path in order]
     body = "\n".join(s for s in sections if s)
-    return "# Benchmarks\n\n" + (body or "No benchmark results yet: run `llmkernels bench` first.\n")
+    return "# Benchmarks\n\n" + INTRO + "\n" + (body or "No benchmark results yet: run `llmkernels bench` first.\n")
+
+
+INTRO = """\
+`llmkernels bench` (the same cases as `pytest benchmarks`, which adds the training step) times each
+op against the peers a user would otherwise pick, in interleaved rounds (peer, ours, peer, ours,
+...), after checking that they agree. Times are medians with the 20th-80th percentile spread;
+speed-ups are medians of the per-round ratios, with theirs. The day's ceilings (copy bandwidth,
+GEMM rates) are measured first, and each of ours is given as a fraction of its roofline floor.
+Memory is the peak added by one step, each contender in a fresh process. Every run appends its
+rows to `benchmarks/results/<device>.csv`; these tables are generated from those files by
+`llmkernels bench --markdown`.
+"""
