@@ -89,12 +89,13 @@ def run(ops: list[str] | None = None, level: str = "full", device: str | None = 
         progress.show(spec.id)
         case = spec.build(device)
         measured = measure_case(case, spec, device, ceilings, rounds=1 if tiny() else rounds, warmup=1)
-        del case
+        rows += measured.rows
+        lines = measured.lines
+        del case, measured  # one case's tensors alive at a time
         progress.step()
         if progress.live:
             progress.stream.write("\r")
-        print("\n".join(measured.lines), file=out, flush=True)
-        rows += measured.rows
+        print("\n".join(lines), file=out, flush=True)
     progress.close()
     rows = results.stamp(rows, label)
     path = csv_path(label)
