@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from llmkernels.bench import ceilings as ceiling_probe
-from llmkernels.bench import registry, results, runner
+from llmkernels.bench import results, runner
 from llmkernels.bench.measure import measure_case
 
 ROWS: list = []

@@ -131,10 +131,6 @@ def ours(op: str, device: str, dtype: torch.dtype, make_step: Callable[[], Step]
     return steps
 
 
-def first(steps: dict[str, Step]) -> Step:
-    return next(iter(steps.values()))
-
-
 def train_step(leaves: list[torch.Tensor], loss: Callable[[], torch.Tensor], grad: torch.Tensor | None = None) -> Step:
     """A forward+backward step that starts with fresh gradient tensors, as a training step does."""
     def run():

@@ -49,7 +49,7 @@ def cross_entropy(device, n, v, dtype, tiny=False):
     def check():
         tol = 1e-5 if torch_dtype == torch.float32 else 2e-2
         torch.testing.assert_close(llmkernels.cross_entropy(logits, target).float(),
-                                   F.cross_entropy(logits, target).float(), rtol=tol, atol=tol)
+                                   F.cross_entropy(logits.float(), target), rtol=tol, atol=tol)
 
     return Case(op="cross_entropy", mode="fwd+bwd", shape=f"N={n} V={v} {dtype}", size=v, ours=mine, peers=peer_steps,
                 targets={"F.cross_entropy": 2.5} if not device.startswith("cuda") else {},
@@ -84,7 +84,7 @@ def linear_cross_entropy(device, n, hidden, v, dtype, memory=False, tiny=False):
     def check():
         tol = 1e-5 if torch_dtype == torch.float32 else 2e-2
         torch.testing.assert_close(llmkernels.linear_cross_entropy(x, w, t).float(),
-                                   F.cross_entropy(x @ w.T, t).float(), rtol=tol, atol=tol)
+                                   F.cross_entropy(x.float() @ w.float().T, t), rtol=tol, atol=tol)
 
     return Case(op="linear_cross_entropy", mode="fwd+bwd", shape=f"N={n} H={hidden} V={v} {dtype}", size=v, ours=mine,
                 peers=peer_steps, targets=targets if not device.startswith("cuda") else {},

@@ -85,13 +85,18 @@ def run(ops: list[str] | None = None, level: str = "full", device: str | None = 
     progress.step()
     rows = ceilings.rows()
     print(markdown.ceilings_line(rows), file=out)
+    failed = []
     for spec in specs:
         progress.show(spec.id)
-        case = spec.build(device)
-        measured = measure_case(case, spec, device, ceilings, rounds=1 if tiny() else rounds, warmup=1)
-        rows += measured.rows
-        lines = measured.lines
-        del case, measured  # one case's tensors alive at a time
+        try:
+            case = spec.build(device)
+            measured = measure_case(case, spec, device, ceilings, rounds=1 if tiny() else rounds, warmup=1)
+            rows += measured.rows
+            lines = measured.lines
+            del case, measured  # one case's tensors alive at a time
+        except Exception as e:  # noqa: BLE001 - one broken case is reported; the others still run
+            failed.append(spec.id)
+            lines = [f"  {spec.id}: FAILED: {type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"]
         progress.step()
         if progress.live:
             progress.stream.write("\r")
@@ -106,7 +111,9 @@ def run(ops: list[str] | None = None, level: str = "full", device: str | None = 
             print("\n" + "\n".join(table), file=out)
     written = redraw(path)
     print(f"\nappended {len(rows)} rows to {path}" + (f"; plots: {', '.join(written)}" if written else ""), file=out)
-    return {"rows": rows, "csv": path, "plots": written}
+    if failed:
+        print(f"{len(failed)} case(s) failed: {'; '.join(failed)}", file=out)
+    return {"rows": rows, "csv": path, "plots": written, "failed": failed}
 
 
 def csv_path(label: str) -> str:
@@ -156,8 +163,8 @@ def main(args) -> int:
             return 0
         if args.device == "cuda" and default_device() != "cuda":
             raise BenchError("--device cuda: no CUDA device here")
-        run(args.op, "quick" if args.quick else "sweep" if args.sweep else "full", args.device)
+        done = run(args.op, "quick" if args.quick else "sweep" if args.sweep else "full", args.device)
     except BenchError as e:
         print(f"llmkernels bench: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return 1 if done["failed"] else 0
