@@ -59,8 +59,10 @@ def test_an_unknown_op_is_one_line_naming_the_choices(capsys):
 
 @pytest.mark.parametrize("op", registry.op_names())
 def test_every_case_builds_and_agrees_with_its_peer_at_toy_size(op):
-    for level in ("full", "sweep"):
-        for spec in registry.specs(op, level, "cpu"):
+    # The GPU plans too (built here on the CPU): their parameters reach the builders intact.
+    plans = [(level, device) for level in ("quick", "full", "sweep") for device in ("cpu", "cuda")]
+    for level, device in plans:
+        for spec in registry.specs(op, level, device):
             case = spec.tiny().build("cpu")
             assert case.ours and (case.peers or not case.timed), spec.id
             if case.check is not None:
