@@ -114,11 +114,16 @@ def commit() -> str:
     return (head + ("+dirty" if dirty else "")) if head else "unknown"
 
 
-def stamp(rows: list[Row], device_label: str) -> list[Row]:
-    """The run's context on every row (one date for the whole run: it groups the run's rows)."""
-    context = dict(device=device_label, versions=versions(), commit=commit(),
-                   date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return [dataclasses.replace(row, **{k: v for k, v in context.items() if not getattr(row, k)}) for row in rows]
+def context(device_label: str) -> dict:
+    """A run's context: taken once, so one date groups all the rows of the run."""
+    return dict(device=device_label, versions=versions(), commit=commit(),
+                date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def stamp(rows: list[Row], device_label: str, run: dict | None = None) -> list[Row]:
+    """The run's context (``run``, else taken now) on every row that has none of its own."""
+    run = run or context(device_label)
+    return [dataclasses.replace(row, **{k: v for k, v in run.items() if not getattr(row, k)}) for row in rows]
 
 
 def append(path: str, rows: list[Row]) -> None:

@@ -78,12 +78,15 @@ def run(ops: list[str] | None = None, level: str = "full", device: str | None = 
     specs = plan(ops, level, device)
     rounds = 3 if level == "quick" else None
     label = results.device_name(device)
+    # Rows are appended case by case, so a run cut short (a time limit) keeps what it measured.
+    path, run_context = csv_path(label), results.context(label)
     print(f"llmkernels bench: {len(specs)} cases on {label}, {level}{' (tiny problems)' if tiny() else ''}", file=out)
     progress = Progress(len(specs) + 1)
     progress.show("ceilings: copy bandwidth, GEMM rates")
     ceilings = ceiling_probe.measure(device, rounds=3 if level == "quick" or tiny() else 7, tiny=tiny())
     progress.step()
-    rows = ceilings.rows()
+    rows = results.stamp(ceilings.rows(), label, run_context)
+    results.append(path, rows)
     print(markdown.ceilings_line(rows), file=out)
     failed = []
     for spec in specs:
@@ -91,20 +94,20 @@ def run(ops: list[str] | None = None, level: str = "full", device: str | None = 
         try:
             case = spec.build(device)
             measured = measure_case(case, spec, device, ceilings, rounds=1 if tiny() else rounds, warmup=1)
-            rows += measured.rows
+            new = results.stamp(measured.rows, label, run_context)
+            results.append(path, new)
+            rows += new
             lines = measured.lines
             del case, measured  # one case's tensors alive at a time
         except Exception as e:  # noqa: BLE001 - one broken case is reported; the others still run
             failed.append(spec.id)
+            case = measured = None
             lines = [f"  {spec.id}: FAILED: {type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"]
         progress.step()
         if progress.live:
             progress.stream.write("\r")
         print("\n".join(lines), file=out, flush=True)
     progress.close()
-    rows = results.stamp(rows, label)
-    path = csv_path(label)
-    results.append(path, rows)
     # The summary tables last (on a GPU also every contender's rate, the figure a datasheet is read against).
     for table in (markdown.speedup_table(rows), markdown.rate_table(rows) if device.startswith("cuda") else []):
         if table:
