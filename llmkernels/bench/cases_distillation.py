@@ -16,7 +16,7 @@ TEMPERATURE, TOPK = 2.0, 64
 
 
 @builder
-def distillation_loss(device, n, v, beta, dtype, tiny=False):
+def distillation_loss(device, n, v, beta, dtype, compiled=False, tiny=False):
     if tiny:
         n, v = 64, 1000
     torch_dtype = DTYPES[dtype]
@@ -26,6 +26,12 @@ def distillation_loss(device, n, v, beta, dtype, tiny=False):
     ours_loss = lambda: llmkernels.distillation_loss(student, teacher, temperature=TEMPERATURE, beta=beta)  # noqa: E731
     plain = lambda: peers.plain_distillation_loss(student, teacher, beta, TEMPERATURE)  # noqa: E731
 
+    peer_steps = {"plain PyTorch": train_step([student], plain)}
+    if compiled:
+        plain_compiled = torch.compile(peers.plain_distillation_loss)
+        peer_steps["torch.compile(plain PyTorch)"] = train_step(
+            [student], lambda: plain_compiled(student, teacher, beta, TEMPERATURE))
+
     def check():
         tol = (1e-4, 1e-5) if torch_dtype == torch.float32 else (2e-2, 2e-2)
         want = peers.plain_distillation_loss(student.float(), teacher.float(), beta, TEMPERATURE)  # bf16 too rough to judge by
@@ -33,7 +39,7 @@ def distillation_loss(device, n, v, beta, dtype, tiny=False):
 
     return Case(op="distillation_loss", mode="fwd+bwd", shape=f"N={n} V={v} T={TEMPERATURE} beta={beta} {dtype}", size=v,
                 ours=ours("distillation_loss", device, torch_dtype, lambda: train_step([student], ours_loss)),
-                peers={"plain PyTorch": train_step([student], plain)},
+                peers=peer_steps,
                 targets={"plain PyTorch": 3.0} if not device.startswith("cuda") else {},
                 floor_bytes=3.0 * n * v * student.element_size(), dtype=dtype, check=check)
 
@@ -95,8 +101,8 @@ def linear_distillation_loss(device, n, hs, ht, v, dtype, beta=0.5, memory=True,
 @family("distillation")
 def specs(level: str, device: str) -> list[Spec]:
     if device.startswith("cuda"):
-        return ([Spec.of("distillation_loss", n=8192, v=v, beta=beta, dtype="bf16") for v in (32768, 131072)
-                 for beta in (0.0, 0.5)]
+        return ([Spec.of("distillation_loss", n=8192, v=v, beta=beta, dtype="bf16", compiled=level != "quick")
+                 for v in (32768, 131072) for beta in (0.0, 0.5)]
                 + [Spec.of("linear_distillation_loss", n=8192, hs=2048, ht=4096, v=v, dtype="bf16", memory=level != "quick")
                    for v in (32768, 131072)])
     if level == "sweep":

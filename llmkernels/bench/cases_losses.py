@@ -18,7 +18,7 @@ from llmkernels.bench.case import DTYPES, Case, Spec, builder, family, ours, tra
 
 
 @builder
-def cross_entropy(device, n, v, dtype, tiny=False):
+def cross_entropy(device, n, v, dtype, compiled=False, tiny=False):
     if tiny:
         n, v = 64, 1000
     torch_dtype = DTYPES[dtype]
@@ -34,6 +34,8 @@ def cross_entropy(device, n, v, dtype, tiny=False):
         return run
 
     peer_steps = {"F.cross_entropy": step(F.cross_entropy)}
+    if compiled:
+        peer_steps["torch.compile(F.cross_entropy)"] = step(torch.compile(F.cross_entropy))
     optional = ()
     liger_ce = peers.liger("LigerCrossEntropyLoss") if device.startswith("cuda") else None
     if liger_ce is not None:
@@ -99,7 +101,9 @@ def _vocab_sweep():
 def cross_entropy_specs(level: str, device: str) -> list[Spec]:
     dtypes = ("bf16", "fp32") if device.startswith("cuda") else ("fp32",)
     vocabs = _vocab_sweep() if level == "sweep" else (32000,) if not device.startswith("cuda") else (32768, 131072)
-    return [Spec.of("cross_entropy", n=4096, v=v, dtype=dtype) for dtype in dtypes for v in vocabs]
+    # torch.compile's fused loss on a GPU in the full run (its compilation does not fit the quick check's minutes).
+    compiled = device.startswith("cuda") and level != "quick"
+    return [Spec.of("cross_entropy", n=4096, v=v, dtype=dtype, compiled=compiled) for dtype in dtypes for v in vocabs]
 
 
 @family("linear_cross_entropy")
