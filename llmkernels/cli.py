@@ -5,6 +5,7 @@
   train    train a GPT (default: the tiny preset on the Python standard library)
   sample   generate text from a run
   demo     the same as train with its defaults: the tiny GPT on the stdlib corpus, then a report
+  bench    every op against its peers: a table, benchmarks/results/<device>.csv and plots
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     parser = argparse.ArgumentParser(prog="llmkernels", description="Fused transformer kernels for PyTorch.")
     parser.add_argument("--version", action="version", version=f"llmkernels {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample,distill}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample,distill,bench}")
     helps = {
         "info": "what was built and which backend each op would use, and why",
         "tour": "run every op on every present backend against the reference",
@@ -221,6 +222,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "demo": "train with the defaults (the tiny GPT on the Python standard library), then report",
         "sample": "generate text from a trained run",
         "distill": "distil a trained GPT into a smaller one, against the same student trained from scratch",
+        "bench": "time every op against its peers: a table, benchmarks/results/<device>.csv and plots",
     }
     subparsers = {}
     for name, text in helps.items():
@@ -231,6 +233,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _add_sample_flags(subparsers["sample"])
     _add_train_flags(subparsers["distill"])
     _add_distill_flags(subparsers["distill"])
+    from llmkernels.bench import runner
+
+    runner.add_arguments(subparsers["bench"])
     return parser, subparsers
 
 
@@ -281,6 +286,10 @@ def main(argv=None) -> int:
             return _sample(args)
         elif args.command == "distill":
             return _distill(args)
+        elif args.command == "bench":
+            from llmkernels.bench import runner
+
+            return runner.main(args)
     except (TrainingError, MissingExtra) as e:
         print(f"llmkernels {args.command}: error: {e}", file=sys.stderr)
         return 2
