@@ -11,6 +11,7 @@ checked); ``tests/integrations`` compares every patched model with its unpatched
 
 from __future__ import annotations
 
+import functools
 import types
 import warnings
 
@@ -113,12 +114,12 @@ def _causal_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, ignore_
     return loss / torch.as_tensor(num_items_in_batch, device=loss.device) if reduction == "sum" else loss
 
 
-def _fused_causal_lm_forward(self, *args, labels=None, **kwargs):
+def _fused_causal_lm_forward(self, original, *args, labels=None, **kwargs):
     """With labels and gradients on (a training step): the loss from the last hidden states through
     ``linear_cross_entropy``, never the (tokens, vocab) logits (``logits`` is None then). Otherwise
     the model's own forward."""
     if labels is None or not torch.is_grad_enabled() or args:
-        return self._llmk_forward(*args, labels=labels, **kwargs)
+        return original(*args, labels=labels, **kwargs)
     num_items = kwargs.pop("num_items_in_batch", None)
     shift_labels = kwargs.pop("shift_labels", None)
     kwargs.pop("logits_to_keep", None)
@@ -196,8 +197,15 @@ def apply_llmkernels(model, *, attention=True, rope=True, cross_entropy=True, fu
             handle._set(model, "_loss_function", _causal_lm_loss)
             handle.applied.append("cross_entropy")
         if causal_lm and fused_linear_cross_entropy:
-            handle._set(model, "_llmk_forward", model.forward)
-            handle._set(model, "forward", types.MethodType(_fused_causal_lm_forward, model))
+            original = model.forward
+
+            # functools.wraps: the signature seen by inspect (Trainer drops dataset columns the
+            # forward does not name) stays the model's own.
+            @functools.wraps(original)
+            def forward(*args, labels=None, **kwargs):
+                return _fused_causal_lm_forward(model, original, *args, labels=labels, **kwargs)
+
+            handle._set(model, "forward", forward)
             handle.applied.append("fused_linear_cross_entropy")
     except Exception:
         handle.undo()  # never a half-patched model
