@@ -63,15 +63,14 @@ def _sort_descending(keys, SIZE: tl.constexpr, ROWS: tl.constexpr):
     for stage in tl.static_range(1, _MAX_LOG + 1):
         if (1 << stage) <= SIZE:
             for step in tl.static_range(stage):
-                dist: tl.constexpr = 1 << (stage - 1 - step)
-                shape: tl.constexpr = (ROWS, SIZE // (2 * dist), 2, dist)
-                pairs = tl.reshape(keys, shape)
+                # partners 2^(stage - 1 - step) apart: the pair axis of a (ROWS, -, 2, 2^(...)) view
+                pairs = tl.reshape(keys, (ROWS, SIZE >> (stage - step), 2, 1 << (stage - 1 - step)))
                 lo = tl.min(pairs, axis=2, keep_dims=True)
                 hi = tl.max(pairs, axis=2, keep_dims=True)
                 # runs of 2^stage alternate direction; the last stage (bit 0 everywhere) descends
-                at = tl.reshape(col, (1, SIZE // (2 * dist), 2, dist))
+                at = tl.reshape(col, (1, SIZE >> (stage - step), 2, 1 << (stage - 1 - step)))
                 descending = ((at >> stage) & 1) == 0
-                right = ((at // dist) & 1) == 1
+                right = ((at >> (stage - 1 - step)) & 1) == 1
                 keys = tl.reshape(tl.where(right == descending, lo, hi), (ROWS, SIZE))
     return keys
 
