@@ -1,4 +1,5 @@
-"""GPU bandwidth table for the memory-bound ops (positional, rms_norm, swiglu), against the peers and the copy ceiling.
+"""GPU bandwidth table for the memory-bound ops (positional, rms_norm, swiglu, the top-k teacher's
+ops), against the peers and the copy ceiling.
 
 Run by benchmarks/device_check.sh on a CUDA machine. GB/s counts the bytes an op must move: read
 x, write out (and the same again for the backward).
@@ -50,6 +51,37 @@ def norm_and_mlp_rows(device, dtype):
     return rows
 
 
+def topk_rows(device, dtype):
+    """The top-k teacher's ops at a 32K vocabulary, k = 64: topk_logprobs (reads the logits; peer:
+    torch.topk over log_softmax) and topk_distillation_loss forward + backward (reads the student,
+    writes its gradient; peer: the plain PyTorch statement through autograd)."""
+    name = str(dtype)[6:]
+    logits = torch.randn(8192, 32768, device=device, dtype=dtype)
+    rows = _forward_rows(f"topk_logprobs k64 {name}", logits.numel() * logits.element_size(),
+                         lambda: llmkernels.topk_logprobs(logits, 64, temperature=2.0),
+                         lambda: torch.log_softmax(logits.float() / 2.0, -1).topk(64, -1), "topk_logprobs", device)
+    ids, logprobs = llmkernels.topk_logprobs(logits, 64, temperature=2.0)
+    student = torch.randn_like(logits, requires_grad=True)
+
+    def ours():
+        llmkernels.topk_distillation_loss(student, ids, logprobs, temperature=2.0).backward()
+
+    def peer():
+        log_q = torch.log_softmax(student.float() / 2.0, -1)
+        chosen = log_q.gather(-1, ids.long())
+        tail_q = torch.log1p(-chosen.exp().sum(-1).clamp_max(1 - 1e-6))
+        tail_r = torch.log1p(-logprobs.exp().sum(-1).clamp_max(1 - 1e-6))
+        loss = (logprobs.exp() * (logprobs - chosen)).sum(-1) + tail_r.exp() * (tail_r - tail_q)
+        (4.0 * loss.mean()).backward()
+
+    nbytes = 2 * student.numel() * student.element_size()
+    for backend in llmkernels.available_backends(device, "topk_distillation_loss"):
+        with llmkernels.use_backend(backend):
+            rows.append((f"topk_distill fwd+bwd {name}", backend, gbps(nbytes, triton.testing.do_bench(ours))))
+    rows.append((f"topk_distill fwd+bwd {name}", "eager", gbps(nbytes, triton.testing.do_bench(peer))))
+    return rows
+
+
 def main():
     device = "cuda"
     rows = []
@@ -79,6 +111,7 @@ def main():
                 ms = triton.testing.do_bench(lambda: llmkernels.add_sinusoidal_position_encoding(x))
             rows.append((f"sinusoidal {str(dtype)[6:]}", backend, gbps(2 * x.numel() * x.element_size(), ms)))
         rows.extend(norm_and_mlp_rows(device, dtype))
+        rows.extend(topk_rows(device, dtype))
     print(f"{'case':<22} {'implementation':<26} {'GB/s':>8}")
     for case, impl, rate in rows:
         print(f"{case:<22} {impl:<26} {rate:8.0f}")
