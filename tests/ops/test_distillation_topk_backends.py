@@ -107,3 +107,17 @@ def test_linear_topk_ops_on_every_backend(backend, reduction):
     upstream = torch.randn_like(expected)
     for got, want in zip(torch.autograd.grad(loss, leaves, upstream.float()), torch.autograd.grad(expected, ref, upstream)):
         assert_close_scaled(got, want, torch.float32)
+
+
+def test_triton_rows_turn_a_row_with_a_bad_id_nan():
+    """On a GPU ids are not range-checked on the host: the kernel reads nothing out of range and
+    the row's parts and gradient are NaN (the CPU checks run before it; this calls it directly)."""
+    skip_unless_present("topk_distillation_loss", "cpu", "triton", torch.float32)
+    from llmkernels.ops.distillation import triton_topk
+
+    student, ids, logprobs = torch.randn(3, 20), torch.tensor([[0, 1], [2, 30], [4, 5]]), torch.full((3, 2), -1.0)
+    soft, hard, grad = torch.empty(3), torch.empty(3), torch.empty(3, 20)
+    triton_topk.topk_distillation_rows(student, ids, logprobs, torch.tensor([3, 4, 5]), soft, hard, grad, 1.0, 0.0,
+                                       0.5, -100, True, 0.0, 1.0)
+    assert soft[1].isnan() and hard[1].isnan() and grad[1].isnan().all()
+    assert torch.isfinite(soft[[0, 2]]).all() and torch.isfinite(grad[[0, 2]]).all()

@@ -163,14 +163,15 @@ def topk_logprobs(logits, k, temperature, softcap, ids, logprobs) -> None:
 
 
 @triton.jit
-def _id_block(s_row, ids_row, lp_row, j0, jj, K, inv_t, softcap, HAS_SOFTCAP: tl.constexpr):
+def _id_block(s_row, ids_row, lp_row, j0, jj, K, Vs, inv_t, softcap, HAS_SOFTCAP: tl.constexpr):
     """Teacher slots j0 + jj < K: mask, ids (0 past K), teacher log-probs b (0 past K), the
-    student's capped logits z there and dz/dx."""
+    student's capped logits z there and dz/dx. An id out of range reads nothing (the row turns
+    NaN: see the kernel)."""
     j = j0 + jj
     mask = j < K
     ids = tl.load(ids_row + j, mask=mask, other=0)
     b = tl.load(lp_row + j, mask=mask, other=0.0)
-    z = tl.load(s_row + ids, mask=mask, other=0.0).to(tl.float32)
+    z = tl.load(s_row + ids, mask=mask & (ids >= 0) & (ids < Vs), other=0.0).to(tl.float32)
     dz = 1.0
     if HAS_SOFTCAP:
         z, dz = _softcap(z, softcap, True)
@@ -247,11 +248,15 @@ def _topk_rows_kernel(
         c, mask, z, _unused = _logit_block(s_row, start, cols, Vs, softcap, HAS_SOFTCAP, False)
         total += tl.sum(tl.where(mask, tl.exp(z * inv_t - ms), 0.0).to(tl.float64), axis=0)
     chosen = tl.zeros([], tl.float64)
+    bad_ids = tl.zeros([], tl.int32)
     teacher_mass = tl.zeros([], tl.float64)
     for j0 in range(0, K, KBLOCK):
-        mask, ids, b, z, dz = _id_block(s_row, ids_row, lp_row, j0, jj, K, inv_t, softcap, HAS_SOFTCAP)
+        mask, ids, b, z, dz = _id_block(s_row, ids_row, lp_row, j0, jj, K, Vs, inv_t, softcap, HAS_SOFTCAP)
         chosen += tl.sum(tl.where(mask, tl.exp(z * inv_t - ms), 0.0).to(tl.float64), axis=0)
         teacher_mass += tl.sum(tl.where(mask, tl.exp(b.to(tl.float64)), 0.0), axis=0)
+        bad_ids += tl.sum((mask & ((ids < 0) | (ids >= Vs))).to(tl.int32), axis=0)
+    # ids are range-checked on the host for CPU tensors only: on a GPU a bad one makes the row NaN
+    keep = tl.where(bad_ids > 0, float("nan"), keep)
     log_s = tl.log(total.to(tl.float32))
 
     lq_tail = tl.zeros([], tl.float32)
@@ -281,7 +286,7 @@ def _topk_rows_kernel(
     loss = tl.zeros([], tl.float32)
     student_kl = tl.zeros([], tl.float32)
     for j0 in range(0, K, KBLOCK):
-        mask, ids, b, z, dz = _id_block(s_row, ids_row, lp_row, j0, jj, K, inv_t, softcap, HAS_SOFTCAP)
+        mask, ids, b, z, dz = _id_block(s_row, ids_row, lp_row, j0, jj, K, Vs, inv_t, softcap, HAS_SOFTCAP)
         a = tl.where(mask, (z * inv_t - ms) - log_s, 0.0)
         term, term_s = _terms(a, tl.where(mask, b, 0.0), beta, log_beta, log_rest, MODE)
         loss += tl.sum(tl.where(mask, term, 0.0), axis=0)
@@ -312,7 +317,7 @@ def _topk_rows_kernel(
         g_row = grad_ptr + row * Vs
         scratch_row = scratch_ptr + row * K
         for j0 in range(0, K, KBLOCK):
-            mask, ids, b, z, dz = _id_block(s_row, ids_row, lp_row, j0, jj, K, inv_t, softcap, HAS_SOFTCAP)
+            mask, ids, b, z, dz = _id_block(s_row, ids_row, lp_row, j0, jj, K, Vs, inv_t, softcap, HAS_SOFTCAP)
             a = (z * inv_t - ms) - log_s
             p = tl.exp(a)
             if MODE == 0:
@@ -343,7 +348,7 @@ def _topk_rows_kernel(
             mask = j0 + jj < K
             ids = tl.load(ids_row + j0 + jj, mask=mask, other=0)
             g = tl.load(scratch_row + j0 + jj, mask=mask, other=0.0)
-            tl.store(g_row + ids, g.to(grad_ptr.dtype.element_ty), mask=mask)
+            tl.store(g_row + ids, g.to(grad_ptr.dtype.element_ty), mask=mask & (ids >= 0) & (ids < Vs))
 
 
 def topk_distillation_rows(student, ids, logprobs, target, soft, hard, grad, temperature, beta, hard_weight,
