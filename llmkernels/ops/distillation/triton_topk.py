@@ -32,7 +32,7 @@ import triton.language as tl
 from llmkernels.ops.cross_entropy.triton_kernels import (
     _INTERPRET_MAX_BLOCK, MAX_BLOCK, _logit_block, _softcap, launch_config,
 )
-from llmkernels.ops.distillation.triton_kernels import _log_mix, _weighted, kl_mode
+from llmkernels.ops.distillation.triton_kernels import _log_mix, _row_target, _store_hard, _weighted, kl_mode
 
 TAIL_EXACT = 1e-5  # the tail's share of S below which the rows take the exact pass (see above)
 MAX_KCHUNK = 256   # the most keys a selection round keeps in registers
@@ -222,14 +222,7 @@ def _topk_rows_kernel(
     lp_row = lp_ptr + row * K
     cols = tl.arange(0, BLOCK)
     jj = tl.arange(0, KBLOCK)
-    if HAS_TARGET:
-        t = tl.load(target_ptr + row)
-        valid = t != ignore_index
-        t_safe = tl.where(valid, t, 0)  # an ignored row's target may be out of range
-        keep = tl.where(valid, 1.0, 0.0)
-    else:
-        t_safe = -1
-        keep = 1.0
+    t_safe, keep = _row_target(target_ptr, row, ignore_index, HAS_TARGET)
 
     # the max of z / T; the hard part's online (max, sum) of z
     ms = tl.full([], float("-inf"), tl.float32)
@@ -298,13 +291,7 @@ def _topk_rows_kernel(
     tl.store(soft_ptr + row, keep * soft_factor * loss)
 
     log_sh = tl.log(sh)
-    if HAS_TARGET:
-        z_t = tl.load(s_row + t_safe).to(tl.float32)
-        if HAS_SOFTCAP:
-            z_t, _unused = _softcap(z_t, softcap, False)
-        tl.store(hard_ptr + row, keep * (log_sh - (z_t - mh)))
-    else:
-        tl.store(hard_ptr + row, 0.0)
+    _store_hard(hard_ptr, row, s_row, t_safe, keep, mh, log_sh, softcap, HAS_TARGET, HAS_SOFTCAP)
 
     if HAS_GRAD:
         # the buckets' mass R of the teacher (with the tail: max(R, 1)), and the soft factor
