@@ -44,6 +44,12 @@ void topk_distillation_rows_cpu(const at::Tensor& student, const at::Tensor& ids
                                 int64_t ignore_index, bool scale_by_temperature, double softcap,
                                 double grad_scale);
 
+// The k most likely columns of each row of logits (N, V), float32, float16 or bfloat16, column
+// stride 1: ids (N, k) int32 and logprobs (N, k) float32 = log softmax(c(logits) / T) there, most
+// likely first, equal logits ranked by smaller id; softcap <= 0 means off.
+void topk_logprobs_cpu(const at::Tensor& logits, int64_t k, double temperature, double softcap,
+                       at::Tensor& ids, at::Tensor& logprobs);
+
 #ifdef LLMK_WITH_CUDA
 // The same on CUDA tensors (distillation_cuda.cpp). Target values are not checked on the host.
 void distillation_rows_cuda(const at::Tensor& student, const at::Tensor& teacher,
@@ -52,6 +58,16 @@ void distillation_rows_cuda(const at::Tensor& student, const at::Tensor& teacher
                             double temperature, double beta, double hard_weight,
                             int64_t ignore_index, bool scale_by_temperature, double softcap,
                             double grad_scale);
+void topk_distillation_rows_cuda(const at::Tensor& student, const at::Tensor& ids,
+                                 const at::Tensor& logprobs,
+                                 const std::optional<at::Tensor>& target, at::Tensor& soft,
+                                 at::Tensor& hard, const std::optional<at::Tensor>& grad,
+                                 double temperature, double beta, double hard_weight,
+                                 int64_t ignore_index, bool scale_by_temperature, double softcap,
+                                 double grad_scale);
+// Id and target values are not checked on the host: a bad one makes its row NaN.
+void topk_logprobs_cuda(const at::Tensor& logits, int64_t k, double temperature, double softcap,
+                        at::Tensor& ids, at::Tensor& logprobs);
 #endif
 
 }  // namespace llmkernels

@@ -9,12 +9,13 @@
 namespace llmkernels {
 namespace {
 
-void check_student(const at::Tensor& student, at::DeviceType device_type) {
-  LLMK_CHECK_DEVICE_TYPE(student, "student", device_type);
-  LLMK_CHECK_DIM(student, "student", 2);
-  LLMK_CHECK_FLOATING(student, "student");
-  LLMK_CHECK_LAST_DIM_CONTIGUOUS(student, "student");
-  LLMK_CHECK_ARG(student.size(1) > 0, "student", "expected at least one class, got shape ",
+void check_student(const at::Tensor& student, at::DeviceType device_type,
+                   const char* name = "student") {
+  LLMK_CHECK_DEVICE_TYPE(student, name, device_type);
+  LLMK_CHECK_DIM(student, name, 2);
+  LLMK_CHECK_FLOATING(student, name);
+  LLMK_CHECK_LAST_DIM_CONTIGUOUS(student, name);
+  LLMK_CHECK_ARG(student.size(1) > 0, name, "expected at least one class, got shape ",
                  student.sizes());
 }
 
@@ -94,6 +95,26 @@ bool check_topk_distillation_arguments(const at::Tensor& student, const at::Tens
   LLMK_CHECK_SHAPE(logprobs, "teacher_logprobs", ids.sizes());
   LLMK_CHECK_CONTIGUOUS(logprobs, "teacher_logprobs");
   return check_outputs(student, target, soft, hard, grad, logprobs);
+}
+
+void check_topk_logprobs_arguments(const at::Tensor& logits, int64_t k, double temperature,
+                                   const at::Tensor& ids, const at::Tensor& logprobs,
+                                   at::DeviceType device_type) {
+  check_student(logits, device_type, "logits");
+  LLMK_CHECK_ARG(k >= 1 && k <= logits.size(1), "k", "expected k in [1, ", logits.size(1),
+                 "], got ", k);
+  check_distillation_options(temperature, 0.0, 0.0);
+  LLMK_CHECK_DEVICE(ids, "ids", logits.device());
+  LLMK_CHECK_DTYPE(ids, "ids", at::kInt);
+  LLMK_CHECK_SHAPE(ids, "ids", at::IntArrayRef({logits.size(0), k}));
+  LLMK_CHECK_CONTIGUOUS(ids, "ids");
+  LLMK_CHECK_DEVICE(logprobs, "logprobs", logits.device());
+  LLMK_CHECK_DTYPE(logprobs, "logprobs", at::kFloat);
+  LLMK_CHECK_SHAPE(logprobs, "logprobs", ids.sizes());
+  LLMK_CHECK_CONTIGUOUS(logprobs, "logprobs");
+  check_disjoint(ids, "ids", logprobs, "logprobs");
+  check_disjoint(ids, "ids", logits, "logits");
+  check_disjoint(logprobs, "logprobs", logits, "logits");
 }
 
 }  // namespace llmkernels

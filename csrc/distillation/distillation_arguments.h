@@ -30,4 +30,10 @@ bool check_topk_distillation_arguments(const at::Tensor& student, const at::Tens
                                        const std::optional<at::Tensor>& grad,
                                        at::DeviceType device_type);
 
+// topk_logprobs: logits (N, V) on a device of `device_type`, 1 <= k <= V, temperature > 0 and
+// finite, ids (N, k) int32 and logprobs (N, k) float32 contiguous on the logits' device.
+void check_topk_logprobs_arguments(const at::Tensor& logits, int64_t k, double temperature,
+                                   const at::Tensor& ids, const at::Tensor& logprobs,
+                                   at::DeviceType device_type);
+
 }  // namespace llmkernels

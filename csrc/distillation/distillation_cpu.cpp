@@ -41,6 +41,17 @@ cpu::TopkDistillationRowsFn topk_variant(cpu::Isa isa) {
   }
 }
 
+cpu::TopkLogprobsFn topk_logprobs_variant(cpu::Isa isa) {
+  switch (isa) {
+#if LLMK_CPU_X86
+    case cpu::Isa::avx512bf16: return &cpu_avx512bf16::topk_logprobs;
+    case cpu::Isa::avx512: return &cpu_avx512::topk_logprobs;
+    case cpu::Isa::avx2: return &cpu_avx2::topk_logprobs;
+#endif
+    default: return &cpu_generic::topk_logprobs;
+  }
+}
+
 int64_t round_to_vectors(int64_t n) { return (n + 15) / 16 * 16; }
 
 // Host-side range check of index values: an out-of-range one would read outside the row.
@@ -159,6 +170,28 @@ void topk_distillation_rows_cpu(const at::Tensor& student, const at::Tensor& ids
   // [zs][gradient row][h: k + 1][saved: k + 1][pad][buckets: k + 1 pairs of doubles]
   const int64_t scratch_floats = 2 * round_to_vectors(classes) + 2 * (k + 1) + 2 + 4 * (k + 1);
   run_rows(rows, classes, scratch_floats,
+           [&](int64_t begin, int64_t end, float* scratch) { fn(args, begin, end, scratch); });
+}
+
+void topk_logprobs_cpu(const at::Tensor& logits, int64_t k, double temperature, double softcap,
+                       at::Tensor& ids, at::Tensor& logprobs) {
+  check_topk_logprobs_arguments(logits, k, temperature, ids, logprobs, at::kCPU);
+  const int64_t rows = logits.size(0), classes = logits.size(1);
+  LLMK_CHECK_ARG(classes <= INT32_MAX, "logits", "expected fewer than 2^31 classes for int32 ids, got ",
+                 classes);
+  if (rows == 0) return;
+  cpu::TopkLogprobsArgs args{};
+  args.logits = logits.data_ptr();
+  args.stride = logits.stride(0);
+  args.ids = ids.data_ptr<int32_t>();
+  args.logprobs = logprobs.data_ptr<float>();
+  args.classes = classes;
+  args.k = k;
+  args.inv_temperature = 1.0 / temperature;
+  args.softcap = softcap > 0.0 ? softcap : 0.0;
+  args.dtype = cpu::elem_type(logits.scalar_type());
+  const cpu::TopkLogprobsFn fn = topk_logprobs_variant(cpu::selected_isa());
+  run_rows(rows, classes, round_to_vectors(classes) + 2 * k,
            [&](int64_t begin, int64_t end, float* scratch) { fn(args, begin, end, scratch); });
 }
 

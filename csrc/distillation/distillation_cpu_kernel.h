@@ -43,6 +43,18 @@ struct TopkDistillationRowsArgs {
   ElemType dtype;
 };
 
+// topk_logprobs (distillation.h): per row of logits (N, V), the k best columns' ids (int32) and
+// log-probabilities log softmax(c(x) / T) there (float32), best first.
+struct TopkLogprobsArgs {
+  const void* logits;        // (N, V), element stride 1 within a row
+  int64_t stride;            // row stride in elements
+  int32_t* ids;              // (N, k) contiguous
+  float* logprobs;           // (N, k) contiguous
+  int64_t classes, k;
+  double inv_temperature, softcap;  // softcap <= 0: off
+  ElemType dtype;
+};
+
 // Rows [row_begin, row_end). `scratch` is per-thread float32 memory of
 // distillation_scratch_floats(Vs, Vt) floats (the glue's): [student row: R(Vs)][teacher row: R(min(Vs, Vt))],
 // R(n) = n rounded up to 16. Each variant below is the same code compiled for one ISA level.
@@ -51,24 +63,31 @@ using DistillationRowsFn = void (*)(const DistillationRowsArgs&, int64_t row_beg
 // Top-k rows: `scratch` holds [student row: R(Vs)][gradient row: R(Vs)][3 * (k + 1) floats].
 using TopkDistillationRowsFn = void (*)(const TopkDistillationRowsArgs&, int64_t row_begin,
                                         int64_t row_end, float* scratch);
+// topk_logprobs rows: `scratch` holds [logits row: R(V)][2 * k floats].
+using TopkLogprobsFn = void (*)(const TopkLogprobsArgs&, int64_t row_begin, int64_t row_end,
+                                float* scratch);
 
 }  // namespace cpu
 
 namespace cpu_generic {
 void distillation_rows(const cpu::DistillationRowsArgs&, int64_t, int64_t, float*);
 void topk_distillation_rows(const cpu::TopkDistillationRowsArgs&, int64_t, int64_t, float*);
+void topk_logprobs(const cpu::TopkLogprobsArgs&, int64_t, int64_t, float*);
 }
 namespace cpu_avx2 {
 void distillation_rows(const cpu::DistillationRowsArgs&, int64_t, int64_t, float*);
 void topk_distillation_rows(const cpu::TopkDistillationRowsArgs&, int64_t, int64_t, float*);
+void topk_logprobs(const cpu::TopkLogprobsArgs&, int64_t, int64_t, float*);
 }
 namespace cpu_avx512 {
 void distillation_rows(const cpu::DistillationRowsArgs&, int64_t, int64_t, float*);
 void topk_distillation_rows(const cpu::TopkDistillationRowsArgs&, int64_t, int64_t, float*);
+void topk_logprobs(const cpu::TopkLogprobsArgs&, int64_t, int64_t, float*);
 }
 namespace cpu_avx512bf16 {
 void distillation_rows(const cpu::DistillationRowsArgs&, int64_t, int64_t, float*);
 void topk_distillation_rows(const cpu::TopkDistillationRowsArgs&, int64_t, int64_t, float*);
+void topk_logprobs(const cpu::TopkLogprobsArgs&, int64_t, int64_t, float*);
 }
 
 }  // namespace llmkernels

@@ -24,15 +24,18 @@ static_assert(kBlock % kLanes == 0, "blocks hold whole vectors");
 
 LLMK_ALWAYS_INLINE int64_t whole_vectors(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
+// z[0, R(n)) = cap * tanh(z / cap), in place.
+void cap_row(float* z, int64_t n, float cap) {
+  const int64_t nv = whole_vectors(n);
+  for (int64_t i = 0; i < nv; i += kLanes) vstore(z + i, vtanh(vload(z + i) / cap) * cap);
+}
+
 // z[0, n) = the row as float32 (soft-capped when kCap), zeros up to a whole vector.
 template <typename T, bool kCap>
 void load_row(const T* x, int64_t n, float cap, float* z) {
   load_f32(x, z, n);
-  const int64_t nv = whole_vectors(n);
-  fill(z + n, nv - n, 0.0f);
-  if (kCap) {
-    for (int64_t i = 0; i < nv; i += kLanes) vstore(z + i, vtanh(vload(z + i) / cap) * cap);
-  }
+  fill(z + n, whole_vectors(n) - n, 0.0f);
+  if (kCap) cap_row(z, n, cap);
 }
 
 // Softmax statistics of z[0, n) * scale: the max m of z and sum exp((z - m) * scale).
@@ -239,6 +242,7 @@ void rows_typed(const cpu::DistillationRowsArgs& a, int64_t row_begin, int64_t r
 }
 
 #include "distillation_cpu_topk_impl.h"
+#include "distillation_cpu_topk_logprobs_impl.h"
 
 }  // namespace
 
@@ -262,6 +266,17 @@ void topk_distillation_rows(const cpu::TopkDistillationRowsArgs& a, int64_t row_
       topk_rows_typed<T, true>(a, row_begin, row_end, scratch);
     } else {
       topk_rows_typed<T, false>(a, row_begin, row_end, scratch);
+    }
+  });
+}
+
+void topk_logprobs(const cpu::TopkLogprobsArgs& a, int64_t row_begin, int64_t row_end, float* scratch) {
+  visit_elem_type(a.dtype, [&](auto type) {
+    using T = typename decltype(type)::type;
+    if (a.softcap > 0.0) {
+      topk_logprobs_typed<T, true>(a, row_begin, row_end, scratch);
+    } else {
+      topk_logprobs_typed<T, false>(a, row_begin, row_end, scratch);
     }
   });
 }

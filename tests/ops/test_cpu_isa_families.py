@@ -74,3 +74,16 @@ def test_topk_distillation_every_isa(forced_isa, dtype):
     target = torch.randint(0, 203, (11,))
     fn = lambda s: llmkernels.topk_distillation_loss(s, ids, logprobs, target, hard_weight=0.2)  # noqa: E731
     _check_family(fn, [student], (0,), dtype)
+
+
+@pytest.mark.parametrize("forced_isa", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("softcap", [None, 6.0])
+def test_topk_logprobs_every_isa(forced_isa, dtype, softcap):
+    logits = (torch.randn(9, 211) * 2).to(dtype)
+    with llmkernels.use_backend("cpp"):
+        ids, logprobs = llmkernels.topk_logprobs(logits, 70, temperature=1.3, softcap=softcap)
+    with llmkernels.use_backend("reference"):
+        expected_ids, expected = llmkernels.topk_logprobs(logits.double(), 70, temperature=1.3, softcap=softcap)
+    assert torch.equal(logits.gather(-1, ids.long()), logits.gather(-1, expected_ids.long()))
+    assert_close(logprobs, expected, torch.float32)

@@ -146,18 +146,19 @@ def test_topk_backend_matches_reference(device, backend, dtype, options, shape_k
     rows, vocab, k = shape_k
     student, teacher, target = _problem(rows, vocab, vocab, dtype)
     ids, logprobs = llmkernels.topk_logprobs(teacher.float(), k, temperature=options["temperature"])
+    student, ids, logprobs, target = (t.to(device) for t in (student, ids, logprobs, target))
 
     def fn(s):
         return llmkernels.topk_distillation_loss(s, ids, logprobs, target, reduction=reduction, **options)
 
-    upstream = torch.randn(rows if reduction == "none" else ())
+    upstream = torch.randn(rows if reduction == "none" else (), device=device)
     loss, grad = _run(backend, fn, student, upstream)
     expected, expected_grad = _run("reference", fn, student.double(), upstream)
     assert_close_scaled(loss.float(), expected, torch.float32 if dtype == torch.float32 else dtype)
     assert_close_scaled(grad, expected_grad, dtype)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
 def test_topk_k_equal_to_vocab_matches_full_loss(backend, beta):
     if backend != "reference":
@@ -198,13 +199,15 @@ def test_families_bind_their_entry_points():
     from llmkernels import _native
     from llmkernels.ops.distillation import rows
 
-    assert callable(rows.KERNELS.kernel("triton", "distillation_rows"))
-    for family, entry in ((rows.KERNELS, "distillation_rows"), (rows.TOPK_KERNELS, "topk_distillation_rows")):
+    families = ((rows.KERNELS, "distillation_rows"), (rows.TOPK_KERNELS, "topk_distillation_rows"),
+                (rows.TOPK_LOGPROBS_KERNELS, "topk_logprobs"))
+    for family, entry in families:
+        assert callable(family.kernel("triton", entry))
         if _native.extension() is not None:
             assert family.kernel("cpp", entry) is getattr(_native.extension(), f"{entry}_cpu")
         assert family.cpp_probe("cpu")[0] == (_native.extension() is not None)
-    # the top-k rows have no Triton or CUDA kernel: those backends are not registered for them
-    assert "triton" not in llmkernels.available_backends("cpu", "topk_distillation_loss")
+    for op in ("topk_distillation_loss", "topk_logprobs", "linear_topk_distillation_loss", "linear_topk_logprobs"):
+        assert set(llmkernels.backends.implemented_backends(op)) == {"reference", "cpp", "triton", "cuda"}
 
 
 def test_cpp_checks_its_arguments():

@@ -28,7 +28,7 @@ from torch import Tensor
 from llmkernels import backends
 from llmkernels.ops.common.formed_gradients import take_formed, upstream_is_one
 from llmkernels.ops.common.registration import register_backends
-from llmkernels.ops.distillation import reference, rows
+from llmkernels.ops.distillation import rows
 from llmkernels.ops.distillation.arguments import check_arguments, check_k, check_logits, check_topk_arguments
 
 OP = "distillation_loss"
@@ -36,8 +36,8 @@ TOPK_OP = "topk_distillation_loss"
 TOPK_LOGPROBS_OP = "topk_logprobs"
 
 register_backends(OP, rows.KERNELS)
-register_backends(TOPK_OP, rows.TOPK_KERNELS, kernels=("cpp",))
-register_backends(TOPK_LOGPROBS_OP, rows.TOPK_KERNELS, kernels=())
+register_backends(TOPK_OP, rows.TOPK_KERNELS)
+register_backends(TOPK_LOGPROBS_OP, rows.TOPK_LOGPROBS_KERNELS)
 
 
 def _loss_shape(student, reduction):
@@ -233,8 +233,8 @@ topk_distillation_loss_op.register_autograd(_topk_backward, setup_context=_topk_
 def topk_logprobs_op(logits: Tensor, k: int, temperature: float, softcap: Optional[float], backend: str) -> tuple[Tensor, Tensor]:
     check_logits("logits", logits)
     check_k(k, logits.shape[1])
-    backends.resolve(TOPK_LOGPROBS_OP, logits.device, logits.dtype, backend)  # reference only: checks the request
-    return reference.topk_logprobs(logits, k, temperature, softcap)
+    chosen = backends.resolve(TOPK_LOGPROBS_OP, logits.device, logits.dtype, backend)
+    return rows.compute_topk_logprobs(chosen, logits, k, temperature, softcap)
 
 
 @topk_logprobs_op.register_fake

@@ -20,7 +20,9 @@ from llmkernels.ops.common.registration import KernelFamily
 from llmkernels.ops.distillation import reference
 
 KERNELS = KernelFamily("distillation", ("distillation_rows",), "llmkernels.ops.distillation.triton_kernels")
-TOPK_KERNELS = KernelFamily("top-k distillation", ("topk_distillation_rows",), "llmkernels.ops.distillation.triton_kernels")
+TOPK_KERNELS = KernelFamily("top-k distillation", ("topk_distillation_rows",), "llmkernels.ops.distillation.triton_topk")
+TOPK_LOGPROBS_KERNELS = KernelFamily("top-k log-probabilities", ("topk_logprobs",),
+                                     "llmkernels.ops.distillation.triton_topk")
 
 
 def _targets(target):
@@ -76,6 +78,25 @@ def compute_topk_rows(backend, student, teacher_ids, teacher_logprobs, target, t
         float(hard_weight), int(ignore_index), bool(scale_by_temperature), float(softcap or 0.0), float(grad_scale),
     )
     return soft, hard
+
+
+def compute_topk_logprobs(backend, logits, k, temperature, softcap, ids=None, logprobs=None):
+    """(ids (N, k) int32, logprobs (N, k) float32) of logits (N, V), most likely first; written
+    into ``ids``/``logprobs`` when given (contiguous)."""
+    if backend == "reference":
+        best_ids, best = reference.topk_logprobs(logits, k, temperature, softcap)
+        if ids is None:
+            return best_ids, best
+        ids.copy_(best_ids)
+        logprobs.copy_(best)
+        return ids, logprobs
+    rows = logits.shape[0]
+    if ids is None:
+        ids = torch.empty(rows, k, dtype=torch.int32, device=logits.device)
+        logprobs = torch.empty(rows, k, dtype=torch.float32, device=logits.device)
+    TOPK_LOGPROBS_KERNELS.kernel(backend, "topk_logprobs")(
+        kernel_input(logits), int(k), float(temperature), float(softcap or 0.0), ids, logprobs)
+    return ids, logprobs
 
 
 def row_count(target, ignore_index, rows: int):

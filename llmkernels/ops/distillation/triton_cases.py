@@ -3,7 +3,7 @@ ops/common/triton_cases.py): every (BLOCK, num_warps) the launcher can choose (t
 ``launch_config``, powers of two up to MAX_BLOCK, which any student vocabulary past MAX_BLOCK
 gets), through ``cover`` in the generalised JSD (the most code of the three MODEs), the widest also
 with the backward's HAS_GRAD alone; the forward and reverse KL MODEs at the widest block in every
-dtype with every switch on."""
+dtype with every switch on; then the top-k kernels' cases (triton_topk_cases.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def _case(dtype, flags, mode, block, warps):
 
 def cases(capability: int):
     from llmkernels.ops.cross_entropy.triton_kernels import MAX_BLOCK, launch_config
+    from llmkernels.ops.distillation import triton_topk_cases
     from llmkernels.ops.distillation.triton_kernels import _JSD, MODES
 
     shapes = sorted({launch_config(classes) for classes in powers_of_two(1, 2 * MAX_BLOCK)})
@@ -37,3 +38,4 @@ def cases(capability: int):
         if mode != _JSD:
             for dtype in DTYPES:
                 yield _case(dtype, dict.fromkeys(SWITCHES, True), mode, *widest)
+    yield from triton_topk_cases.cases(capability)  # the top-k teacher's kernels (triton_topk.py)

@@ -53,6 +53,34 @@ def _log_mix(x, y):
 
 
 @triton.jit
+def _row_target(target_ptr, row, ignore_index, HAS_TARGET: tl.constexpr):
+    """(t_safe, keep) of a row: its target for the hard part (0 for an ignored row, whose target
+    may be out of range; -1 without targets) and 0.0 for an ignored row, else 1.0."""
+    if HAS_TARGET:
+        t = tl.load(target_ptr + row)
+        valid = t != ignore_index
+        t_safe = tl.where(valid, t, 0)
+        keep = tl.where(valid, 1.0, 0.0)
+    else:
+        t_safe = -1
+        keep = 1.0
+    return t_safe, keep
+
+
+@triton.jit
+def _store_hard(hard_ptr, row, s_row, t_safe, keep, mh, log_sh, softcap, HAS_TARGET: tl.constexpr,
+                HAS_SOFTCAP: tl.constexpr):
+    """The hard part: cross-entropy at T = 1 from the student row's (max, log sum exp); 0 without targets."""
+    if HAS_TARGET:
+        z_t = tl.load(s_row + t_safe).to(tl.float32)
+        if HAS_SOFTCAP:
+            z_t, _unused = _softcap(z_t, softcap, False)
+        tl.store(hard_ptr + row, keep * (log_sh - (z_t - mh)))
+    else:
+        tl.store(hard_ptr + row, 0.0)
+
+
+@triton.jit
 def _log_probs(s_row, t_row, start, cols, V, inv_t, ms, log_ss, mt, log_st, softcap, HAS_SOFTCAP: tl.constexpr):
     """Columns start + cols < V: mask, student and teacher log-probs a, b (0 past V), p = e^a, r = e^b."""
     c, mask, zs, _unused = _logit_block(s_row, start, cols, V, softcap, HAS_SOFTCAP, False)
@@ -75,14 +103,7 @@ def _distillation_row_kernel(
     s_row = s_ptr + row * s_stride
     t_row = t_ptr + row * t_stride
     cols = tl.arange(0, BLOCK)
-    if HAS_TARGET:
-        t = tl.load(target_ptr + row)
-        valid = t != ignore_index
-        t_safe = tl.where(valid, t, 0)  # an ignored row's target may be out of range
-        keep = tl.where(valid, 1.0, 0.0)
-    else:
-        t_safe = -1
-        keep = 1.0
+    t_safe, keep = _row_target(target_ptr, row, ignore_index, HAS_TARGET)
 
     ms = tl.full([], float("-inf"), tl.float32)
     mt = tl.full([], float("-inf"), tl.float32)
@@ -118,13 +139,7 @@ def _distillation_row_kernel(
     tl.store(soft_ptr + row, keep * soft_factor * loss)
 
     log_sh = tl.log(sh)
-    if HAS_TARGET:
-        z_t = tl.load(s_row + t_safe).to(tl.float32)
-        if HAS_SOFTCAP:
-            z_t, _unused = _softcap(z_t, softcap, False)
-        tl.store(hard_ptr + row, keep * (log_sh - (z_t - mh)))
-    else:
-        tl.store(hard_ptr + row, 0.0)
+    _store_hard(hard_ptr, row, s_row, t_safe, keep, mh, log_sh, softcap, HAS_TARGET, HAS_SOFTCAP)
 
     if HAS_GRAD:
         g_row = grad_ptr + row * Vs

@@ -11,7 +11,7 @@ from torch import Tensor
 from llmkernels import backends
 from llmkernels.ops.common.chunked_linear import project
 from llmkernels.ops.common.registration import register_backends
-from llmkernels.ops.distillation import loss_dtype, reference, rows
+from llmkernels.ops.distillation import loss_dtype, rows
 from llmkernels.ops.linear_distillation.arguments import check_logprobs_arguments, check_topk
 from llmkernels.ops.linear_distillation.chunks import (
     fake_grads, finish_grads, formed_or_backward, rows_per_chunk, run_pass, scale_saved, setup_formed,
@@ -20,8 +20,8 @@ from llmkernels.ops.linear_distillation.chunks import (
 TOPK_OP = "linear_topk_distillation_loss"
 TOPK_LOGPROBS_OP = "linear_topk_logprobs"
 
-register_backends(TOPK_OP, rows.TOPK_KERNELS, kernels=("cpp",))
-register_backends(TOPK_LOGPROBS_OP, rows.TOPK_KERNELS, kernels=())
+register_backends(TOPK_OP, rows.TOPK_KERNELS)
+register_backends(TOPK_LOGPROBS_OP, rows.TOPK_LOGPROBS_KERNELS)
 
 
 def topk_teacher_rows(backend, teacher_ids, teacher_logprobs, target, temperature, beta, hard_weight, ignore_index,
@@ -110,7 +110,7 @@ linear_topk_distillation_loss_op.register_autograd(_backward, setup_context=_set
 def linear_topk_logprobs_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], k: int, temperature: float,
                             softcap: Optional[float], chunk_size: int, backend: str) -> tuple[Tensor, Tensor]:
     check_logprobs_arguments(input, weight, bias, k)
-    backends.resolve(TOPK_LOGPROBS_OP, input.device, input.dtype, backend)  # reference only: checks the request
+    chosen = backends.resolve(TOPK_LOGPROBS_OP, input.device, input.dtype, backend)
     n = input.shape[0]
     ids = torch.empty(n, k, dtype=torch.int32, device=input.device)
     logprobs = torch.empty(n, k, dtype=torch.float32, device=input.device)
@@ -119,7 +119,7 @@ def linear_topk_logprobs_op(input: Tensor, weight: Tensor, bias: Optional[Tensor
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         logits = project(input[start:stop], weight, bias, buffer[: stop - start])
-        ids[start:stop], logprobs[start:stop] = reference.topk_logprobs(logits, k, temperature, softcap)
+        rows.compute_topk_logprobs(chosen, logits, k, temperature, softcap, ids[start:stop], logprobs[start:stop])
     return ids, logprobs
 
 
