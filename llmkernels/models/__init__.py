@@ -6,4 +6,10 @@ from llmkernels.models.gpt import GPT
 from llmkernels.models.gpt_config import PRESETS, GPTConfig, preset
 from llmkernels.nn import OPS
 
-__all__ = ["Encoder", "EncoderConfig", "GPT", "GPTConfig", "OPS", "PRESETS", "preset"]
+
+def build(config: GPTConfig):
+    """The model a config describes: an ``Encoder`` for an ``EncoderConfig``, else a ``GPT``."""
+    return Encoder(config) if isinstance(config, EncoderConfig) else GPT(config)
+
+
+__all__ = ["Encoder", "EncoderConfig", "GPT", "GPTConfig", "OPS", "PRESETS", "build", "preset"]
