@@ -88,9 +88,10 @@ def classify_config(given: dict, init: Init | None, num_labels: int, pooling: st
     t = init.train
     for name in FROM_INIT:
         value = flags.pop(name, None)
-        if value is not None and value != getattr(t, name):
-            raise TrainingError(f"--{name.replace('_', '-')} comes from the --init run ({getattr(t, name)!r}); "
-                                "drop it to fine-tune that model")
+        if name == "model" and value:  # --d-model, --n-layer, ...: the run's model is the one to fine-tune
+            raise TrainingError(f"--{next(iter(value)).replace('_', '-')} comes from the --init run; drop it")
+        if value is not None and value != getattr(t, name) and not (name == "data" and os.path.abspath(value) == t.data):
+            raise TrainingError(f"--{name.replace('_', '-')} comes from the --init run ({getattr(t, name)!r}); drop it")
     return configs.build(t.preset, **{**DEFAULTS, **flags}, data=t.data, tokenizer=t.tokenizer, vocab_size=t.vocab_size,
                          seq_len=t.seq_len, val_fraction=t.val_fraction, model={**t.model, **head},
                          architecture="encoder", objective="classify")
@@ -127,8 +128,12 @@ class LabelledBatches:
         return ids, self.labels[picks], mask
 
 
+PREDICT_BATCH = 64  # rows per forward when only predicting: few calls (a small one costs a time slice on a busy CPU)
+
+
 @torch.no_grad()
-def predict(model: Encoder, rows: list[list[int]], batch: int, pad_id: int, autocast=None) -> tuple[torch.Tensor, list]:
+def predict(model: Encoder, rows: list[list[int]], pad_id: int, autocast=None, batch: int = PREDICT_BATCH
+            ) -> tuple[torch.Tensor, list]:
     """(logits of every row (float32, on the CPU), predicted labels)."""
     was_training = model.training
     model.eval()
@@ -171,9 +176,9 @@ class ClassifyPlan:
     def batches(self, windows: data.Batches) -> LabelledBatches:
         return LabelledBatches(self.train_rows, self.dataset.train.labels, windows, self.tokenizer.eot_id)
 
-    def evaluate(self, model, _windows, batch: int, autocast, _dist) -> float:
+    def evaluate(self, model, _windows, _batch: int, autocast, _dist) -> float:
         """The held-out snippets' mean cross-entropy (every rank scores all of them: they are few)."""
-        logits, _ = predict(model, self.test_rows, batch, self.tokenizer.eot_id, autocast)
+        logits, _ = predict(model, self.test_rows, self.tokenizer.eot_id, autocast)
         return torch.nn.functional.cross_entropy(logits, torch.tensor(self.dataset.test.labels)).item()
 
 
@@ -184,7 +189,6 @@ def finetune(init: str | None, given: dict, out: str, resume: bool = False, stop
 
     if not out:
         raise TrainingError("llmkernels finetune-classify needs --out DIR")
-    dataset = classify_data.load()
     if resume:
         saved = loop.read_run_config(out)
         recorded = (saved.get("plan") or {}).get("classify", {}).get("init")
@@ -194,7 +198,8 @@ def finetune(init: str | None, given: dict, out: str, resume: bool = False, stop
     if resume:
         config = loop.resolve_config(given, out, resume=True)
     else:
-        config = classify_config(given, source, len(dataset.label_names), pooling)
+        config = classify_config(given, source, len(classify_data.PACKAGES), pooling)
+    dataset = classify_data.load()  # after every check: reading the sources takes seconds
     corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction,
                               mask_token=config.mask_token)
     plan = ClassifyPlan(dataset, source, corpus.tokenizer, config.context)

@@ -40,7 +40,7 @@ def write(out: str, plan, config) -> dict:
     saved = loop.read_run_config(out)
     model = Encoder(EncoderConfig.from_dict({**saved["model"], "ops": config.ops}))
     checkpoint.load(out, model)
-    _, predicted = predict(model, plan.test_rows, config.batch_size, plan.tokenizer.eot_id)
+    _, predicted = predict(model, plan.test_rows, plan.tokenizer.eot_id)
     test, names = plan.dataset.test, plan.dataset.label_names
     label, baseline = majority(plan.dataset.train.labels, test.labels)
     report = {**scores(test.labels, predicted, len(names)), "majority_accuracy": baseline,
