@@ -98,3 +98,14 @@ def test_encode_refuses_bad_shapes():
         model.encode(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(ValueError, match="attention_mask must be a bool"):
         model.encode(torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4))
+
+
+def test_mlm_loss_is_the_cross_entropy_of_the_masked_positions_only():
+    torch.manual_seed(0)
+    model = Encoder(config(ops="torch"))
+    idx, mask = padded_batch()
+    labels = torch.full_like(idx, -100)
+    labels[0, 2], labels[1, 5], labels[2, 1] = 4, 9, 60
+    logits = model.lm_head(model.encode(idx, mask))
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 61), labels.reshape(-1), ignore_index=-100)
+    assert_close(model(idx, labels, mask), expected)
