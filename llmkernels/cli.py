@@ -5,7 +5,7 @@
   train    train a GPT (default: the tiny preset on the Python standard library), or an encoder (MLM)
   sample   generate text from a run
   finetune-classify  fine-tune the encoder to tell which stdlib package a snippet comes from
-  demo     the same as train with its defaults: the tiny GPT on the stdlib corpus, then a report
+  demo     the whole story: a GPT teacher, a distilled student, an MLM encoder, a classifier, their reports
 """
 
 from __future__ import annotations
@@ -220,6 +220,23 @@ def _finetune_classify(args) -> int:
     return 0
 
 
+def _add_demo_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder of the demo's runs (default: runs/demo-<date>-<time>)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars; the reports are still printed (default: show them)")
+
+
+def _demo(args) -> int:
+    from llmkernels.extras import require
+
+    require("train", "llmkernels demo")
+    from llmkernels.training import demo
+
+    print(demo.summary(demo.run(args.out, seed=args.seed, quiet=args.quiet)))
+    return 0
+
+
 def _sample(args) -> int:
     from llmkernels.extras import require
 
@@ -257,7 +274,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "info": "what was built and which backend each op would use, and why",
         "tour": "run every op on every present backend against the reference",
         "train": "train a GPT (or, with --model encoder, pre-train an encoder with MLM) on the llmkernels ops",
-        "demo": "train with the defaults (the tiny GPT on the Python standard library), then report",
+        "demo": "the whole story on the Python standard library: pre-train a GPT teacher, distil a student, pre-train "
+                "an encoder (MLM), fine-tune a classifier from it and from scratch; print the reports",
         "sample": "generate text from a trained run",
         "distill": "distil a trained GPT into a smaller one, against the same student trained from scratch",
         "finetune-classify": "fine-tune an encoder (from an MLM run, or from scratch) to tell which standard-library "
@@ -268,7 +286,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         subparsers[name] = commands.add_parser(
             name, help=text, description=text[0].upper() + text[1:] + ".")
     _add_train_flags(subparsers["train"])
-    _add_train_flags(subparsers["demo"])
+    _add_demo_flags(subparsers["demo"])
     _add_sample_flags(subparsers["sample"])
     _add_train_flags(subparsers["distill"])
     _add_distill_flags(subparsers["distill"])
@@ -317,8 +335,10 @@ def main(argv=None) -> int:
             from llmkernels import tour
 
             tour.run()
-        elif args.command in ("train", "demo"):
+        elif args.command == "train":
             return _train(args)
+        elif args.command == "demo":
+            return _demo(args)
         elif args.command == "sample":
             return _sample(args)
         elif args.command == "distill":
