@@ -248,6 +248,8 @@ def _sample(args) -> int:
     from llmkernels.training.config import TrainingError
 
     saved = loop.read_run_config(args.run)
+    if isinstance(saved.get("train"), dict) and saved["train"].get("architecture", "gpt") != "gpt":
+        raise TrainingError(f"{args.run!r} is an encoder run: only a GPT samples text")
     try:
         model_config = GPTConfig.from_dict(saved["model"])
         tok = tokenizer.load(f"{args.run}/tokenizer.json")

@@ -74,3 +74,12 @@ def test_resume_cannot_switch_model(corpus, tmp_path, capsys):
     assert train(corpus, run, "--steps", "2") == 0
     assert cli.main(["train", "--out", str(run), "--resume", "--model", "gpt"]) == 2
     assert "cannot resume: --model 'gpt' differs" in capsys.readouterr().err
+
+
+def test_sample_refuses_an_encoder_run(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(corpus, run, "--steps", "2") == 0
+    capsys.readouterr()
+    assert cli.main(["sample", "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "is an encoder run: only a GPT samples text" in err and len(err.strip().splitlines()) == 1
