@@ -4,7 +4,8 @@ The blocks are ``gpt.Block`` with ``causal=False``: ``llmkernels.nn.Attention`` 
 but the padded ones (``key_padding_mask``). Positions are RoPE or sinusoidal (``positional``), as
 the GPT's. Two heads:
 
-* masked-language modelling: ``mlm_loss(idx, labels)``, labels -100 where nothing was masked,
+* masked-language modelling (the MLM model, ``num_labels=0``): ``mlm_loss(idx, labels)``, labels
+  -100 where nothing was masked, over the output projection and ``mlm_bias``,
   through ``LinearCrossEntropyLoss`` (``linear_cross_entropy`` under ``ops="llmkernels"``) on the
   masked positions' rows: the vocabulary-wide logits are never materialised;
 * classification (``num_labels > 0``): the final states pooled (mean over the unpadded tokens, or
@@ -49,10 +50,16 @@ class Encoder(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self.criterion = LinearCrossEntropyLoss(ops=config.ops)
+        # BERT's decoder bias: the token frequencies live here, not in a direction every hidden state
+        # must share (without it the states of a briefly pre-trained encoder all point one way).
+        # The MLM model's only: a classifier leaves it out (an unused parameter would stall DDP).
+        self.mlm_bias = nn.Parameter(torch.zeros(config.vocab_size)) if not config.num_labels else None
         self.classifier = nn.Linear(config.d_model, config.num_labels) if config.num_labels else None
         self.class_criterion = CrossEntropyLoss(ops=config.ops)
         self.checkpoint_activations = False  # set by the training loop, as the GPT's
         init_weights(self, config.init_std, config.n_layer)
+        if self.mlm_bias is not None:
+            nn.init.zeros_(self.mlm_bias)
         if self.classifier is not None:
             nn.init.zeros_(self.classifier.bias)
 
@@ -92,7 +99,8 @@ class Encoder(nn.Module):
         hidden = self.encode(idx, attention_mask).reshape(-1, self.config.d_model)
         labels = labels.reshape(-1)
         scored = (labels != self.criterion.ignore_index).nonzero().squeeze(1)
-        return self.criterion(hidden.index_select(0, scored), self.lm_head.weight, labels.index_select(0, scored))
+        return self.criterion(hidden.index_select(0, scored), self.lm_head.weight, labels.index_select(0, scored),
+                              self.mlm_bias)
 
     def pool(self, hidden, attention_mask=None):
         if self.config.pooling == "first" or hidden.shape[1] == 0:

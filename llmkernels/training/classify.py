@@ -168,7 +168,8 @@ class ClassifyPlan:
     def model(self, model_config: EncoderConfig) -> Encoder:
         model = Encoder(model_config)
         if self.init is not None:
-            missing, unexpected = model.load_state_dict(self.init.state, strict=False)
+            state = {k: v for k, v in self.init.state.items() if k != "mlm_bias"}  # the MLM head's, not ours
+            missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected or set(missing) != {"classifier.weight", "classifier.bias"}:
                 raise TrainingError(f"--init weights do not fit: missing {missing}, unexpected {unexpected}")
         return model

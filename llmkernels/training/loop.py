@@ -279,6 +279,8 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
     torch.manual_seed(config.seed)
     model = (models.build(model_config) if plan is None else plan.model(model_config)).to(device)
     model.checkpoint_activations = config.checkpoint_activations
+    if config.objective == "mlm":  # before any sharding; a resumed run loads its own below
+        mlm.init_output_bias(model, corpus.train, model_config.vocab_size)
     if config.fsdp:
         from torch.distributed.fsdp import fully_shard
 

@@ -15,6 +15,17 @@ MASK_FRACTION, REPLACE_WITH_MASK, REPLACE_WITH_RANDOM = 0.15, 0.8, 0.1
 VALIDATION_SEED = 1234
 
 
+def init_output_bias(model, train_ids, vocab_size: int) -> None:
+    """The MLM head's bias set to the log-frequencies of the training tokens (add-one smoothed):
+    the unigram prediction from step 0, which AdamW's small steps would take thousands of steps to
+    reach, so that the encoder's states learn context instead."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(train_ids), minlength=vocab_size)[:vocab_size].astype(np.float64) + 1.0
+    with torch.no_grad():
+        model.mlm_bias.copy_(torch.from_numpy(np.log(counts / counts.sum())))
+
+
 def mask_tokens(ids: torch.Tensor, tokenizer, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, labels) for token ids (batch, seq): inputs with the chosen tokens replaced, labels
     the original token where one was chosen and -100 elsewhere."""

@@ -106,6 +106,8 @@ def test_mlm_loss_is_the_cross_entropy_of_the_masked_positions_only():
     idx, mask = padded_batch()
     labels = torch.full_like(idx, -100)
     labels[0, 2], labels[1, 5], labels[2, 1] = 4, 9, 60
-    logits = model.lm_head(model.encode(idx, mask))
+    with torch.no_grad():
+        model.mlm_bias.normal_()
+    logits = model.lm_head(model.encode(idx, mask)) + model.mlm_bias
     expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 61), labels.reshape(-1), ignore_index=-100)
     assert_close(model(idx, labels, mask), expected)
