@@ -15,7 +15,6 @@ init run, the confusion matrix) and ``confusion.png`` are written in ``--out`` b
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -192,7 +191,9 @@ def finetune(init: str | None, given: dict, out: str, resume: bool = False, stop
         raise TrainingError("llmkernels finetune-classify needs --out DIR")
     if resume:
         saved = loop.read_run_config(out)
-        recorded = (saved.get("plan") or {}).get("classify", {}).get("init")
+        if not isinstance(saved.get("plan"), dict) or "classify" not in saved["plan"]:
+            raise TrainingError(f"{out!r} is not a finetune-classify run: --resume continues one")
+        recorded = saved["plan"]["classify"].get("init")
         if init is None:
             init = recorded  # the run remembers where it started
     source = load_init(init, given.get("ops") or "llmkernels") if init is not None else None
@@ -208,7 +209,3 @@ def finetune(init: str | None, given: dict, out: str, resume: bool = False, stop
     if int(os.environ.get("RANK", "0")) != 0 or result["step"] < config.steps:
         return result
     return classify_report.write(out, plan, config)
-
-
-def read_report(out: str) -> dict:
-    return json.loads(Path(out, "report.json").read_text())

@@ -84,6 +84,12 @@ def test_from_scratch_stops_and_resumes_exactly(mlm_run, cache_of, tmp_path):
     assert _check_report(part, None)["accuracy"] == _check_report(whole, None)["accuracy"]
 
 
+def test_resume_of_a_run_that_is_not_a_classifier_is_one_line(mlm_run, cache_of, capsys):
+    assert cli.main(["finetune-classify", "--out", mlm_run["run"], "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a finetune-classify run" in err and len(err.strip().splitlines()) == 1
+
+
 def _gpt_run(corpus, out):
     assert cli.main(["train", "--data", corpus, *TINY_FLAGS, "--steps", "2", "--out", str(out)]) == 0
     return str(out)
