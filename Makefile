@@ -20,7 +20,7 @@ fuzz: setup
 	LLMKERNELS_HYPOTHESIS_PROFILE=long LLMKERNELS_REQUIRE_EXTENSION=1 $(PY) -m pytest tests/property -q
 
 demo: setup
-	$(PY) -m llmkernels demo  # trains the tiny GPT on the standard library's sources, then reports
+	$(PY) -m llmkernels demo  # GPT teacher, distilled student, MLM encoder, classifier: their reports (~10 min)
 
 bench: setup
 	$(PY) -m pytest benchmarks -q

@@ -2,9 +2,10 @@
 
   info     what was built and which backend each op would use
   tour     every op on every present backend against the reference
-  train    train a GPT (default: the tiny preset on the Python standard library)
+  train    train a GPT (default: the tiny preset on the Python standard library), or an encoder (MLM)
   sample   generate text from a run
-  demo     the same as train with its defaults: the tiny GPT on the stdlib corpus, then a report
+  finetune-classify  fine-tune the encoder to tell which stdlib package a snippet comes from
+  demo     the whole story: a GPT teacher, a distilled student, an MLM encoder, a classifier, their reports
   bench    every op against its peers: a table, benchmarks/results/<device>.csv and plots
 """
 
@@ -19,6 +20,9 @@ import sys
 # flag: (TrainConfig field, type, help). The default each help line shows is read from the
 # presets and dataclasses below, so it cannot drift; None-valued defaults say what None means.
 TRAIN_FLAGS = {
+    "--model": ("architecture", str, "what to train: a GPT (decoder) or a bidirectional encoder"),
+    "--objective": ("objective", str, "next-token prediction (clm, the GPT's) or masked-language modelling (mlm, the "
+                                      "encoder's); default: the model's"),
     "--preset": ("preset", str, "model size and training defaults"),
     "--data": ("data", str, "folder of .py/.txt files to train on; default: the Python standard library's own sources"),
     "--tokenizer": ("tokenizer", str, "byte-level BPE trained on the data, or raw bytes"),
@@ -57,9 +61,10 @@ def _choices() -> dict:
     from llmkernels.models import PRESETS
     from llmkernels.models.gpt_config import POSITIONAL
     from llmkernels.nn import OPS
-    from llmkernels.training.config import DEVICES, TOKENIZERS
+    from llmkernels.training.config import DEVICES, OBJECTIVES, TOKENIZERS
 
     return {"preset": sorted(PRESETS), "tokenizer": TOKENIZERS, "ops": OPS, "device": DEVICES,
+            "architecture": tuple(OBJECTIVES), "objective": ("clm", "mlm"),
             "backend": ("auto",) + llmkernels.BACKEND_NAMES, "positional": POSITIONAL}
 
 
@@ -70,6 +75,8 @@ def _default_text(dest: str) -> str | None:
     from llmkernels.training.config import TRAIN_PRESETS, TrainConfig
 
     train_fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    if dest == "objective":
+        return None  # the model's own: the help text says so
     if dest in train_fields:
         values = {p: TRAIN_PRESETS[p].get(dest, train_fields[dest]) for p in TRAIN_PRESETS}
     else:
@@ -82,10 +89,14 @@ def _default_text(dest: str) -> str | None:
     return ", ".join(f"{v} for {p}" for p, v in values.items())
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
+def _add_train_flags(p: argparse.ArgumentParser, skip=(), defaults=None) -> None:
+    """train's flags on ``p``, less those in ``skip``; ``defaults`` (dest: value) overrides the
+    default a help line shows (a command with defaults of its own over the presets')."""
     choices = _choices()
     for flag, (dest, kind, text) in {**TRAIN_FLAGS, **MODEL_FLAGS}.items():
-        default = _default_text(dest)
+        if flag in skip:
+            continue
+        default = (defaults or {}).get(dest, _default_text(dest))
         help_text = text + (f" (default: {default})" if default is not None else "")
         metavar = "{" + ",".join(choices[dest]) + "}" if dest in choices else "DIR" if dest == "data" else dest.upper()
         if dest in choices:
@@ -127,7 +138,7 @@ def _add_sample_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _given(args) -> dict:
-    given = {dest: getattr(args, dest) for dest, _, _ in TRAIN_FLAGS.values()}
+    given = {dest: getattr(args, dest, None) for dest, _, _ in TRAIN_FLAGS.values()}
     for flag in ("bf16", "fsdp", "checkpoint_activations"):
         given[flag] = getattr(args, flag)
     model = {dest: getattr(args, dest) for dest, _, _ in MODEL_FLAGS.values() if getattr(args, dest) is not None}
@@ -142,7 +153,10 @@ def _train(args) -> int:
 
     require("train", f"llmkernels {args.command}")
     from llmkernels.training import loop, report
+    from llmkernels.training.config import TrainingError
 
+    if args.objective == "classify":
+        raise TrainingError("--objective classify is llmkernels finetune-classify's; train pre-trains with clm or mlm")
     config = loop.resolve_config(_given(args), args.out, args.resume)
     result = loop.train(config, out=args.out, resume=args.resume, stop_at=args.stop_at, quiet=args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -182,6 +196,48 @@ def _distill(args) -> int:
     return 0
 
 
+def _add_classify_flags(p: argparse.ArgumentParser) -> None:
+    from llmkernels.models.encoder_config import POOLING
+
+    _add_train_flags(p, skip=("--model", "--objective"), defaults={"lr": 1e-3, "steps": 200, "eval_every": 100})
+    p.add_argument("--init", default=None, metavar="RUN_DIR",
+                   help="the MLM run (llmkernels train --model encoder) to start from: its configuration, tokenizer "
+                        "and weights (default: none, the tiny encoder from scratch)")
+    p.add_argument("--pooling", default=None, choices=POOLING,
+                   help="the classifier reads the mean of the token states or the first's (default: mean)")
+
+
+def _finetune_classify(args) -> int:
+    from llmkernels.extras import require
+
+    require("train", "llmkernels finetune-classify")
+    from llmkernels.training import classify, classify_report
+
+    result = classify.finetune(args.init, _given(args), args.out, resume=args.resume, stop_at=args.stop_at,
+                               quiet=args.quiet, pooling=args.pooling)
+    if "accuracy" in result:
+        print(classify_report.summary(result))
+        print(f"report: {os.path.join(args.out, 'report.json')}, {os.path.join(args.out, 'confusion.png')}")
+    return 0
+
+
+def _add_demo_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder of the demo's runs (default: runs/demo-<date>-<time>)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars; the reports are still printed (default: show them)")
+
+
+def _demo(args) -> int:
+    from llmkernels.extras import require
+
+    require("train", "llmkernels demo")
+    from llmkernels.training import demo
+
+    print(demo.summary(demo.run(args.out, seed=args.seed, quiet=args.quiet)))
+    return 0
+
+
 def _sample(args) -> int:
     from llmkernels.extras import require
 
@@ -193,6 +249,8 @@ def _sample(args) -> int:
     from llmkernels.training.config import TrainingError
 
     saved = loop.read_run_config(args.run)
+    if isinstance(saved.get("train"), dict) and saved["train"].get("architecture", "gpt") != "gpt":
+        raise TrainingError(f"{args.run!r} is an encoder run: only a GPT samples text")
     try:
         model_config = GPTConfig.from_dict(saved["model"])
         tok = tokenizer.load(f"{args.run}/tokenizer.json")
@@ -214,14 +272,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     parser = argparse.ArgumentParser(prog="llmkernels", description="Fused transformer kernels for PyTorch.")
     parser.add_argument("--version", action="version", version=f"llmkernels {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample,distill,bench}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample,distill,finetune-classify,bench}")
     helps = {
         "info": "what was built and which backend each op would use, and why",
         "tour": "run every op on every present backend against the reference",
-        "train": "train a GPT on the llmkernels ops",
-        "demo": "train with the defaults (the tiny GPT on the Python standard library), then report",
+        "train": "train a GPT (or, with --model encoder, pre-train an encoder with MLM) on the llmkernels ops",
+        "demo": "the whole story on the Python standard library: pre-train a GPT teacher, distil a student, pre-train "
+                "an encoder (MLM), fine-tune a classifier from it and from scratch; print the reports",
         "sample": "generate text from a trained run",
         "distill": "distil a trained GPT into a smaller one, against the same student trained from scratch",
+        "finetune-classify": "fine-tune an encoder (from an MLM run, or from scratch) to tell which standard-library "
+                             "package a snippet of source comes from",
         "bench": "time every op against its peers: a table, benchmarks/results/<device>.csv and plots",
     }
     subparsers = {}
@@ -229,10 +290,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         subparsers[name] = commands.add_parser(
             name, help=text, description=text[0].upper() + text[1:] + ".")
     _add_train_flags(subparsers["train"])
-    _add_train_flags(subparsers["demo"])
+    _add_demo_flags(subparsers["demo"])
     _add_sample_flags(subparsers["sample"])
     _add_train_flags(subparsers["distill"])
     _add_distill_flags(subparsers["distill"])
+    _add_classify_flags(subparsers["finetune-classify"])
     from llmkernels.bench import runner
 
     runner.add_arguments(subparsers["bench"])
@@ -280,12 +342,16 @@ def main(argv=None) -> int:
             from llmkernels import tour
 
             tour.run()
-        elif args.command in ("train", "demo"):
+        elif args.command == "train":
             return _train(args)
+        elif args.command == "demo":
+            return _demo(args)
         elif args.command == "sample":
             return _sample(args)
         elif args.command == "distill":
             return _distill(args)
+        elif args.command == "finetune-classify":
+            return _finetune_classify(args)
         elif args.command == "bench":
             from llmkernels.bench import runner
 

@@ -27,7 +27,7 @@ def _help(capsys, *argv) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["train", "demo", "sample"])
+@pytest.mark.parametrize("command", ["train", "demo", "sample", "distill", "finetune-classify"])
 def test_every_flag_has_help_with_its_default(command):
     _, subparsers = cli.build_parser()
     for action in subparsers[command]._actions:

@@ -25,25 +25,39 @@ from llmkernels.nn import (
 class Block(nn.Module):
     """A pre-norm block whose residual adds are fused into the norms: it takes the previous block's
     output and the residual stream apart, ``(x, residual)``, and returns its MLP output and the
-    stream before that output is added, which the next norm (or the final one) adds as it normalises."""
+    stream before that output is added, which the next norm (or the final one) adds as it normalises.
+    ``causal=False`` is the encoder's bidirectional block (``llmkernels.models.Encoder``)."""
 
-    def __init__(self, config: GPTConfig, rotary: RotaryEmbedding | None):
+    def __init__(self, config: GPTConfig, rotary: RotaryEmbedding | None, causal: bool = True):
         super().__init__()
         self.attn_norm = RMSNorm(config.d_model, eps=config.norm_eps, ops=config.ops)
         # fused_kv: one K/V projection, named kv_proj as in the checkpoints this model has always written.
-        self.attn = Attention(config.d_model, config.n_head, config.n_kv_head, causal=True, rotary=rotary,
+        self.attn = Attention(config.d_model, config.n_head, config.n_kv_head, causal=causal, rotary=rotary,
                               fused_kv=True, ops=config.ops)
         self.mlp_norm = RMSNorm(config.d_model, eps=config.norm_eps, ops=config.ops)
         self.mlp = SwiGLUMLP(config.d_model, config.mlp_hidden, ops=config.ops)
 
-    def forward(self, x, positions, cache: KVCache | None, residual=None):
+    def forward(self, x, positions, cache: KVCache | None, residual=None, key_padding_mask=None):
         if residual is None:  # the first block: the stream is the embedding itself
             normed, residual = self.attn_norm(x), x
         else:
             normed, residual = self.attn_norm(x, residual=residual)
-        attended = self.attn(normed, position_ids=positions, kv_cache=cache)
+        attended = self.attn(normed, position_ids=positions, kv_cache=cache, key_padding_mask=key_padding_mask)
         normed, residual = self.mlp_norm(attended, residual=residual)
         return self.mlp(normed), residual
+
+
+def init_weights(model: nn.Module, std: float, n_layer: int) -> None:
+    """Norm weights 1, matrices N(0, std), the projections into the residual stream scaled down by
+    sqrt(2 * n_layer) (GPT-2's rule; shared with the encoder)."""
+    residual_std = std / math.sqrt(2 * n_layer)
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            nn.init.ones_(p)
+        elif name.endswith(("o_proj.weight", "down.weight")):
+            nn.init.normal_(p, 0.0, residual_std)
+        else:
+            nn.init.normal_(p, 0.0, std)
 
 
 class GPT(nn.Module):
@@ -71,15 +85,7 @@ class GPT(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
-        std = self.config.init_std
-        residual_std = std / math.sqrt(2 * self.config.n_layer)
-        for name, p in self.named_parameters():
-            if p.dim() < 2:
-                nn.init.ones_(p)
-            elif name.endswith(("o_proj.weight", "down.weight")):
-                nn.init.normal_(p, 0.0, residual_std)
-            else:
-                nn.init.normal_(p, 0.0, std)
+        init_weights(self, self.config.init_std, self.config.n_layer)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from llmkernels.models import OPS, PRESETS as MODEL_PRESETS, GPTConfig
+from llmkernels.models import OPS, PRESETS as MODEL_PRESETS, EncoderConfig, GPTConfig
 from llmkernels.models.dict_config import DictConfig, is_positive_int
 
 
@@ -19,6 +19,9 @@ TOKENIZERS = ("bpe", "bytes")
 # teaches), forward KL, half the next-token cross-entropy.
 DISTILL_DEFAULTS = {"temperature": 1.0, "beta": 0.0, "hard_weight": 0.5}
 DEVICES = ("auto", "cpu", "cuda")
+# What each --model trains: its objectives, the first the default. An encoder pre-trains with masked
+# language modelling; "classify" is `llmkernels finetune-classify`'s (training/classify.py).
+OBJECTIVES = {"gpt": ("clm",), "encoder": ("mlm", "classify")}
 
 # Per-preset training defaults on top of the model presets in llmkernels.models.gpt_config.
 TRAIN_PRESETS = {
@@ -61,6 +64,8 @@ class TrainConfig(DictConfig):
     backend: str = "auto"
     device: str = "auto"
     model: dict = dataclasses.field(default_factory=dict)  # GPTConfig overrides (d_model, n_layer, ...)
+    architecture: str = "gpt"  # --model: "gpt" (decoder) or "encoder"
+    objective: str = "clm"  # next-token (clm), masked-token (mlm) or classification (classify)
 
     def validate(self) -> None:
         self.check_types()
@@ -70,6 +75,12 @@ class TrainConfig(DictConfig):
             raise TrainingError(f"unknown tokenizer {self.tokenizer!r}; choose bpe or bytes")
         if self.ops not in OPS:
             raise TrainingError(f"unknown ops {self.ops!r}; choose one of {', '.join(OPS)}")
+        if self.architecture not in OBJECTIVES:
+            raise TrainingError(f"unknown model {self.architecture!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.objective not in OBJECTIVES[self.architecture]:
+            other = next((a for a, o in OBJECTIVES.items() if self.objective in o), None)
+            fix = f"pass --model {other}" if other else f"choose {' or '.join(OBJECTIVES[self.architecture])}"
+            raise TrainingError(f"--objective {self.objective} does not train --model {self.architecture}: {fix}")
         if self.device not in DEVICES:
             raise TrainingError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         import llmkernels
@@ -104,10 +115,20 @@ class TrainConfig(DictConfig):
     def warmup(self) -> int:
         return self.steps // 10 if self.warmup_steps is None else self.warmup_steps
 
+    @property
+    def model_config_class(self) -> type[GPTConfig]:
+        return EncoderConfig if self.architecture == "encoder" else GPTConfig
+
+    @property
+    def mask_token(self) -> bool:
+        """An encoder's tokenizer has a mask token (for MLM, and so that a fine-tuned classifier
+        reads text exactly as its pre-trained encoder did)."""
+        return self.architecture == "encoder"
+
     def model_config(self, vocab_size: int) -> GPTConfig:
         values = {**MODEL_PRESETS[self.preset], **self.model, "vocab_size": vocab_size, "ops": self.ops}
         values["max_seq_len"] = self.context
-        return GPTConfig(**values)
+        return self.model_config_class(**values)
 
 
 def build(preset: str = "tiny", **overrides) -> TrainConfig:
@@ -115,6 +136,8 @@ def build(preset: str = "tiny", **overrides) -> TrainConfig:
     if preset not in TRAIN_PRESETS:
         raise TrainingError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(TRAIN_PRESETS))}")
     values = {**TRAIN_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    if "objective" not in values and values.get("architecture", "gpt") in OBJECTIVES:
+        values["objective"] = OBJECTIVES[values.get("architecture", "gpt")][0]
     if "data" in values and values["data"] is not None:
         values["data"] = os.path.abspath(values["data"])
     config = TrainConfig(preset=preset, **values)
@@ -138,9 +161,8 @@ def merge_for_resume(saved: TrainConfig, given: dict) -> TrainConfig:
             value = os.path.abspath(value)
         if getattr(saved, name) != value:
             if name not in RESUMABLE:
-                raise TrainingError(
-                    f"cannot resume: --{name.replace('_', '-')} {value!r} differs from the run's {getattr(saved, name)!r}"
-                )
+                flag = "model" if name == "architecture" else name.replace("_", "-")
+                raise TrainingError(f"cannot resume: --{flag} {value!r} differs from the run's {getattr(saved, name)!r}")
             changed[name] = value
     merged = dataclasses.replace(saved, **changed)
     merged.validate()

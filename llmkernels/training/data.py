@@ -139,8 +139,11 @@ def _build(folder: Path, names, texts, tokenizer: str, vocab_size: int, val_frac
 
 
 def load_corpus(data: str | None, tokenizer: str = "bpe", vocab_size: int = 8192,
-                val_fraction: float = 0.05, build: bool = True) -> Corpus:
-    """The tokenised corpus, from the cache or built into it (``build=False``: the cache must hold it)."""
+                val_fraction: float = 0.05, build: bool = True, mask_token: bool = False) -> Corpus:
+    """The tokenised corpus, from the cache or built into it (``build=False``: the cache must hold it).
+
+    ``mask_token``: the tokenizer gains a mask token (an encoder's), saved beside the plain one; the
+    token ids and the key stay the plain corpus's, so a GPT and an encoder share one cache."""
     root, files = corpus_files(data)
     names, texts, content_key = _read_texts(root, files)
     if not texts:
@@ -159,9 +162,16 @@ def load_corpus(data: str | None, tokenizer: str = "bpe", vocab_size: int = 8192
     def mapped(name, count):
         return np.memmap(folder / name, dtype=dtype, mode="r", shape=(count,)) if count else np.zeros(0, dtype)
 
-    tok = tokenizers.load(str(folder / "tokenizer.json"))
+    tok_path = folder / "tokenizer.json"
+    tok = tokenizers.load(str(tok_path))
+    if mask_token:
+        tok, tok_path = tokenizers.with_mask(tok), folder / "tokenizer-mask.json"
+        if not tok_path.exists():
+            tmp = tok_path.with_name(f".{tok_path.name}-{os.getpid()}")
+            tok.save(str(tmp))
+            os.replace(tmp, tok_path)  # whole or absent: another process may be writing the same file
     return Corpus(mapped("train.bin", meta["train_tokens"]), mapped("val.bin", meta["val_tokens"]),
-                  tok, str(folder / "tokenizer.json"), key)
+                  tok, str(tok_path), key)
 
 
 def check_sizes(corpus: Corpus, seq_len: int) -> None:

@@ -76,6 +76,8 @@ class Teacher:
 def load_teacher(run_dir: str) -> Teacher:
     """The teacher frozen (eval mode, no gradients), with one clear line for anything unusable."""
     saved = loop.read_run_config(run_dir)
+    if isinstance(saved.get("train"), dict) and saved["train"].get("architecture", "gpt") != "gpt":
+        raise TrainingError(f"teacher {run_dir!r} is an encoder run; distil from a GPT run")
     try:
         model_config = GPTConfig.from_dict(saved["model"])
         TrainConfig.from_dict(saved["train"])
@@ -101,6 +103,8 @@ def student_config(teacher: Teacher, given: dict) -> TrainConfig:
     from llmkernels.training import config as configs
 
     t = teacher.train_config
+    if given.get("architecture") not in (None, "gpt") or given.get("objective") not in (None, "clm"):
+        raise TrainingError("llmkernels distill trains GPT students (next-token): drop --model/--objective")
     for name in ("data", "tokenizer", "vocab_size", "seq_len"):
         value = given.get(name)
         if value is not None and value != getattr(t, name) and not (name == "data" and os.path.abspath(value) == t.data):

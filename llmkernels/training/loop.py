@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 import llmkernels
-from llmkernels.models import GPT, GPTConfig
-from llmkernels.training import checkpoint, data, report, sharded_checkpoint
+from llmkernels import models
+from llmkernels.models import GPT
+from llmkernels.training import checkpoint, data, mlm, report, sharded_checkpoint
 from llmkernels.training.config import TrainConfig, TrainingError, merge_for_resume
 
 CHECKSUM_ENV = "LLMKERNELS_TRAIN_CHECKSUM_DIR"  # tests: each rank writes its final loss and weight hash here
@@ -128,7 +129,8 @@ def _check_backend(config: TrainConfig, device: torch.device) -> None:
 
 def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan: dict | None) -> tuple[str, str]:
     """Builds the corpus cache and checks/creates the run dir; returns (run_dir, corpus key)."""
-    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction)
+    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction,
+                              mask_token=config.mask_token)
     data.check_sizes(corpus, config.context)
     run_dir = out or os.path.join("runs", f"{config.preset}-{datetime.now():%Y%m%d-%H%M%S}")
     if resume:
@@ -171,16 +173,20 @@ def _optimizer(model: GPT, config: TrainConfig, device: torch.device) -> torch.o
 
 
 @torch.no_grad()
-def evaluate(model: GPT, windows: torch.Tensor, batch: int, autocast, dist: _Dist) -> float:
-    mine = windows[dist.rank::dist.world]
+def evaluate(model: GPT, windows, batch: int, autocast, dist: _Dist) -> float:
+    """Mean loss per scored token: ``windows`` (count, seq + 1) for next-token prediction, or
+    (inputs, targets) pairs with -100 where nothing is scored (masked-language modelling)."""
+    inputs, targets = windows if isinstance(windows, tuple) else (windows[:, :-1], windows[:, 1:])
+    inputs, targets = inputs[dist.rank::dist.world], targets[dist.rank::dist.world]
     total, count = torch.zeros((), dtype=torch.float64), 0
     device = next(model.parameters()).device
-    for i in range(0, len(mine), batch):
-        chunk = mine[i:i + batch].to(device)
+    for i in range(0, len(inputs), batch):
+        chunk = targets[i:i + batch]
         with autocast():
-            loss = model(chunk[:, :-1], chunk[:, 1:])
-        total += loss.double().cpu() * chunk.shape[0]
-        count += chunk.shape[0]
+            loss = model(inputs[i:i + batch].to(device), chunk.to(device))
+        scored = int((chunk != -100).sum())
+        total += loss.double().cpu() * scored
+        count += scored
     if dist.world > 1:
         both = torch.stack([total, torch.tensor(float(count), dtype=torch.float64)])
         torch.distributed.all_reduce(both)
@@ -213,8 +219,9 @@ def train(config: TrainConfig, out: str | None = None, resume: bool = False, sto
     ``plan`` (optional) changes what is trained, not how: ``plan.model(model_config)`` builds the
     model (a GPT whose forward takes a batch's tensors and returns the loss),
     ``plan.batches(batches)`` wraps the data (``get(step, micro)`` -> the forward's tensors), and
-    ``plan.payload()`` is recorded in config.json (``"plan"``), which a resume must match.
-    (``llmkernels.training.distill`` is such a plan.)"""
+    ``plan.payload()`` is recorded in config.json (``"plan"``), which a resume must match; an
+    optional ``plan.evaluate`` replaces ``evaluate`` (same arguments, returns the validation loss).
+    (``llmkernels.training.distill`` and ``llmkernels.training.classify`` are such plans.)"""
     config.validate()
     if stop_at is not None and stop_at <= 0:
         raise TrainingError(f"--stop-at must be a positive integer; got {stop_at}")
@@ -266,15 +273,18 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
     if isinstance(outcome, str):
         raise TrainingError(outcome)
     run_dir, _ = outcome
-    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction, build=False)
-    model_config = GPTConfig.from_dict(read_run_config(run_dir)["model"]) if dist.rank else None
+    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction, build=False,
+                              mask_token=config.mask_token)
+    model_config = config.model_config_class.from_dict(read_run_config(run_dir)["model"]) if dist.rank else None
     if model_config is None:
         model_config = config.model_config(corpus.vocab_size)
     model_config.ops = config.ops
 
     torch.manual_seed(config.seed)
-    model = (GPT(model_config) if plan is None else plan.model(model_config)).to(device)
+    model = (models.build(model_config) if plan is None else plan.model(model_config)).to(device)
     model.checkpoint_activations = config.checkpoint_activations
+    if config.objective == "mlm":  # before any sharding; a resumed run loads its own below
+        mlm.init_output_bias(model, corpus.train, model_config.vocab_size)
     if config.fsdp:
         from torch.distributed.fsdp import fully_shard
 
@@ -296,9 +306,14 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
 
     seq = config.context
     batches = data.Batches(corpus.train, seq, config.batch_size, config.grad_accum, config.seed, dist.world, dist.rank)
+    val = data.val_windows(corpus.val, seq, config.eval_batches * config.batch_size * dist.world)  # global batches
+    if config.objective == "mlm":
+        batches, val = mlm.MaskedBatches(batches, corpus.tokenizer, config.seed), mlm.validation(val, corpus.tokenizer)
     if plan is not None:
         batches = plan.batches(batches)
-    val = data.val_windows(corpus.val, seq, config.eval_batches * config.batch_size * dist.world)  # global batches
+    # A plan may score its own way (a classifier: its held-out loss); only a GPT samples text.
+    validate = getattr(plan, "evaluate", evaluate)
+    samples = hasattr(model, "generate")
     prompt = corpus.tokenizer.decode(corpus.val[: min(8, len(corpus.val))].tolist())
     tokens_per_step = seq * config.batch_size * config.grad_accum * dist.world
     last = min(config.steps, stop_at) if stop_at else config.steps
@@ -345,10 +360,10 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
             window_tokens, window_time = 0, 0.0
         if evaluate_now:
             model.eval()
-            val_loss = evaluate(model, val, config.batch_size, autocast, dist)
+            val_loss = validate(model, val, config.batch_size, autocast, dist)
             model.train()
             row.update(val_loss=val_loss, val_perplexity=math.exp(val_loss))
-            if lead or config.fsdp:  # under FSDP every rank takes part in the sampling's all-gathers
+            if samples and (lead or config.fsdp):  # under FSDP every rank takes part in the sampling's all-gathers
                 with autocast(), _whole(model, config.fsdp):
                     sample = sample_text(model, corpus.tokenizer, prompt, config.sample_tokens, config.seed + step)
         if lead and row is not None:
@@ -357,7 +372,8 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_step / (time.perf_counter() - began):,.0f}")
             if evaluate_now:
-                progress.write(f"step {step}: val loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}; sample: {sample[:160]!r}")
+                shown = f"; sample: {sample[:160]!r}" if sample is not None else ""
+                progress.write(f"step {step}: val loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f}{shown}")
         if (lead or config.fsdp) and (step % save_every == 0 or step == last):
             saver.save(run_dir, model, optimizer, {"step": step, "train_loss": loss_value})
         if lead and step == last:

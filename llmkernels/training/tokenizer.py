@@ -1,6 +1,8 @@
 """Tokenizers: byte-level BPE trained locally with Hugging Face `tokenizers`, or raw bytes.
 
-Both end each document with an end-of-text id and save to / load from one JSON file.
+Both end each document with an end-of-text id and save to / load from one JSON file. An encoder's
+tokenizer also has a mask token (``with_mask``): one more special id, after every id the corpus
+was encoded with, so the tokenised corpus is shared with the GPT's.
 """
 
 from __future__ import annotations
@@ -9,14 +11,18 @@ import json
 from typing import Iterable
 
 EOT = "<|endoftext|>"
+MASK = "<|mask|>"
 
 
 class ByteTokenizer:
-    """One id per UTF-8 byte (0..255), plus 256 for end-of-text."""
+    """One id per UTF-8 byte (0..255), plus 256 for end-of-text (and 257 for the mask, ``mask=True``)."""
 
     kind = "bytes"
-    vocab_size = 257
     eot_id = 256
+
+    def __init__(self, mask: bool = False):
+        self.mask_id = 257 if mask else None
+        self.vocab_size = 258 if mask else 257
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -29,7 +35,7 @@ class ByteTokenizer:
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
-            json.dump({"llmkernels_tokenizer": "bytes"}, f)
+            json.dump({"llmkernels_tokenizer": "bytes", **({"mask": True} if self.mask_id else {})}, f)
 
 
 class BPETokenizer:
@@ -40,6 +46,7 @@ class BPETokenizer:
     def __init__(self, tokenizer):
         self._tok = tokenizer
         self.eot_id = tokenizer.token_to_id(EOT)
+        self.mask_id = tokenizer.token_to_id(MASK)  # None unless with_mask added it
         self.vocab_size = tokenizer.get_vocab_size()
 
     @classmethod
@@ -71,11 +78,24 @@ class BPETokenizer:
         self._tok.save(path)
 
 
+def with_mask(tok):
+    """``tok`` with a mask token (a no-op if it has one): its id is ``vocab_size`` before the call."""
+    if tok.mask_id is not None:
+        return tok
+    if tok.kind == "bytes":
+        return ByteTokenizer(mask=True)
+    from tokenizers import Tokenizer
+
+    inner = Tokenizer.from_str(tok._tok.to_str())
+    inner.add_special_tokens([MASK])
+    return BPETokenizer(inner)
+
+
 def load(path: str):
     with open(path, encoding="utf-8") as f:
         payload = json.load(f)
     if payload.get("llmkernels_tokenizer") == "bytes":
-        return ByteTokenizer()
+        return ByteTokenizer(mask=bool(payload.get("mask")))
     from tokenizers import Tokenizer
 
     return BPETokenizer(Tokenizer.from_str(json.dumps(payload)))
