@@ -91,7 +91,8 @@ void topk_rows_typed(const cpu::TopkDistillationRowsArgs& a, int64_t row_begin, 
       for (int64_t j = 0; j < k; ++j) zs[ids[j]] = saved[j];
       tail.lq = (static_cast<double>(rest.max) - ls.max) * inv_t + __builtin_log(rest.sum) - ls.log_sum;
       const double rest_mass = 1.0 - teacher_mass;
-      tail.lr = rest_mass > 0.0 ? __builtin_log(rest_mass) : -__builtin_inf();
+      // Never below float32's smallest normal number: a finite reverse KL (reference.py).
+      tail.lr = __builtin_log(rest_mass > 0x1p-126 ? rest_mass : 0x1p-126);
     }
     for (int64_t j = 0; j < k; ++j) {
       buckets[j].lq = (static_cast<double>(zs[ids[j]]) - ls.max) * inv_t - ls.log_sum;

@@ -135,7 +135,8 @@ __global__ void __launch_bounds__(kThreads) topk_rows_kernel(const TopkDistillat
       lq_tail = ((tail.max - ms) + logf(tail.sum)) - log_s;
     }
     const double r_tail = 1.0 - teacher_mass;
-    lr_tail = r_tail > 0.0 ? static_cast<float>(log(r_tail)) : neg_inf();
+    // Never below float32's smallest normal number: a finite reverse KL (ops/distillation/reference.py).
+    lr_tail = static_cast<float>(log(r_tail > 0x1p-126 ? r_tail : 0x1p-126));
   }
 
   const float log_beta = beta > 0.0f ? logf(beta) : 0.0f;

@@ -81,6 +81,33 @@ def test_topk_tiny_tail_matches_reference(backend, beta, softcap):
     assert_close_scaled(grad, expected_grad, torch.float32)
 
 
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_a_teacher_whose_stored_mass_rounds_to_one_gives_finite_losses(backend, beta):
+    """Top-k log-probabilities of a sharp teacher can sum to 1 or more in float32: its tail mass is
+    then 2^-126, not 0, so even the reverse KL is finite (the student's tail pays for it), with
+    every row (ignored ones too) finite, forward and backward."""
+    if backend != "reference":
+        skip_unless_present("topk_distillation_loss", "cpu", backend, torch.float32)
+    student = torch.randn(4, 40) * 3
+    ids = torch.arange(3).repeat(4, 1)
+    logprobs = torch.tensor([[0.0, -30.0, -40.0]]).repeat(4, 1)  # mass >= 1 in any precision (float32 sums: exactly 1)
+    logprobs[2, 1] = 0.0  # mass 2
+    target = torch.tensor([1, -100, 5, 7])
+
+    def fn(s):
+        return llmkernels.topk_distillation_loss(s, ids, logprobs, target, beta=beta, hard_weight=0.3, reduction="none")
+
+    upstream = torch.randn(4)
+    loss, grad = _run(backend, fn, student, upstream)
+    assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
+    expected, expected_grad = _run("reference", fn, student.double(), upstream)
+    assert_close_scaled(loss, expected, torch.float32)
+    assert_close_scaled(grad, expected_grad, torch.float32)
+    if beta == 1.0:  # the student's tail mass is what the reverse KL charges: ~q_tail * 87
+        assert loss[0] > 10.0
+
+
 @pytest.mark.parametrize("backend", ["cpp", "triton"])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_linear_topk_ops_on_every_backend(backend, reduction):

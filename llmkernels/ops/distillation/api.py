@@ -111,8 +111,8 @@ def topk_distillation_loss(
     ``topk_logprobs(..., temperature=T, softcap=c)`` returns them (used as given: ``temperature``
     and ``softcap`` apply to the student only). The divergence runs over k + 1 buckets: the k
     tokens and one tail with the rest of each distribution's mass (the teacher's tail is
-    max(0, 1 - sum(exp(logprobs)))); with k = Vs there is no tail and the result equals
-    ``distillation_loss``. Other options as there.
+    max(2^-126, 1 - sum(exp(logprobs))): never 0, so the reverse KL stays finite); with k = Vs
+    there is no tail and the result equals ``distillation_loss``. Other options as there.
     """
     temperature, beta, hard_weight, softcap = normalize_options(
         temperature, beta, hard_weight, softcap, ignore_index, reduction, target

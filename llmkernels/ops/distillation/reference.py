@@ -18,7 +18,9 @@ wherever they are used, T the temperature and V = min(V_student, V_teacher):
 
 Top-k (a teacher stored as its k best log-probabilities at temperature T): the divergence runs over
 k + 1 buckets, the teacher's k tokens and a tail bucket with the rest of each distribution's mass.
-The teacher's tail is max(0, 1 - sum(exp(logprobs))); the student's is its exact mass outside the
+The teacher's tail is max(2^-126, 1 - sum(exp(logprobs))): float32's smallest normal number, not 0,
+so that a teacher whose stored mass rounds to 1 still gives a finite reverse KL (the tail then
+costs the student q_tail * (log q_tail + 87.3)); the student's is its exact mass outside the
 k ids. With k = V_student there is no tail bucket. ``temperature``/``softcap`` act on the student
 only there: the stored log-probabilities are used as given.
 
@@ -94,6 +96,10 @@ def distillation_rows(student, teacher, target, temperature, beta, ignore_index,
     return _finish(soft, _hard_rows(z_s, target, valid), valid, factor)
 
 
+# The teacher's tail mass never goes below float32's smallest normal number (see the docstring).
+TEACHER_TAIL_FLOOR = 2.0 ** -126
+
+
 def _topk_buckets(z_s, teacher_ids, teacher_logprobs, temperature):
     """(log_p (N, Vs), log_q (N, B), log_r (N, B)): the student's log-probs and both bucket
     distributions, B = k (+ 1 tail bucket when k < Vs)."""
@@ -104,7 +110,7 @@ def _topk_buckets(z_s, teacher_ids, teacher_logprobs, temperature):
     if ids.shape[-1] < z_s.shape[-1]:
         chosen = torch.zeros_like(log_p, dtype=torch.bool).scatter_(-1, ids, True)
         log_q_tail = torch.logsumexp(log_p.masked_fill(chosen, float("-inf")), dim=-1, keepdim=True)
-        r_tail = (1.0 - log_r.exp().sum(-1, keepdim=True)).clamp_min(0.0)
+        r_tail = (1.0 - log_r.exp().sum(-1, keepdim=True)).clamp_min(TEACHER_TAIL_FLOOR)
         log_q = torch.cat([log_q, log_q_tail], dim=-1)
         log_r = torch.cat([log_r, torch.log(r_tail)], dim=-1)
     return log_p, log_q, log_r

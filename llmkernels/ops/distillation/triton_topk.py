@@ -32,8 +32,10 @@ import triton.language as tl
 from llmkernels.ops.cross_entropy.triton_kernels import (
     _INTERPRET_MAX_BLOCK, MAX_BLOCK, _logit_block, _softcap, launch_config,
 )
+from llmkernels.ops.distillation import reference
 from llmkernels.ops.distillation.triton_kernels import _log_mix, _row_target, _store_hard, _weighted, kl_mode
 
+TEACHER_TAIL_FLOOR = tl.constexpr(reference.TEACHER_TAIL_FLOOR)  # the teacher's tail mass, never 0
 TAIL_EXACT = 1e-5  # the tail's share of S below which the rows take the exact pass (see above)
 MAX_KCHUNK = 256   # the most keys a selection round keeps in registers
 INTERPRET_MAX_KCHUNK = 16  # under the interpreter: a small k already takes several rounds
@@ -274,7 +276,7 @@ def _topk_rows_kernel(
                 mr = m_new
             lq_tail = ((mr - ms) + tl.log(sr)) - log_s
         r_tail = 1.0 - teacher_mass
-        lr_tail = tl.where(r_tail > 0.0, tl.log(tl.maximum(r_tail, 1e-300)).to(tl.float32), float("-inf"))
+        lr_tail = tl.log(tl.maximum(r_tail, TEACHER_TAIL_FLOOR)).to(tl.float32)  # never -inf (reference.py)
 
     loss = tl.zeros([], tl.float32)
     student_kl = tl.zeros([], tl.float32)
