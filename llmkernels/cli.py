@@ -5,6 +5,8 @@
   train    train a GPT (default: the tiny preset on the Python standard library)
   sample   generate text from a run
   demo     the same as train with its defaults: the tiny GPT on the stdlib corpus, then a report
+  distill  distil a trained GPT into a smaller one
+  translate-train, translate   an encoder-decoder on number words, and its translations (cli_translate.py)
 """
 
 from __future__ import annotations
@@ -213,7 +215,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     parser = argparse.ArgumentParser(prog="llmkernels", description="Fused transformer kernels for PyTorch.")
     parser.add_argument("--version", action="version", version=f"llmkernels {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample,distill}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample,distill,translate-train,translate}")
     helps = {
         "info": "what was built and which backend each op would use, and why",
         "tour": "run every op on every present backend against the reference",
@@ -231,6 +233,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _add_sample_flags(subparsers["sample"])
     _add_train_flags(subparsers["distill"])
     _add_distill_flags(subparsers["distill"])
+    from llmkernels import cli_translate
+
+    subparsers.update(cli_translate.add_parsers(commands, helps))
     return parser, subparsers
 
 
@@ -281,6 +286,10 @@ def main(argv=None) -> int:
             return _sample(args)
         elif args.command == "distill":
             return _distill(args)
+        elif args.command.startswith("translate"):
+            from llmkernels import cli_translate
+
+            return cli_translate.run(args)
     except (TrainingError, MissingExtra) as e:
         print(f"llmkernels {args.command}: error: {e}", file=sys.stderr)
         return 2

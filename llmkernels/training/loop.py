@@ -126,10 +126,24 @@ def _check_backend(config: TrainConfig, device: torch.device) -> None:
         )
 
 
-def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan: dict | None) -> tuple[str, str]:
+def _corpus(config: TrainConfig, plan, build: bool):
+    """The plan's data (``plan.corpus``) or the GPT's tokenised corpus."""
+    if hasattr(plan, "corpus"):
+        return plan.corpus(config, build)
+    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction, build=build)
+    if build:
+        data.check_sizes(corpus, config.context)
+    return corpus
+
+
+def _model_config(config: TrainConfig, plan, corpus):
+    return plan.model_config(config, corpus) if hasattr(plan, "model_config") else config.model_config(corpus.vocab_size)
+
+
+def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan) -> tuple[str, str]:
     """Builds the corpus cache and checks/creates the run dir; returns (run_dir, corpus key)."""
-    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction)
-    data.check_sizes(corpus, config.context)
+    payload = None if plan is None else plan.payload()
+    corpus = _corpus(config, plan, build=True)
     run_dir = out or os.path.join("runs", f"{config.preset}-{datetime.now():%Y%m%d-%H%M%S}")
     if resume:
         saved = read_run_config(run_dir)
@@ -137,8 +151,8 @@ def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan: 
             raise TrainingError(f"cannot resume: the data or tokenizer differs from the run's ({saved.get('corpus_key')})")
         if saved.get("world_size") != int(os.environ.get("WORLD_SIZE", "1")):
             raise TrainingError(f"cannot resume: the run used {saved.get('world_size')} processes")
-        if saved.get("plan") != plan:
-            raise TrainingError(f"cannot resume: the run was made with {saved.get('plan')}, not {plan}")
+        if saved.get("plan") != payload:
+            raise TrainingError(f"cannot resume: the run was made with {saved.get('plan')}, not {payload}")
         if checkpoint.folder(run_dir) is not None:
             checkpoint.read_state(run_dir)  # refuses a damaged checkpoint before anything is written
         # No checkpoint: the run stopped before its first one, and resumes from step 0.
@@ -149,13 +163,14 @@ def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan: 
         for leftover in (report.METRICS, "loss.png"):
             Path(run_dir, leftover).unlink(missing_ok=True)
         os.makedirs(run_dir, exist_ok=True)
-        shutil.copyfile(corpus.tokenizer_path, os.path.join(run_dir, "tokenizer.json"))
-        model_config = config.model_config(corpus.vocab_size)
-        payload = {"train": config.to_dict(), "model": model_config.to_dict(), "corpus_key": corpus.key,
+        for name, path in getattr(corpus, "run_files", {"tokenizer.json": corpus.tokenizer_path}).items():
+            shutil.copyfile(path, os.path.join(run_dir, name))
+        model_config = _model_config(config, plan, corpus)
+        saved_payload = {"train": config.to_dict(), "model": model_config.to_dict(), "corpus_key": corpus.key,
                    "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
         if plan is not None:
-            payload["plan"] = plan
-        checkpoint.write_json(Path(run_dir, "config.json"), payload)
+            saved_payload["plan"] = payload
+        checkpoint.write_json(Path(run_dir, "config.json"), saved_payload)
     return run_dir, corpus.key
 
 
@@ -195,6 +210,22 @@ def sample_text(model: GPT, tok, prompt: str, tokens: int, seed: int, temperatur
     return tok.decode(out[0].tolist())
 
 
+class _GPTValidation:
+    """The GPT's validation: next-token loss on windows of the validation stream, and a sample
+    continuing its first tokens."""
+
+    def __init__(self, corpus, config: TrainConfig, dist: _Dist):
+        self.windows = data.val_windows(corpus.val, config.context, config.eval_batches * config.batch_size * dist.world)
+        self.prompt = corpus.tokenizer.decode(corpus.val[: min(8, len(corpus.val))].tolist())
+        self.tokenizer, self.config, self.dist = corpus.tokenizer, config, dist
+
+    def loss(self, model, autocast) -> float:
+        return evaluate(model, self.windows, self.config.batch_size, autocast, self.dist)
+
+    def sample(self, model, step: int) -> str:
+        return sample_text(model, self.tokenizer, self.prompt, self.config.sample_tokens, self.config.seed + step)
+
+
 def _weights_sha(state_dict: dict) -> str:
     h = hashlib.sha256()
     for name, p in sorted(state_dict.items()):
@@ -210,7 +241,11 @@ def train(config: TrainConfig, out: str | None = None, resume: bool = False, sto
     model (a GPT whose forward takes a batch's tensors and returns the loss),
     ``plan.batches(batches)`` wraps the data (``get(step, micro)`` -> the forward's tensors), and
     ``plan.payload()`` is recorded in config.json (``"plan"``), which a resume must match.
-    (``llmkernels.training.distill`` is such a plan.)"""
+    (``llmkernels.training.distill`` is such a plan.) A plan that trains another kind of model on
+    other data also has ``corpus(config, build)`` (its data: ``key``, ``tokenizer_path`` or
+    ``run_files``, ``tokenizer``, ``vocab_size``, ``train``), ``model_config(config, corpus)`` and
+    ``validation(corpus, config, dist)`` (``loss(model, autocast)`` and ``sample(model, step)``);
+    ``llmkernels.training.translate`` is one."""
     config.validate()
     if stop_at is not None and stop_at <= 0:
         raise TrainingError(f"--stop-at must be a positive integer; got {stop_at}")
@@ -255,17 +290,17 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
     outcome = None
     if dist.rank == 0:
         try:
-            outcome = _prepare_on_rank0(config, out, resume, None if plan is None else plan.payload())
+            outcome = _prepare_on_rank0(config, out, resume, plan)
         except TrainingError as e:
             outcome = str(e)
     outcome = dist.broadcast(outcome)
     if isinstance(outcome, str):
         raise TrainingError(outcome)
     run_dir, _ = outcome
-    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction, build=False)
-    model_config = GPTConfig.from_dict(read_run_config(run_dir)["model"]) if dist.rank else None
+    corpus = _corpus(config, plan, build=False)
+    model_config = GPTConfig.from_dict(read_run_config(run_dir)["model"]) if dist.rank and plan is None else None
     if model_config is None:
-        model_config = config.model_config(corpus.vocab_size)
+        model_config = _model_config(config, plan, corpus)
     model_config.ops = config.ops
 
     torch.manual_seed(config.seed)
@@ -294,9 +329,11 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
     batches = data.Batches(corpus.train, seq, config.batch_size, config.grad_accum, config.seed, dist.world, dist.rank)
     if plan is not None:
         batches = plan.batches(batches)
-    val = data.val_windows(corpus.val, seq, config.eval_batches * config.batch_size * dist.world)  # global batches
-    prompt = corpus.tokenizer.decode(corpus.val[: min(8, len(corpus.val))].tolist())
-    tokens_per_step = seq * config.batch_size * config.grad_accum * dist.world
+    if hasattr(plan, "validation"):
+        validation = plan.validation(corpus, config, dist)
+    else:
+        validation = _GPTValidation(corpus, config, dist)
+    tokens_per_step = getattr(batches, "tokens_per_step", seq * config.batch_size * config.grad_accum * dist.world)
     last = min(config.steps, stop_at) if stop_at else config.steps
     save_every = config.save_every or config.eval_every
     lead = dist.rank == 0
@@ -341,12 +378,12 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
             window_tokens, window_time = 0, 0.0
         if evaluate_now:
             model.eval()
-            val_loss = evaluate(model, val, config.batch_size, autocast, dist)
+            val_loss = validation.loss(model, autocast)
             model.train()
             row.update(val_loss=val_loss, val_perplexity=math.exp(val_loss))
             if lead or config.fsdp:  # under FSDP every rank takes part in the sampling's all-gathers
                 with autocast(), _whole(model, config.fsdp):
-                    sample = sample_text(model, corpus.tokenizer, prompt, config.sample_tokens, config.seed + step)
+                    sample = validation.sample(model, step)
         if lead and row is not None:
             report.append_metrics(run_dir, row)
         if progress is not None:
