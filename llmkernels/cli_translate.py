@@ -33,7 +33,7 @@ def add_parsers(commands, helps: dict) -> dict[str, argparse.ArgumentParser]:
                    help="train on this file of source<TAB>target lines instead of number words (default: none)")
     p.add_argument("--init", default=None, metavar="RUN_DIR",
                    help="start from this translation run's weights and tokenizers: fine-tuning (default: from scratch)")
-    p.add_argument("--preset", default=defaults.preset, metavar="{nano,small}", help="model size (default: %(default)s)")
+    p.add_argument("--preset", default=defaults.preset, metavar="{nano,small,base}", help="model size (default: %(default)s)")
     p.add_argument("--vocab-size", type=int, default=defaults.vocab_size,
                    help="BPE vocabulary trained on the training side (default: %(default)s)")
     p.add_argument("--separate-vocab", action="store_true",

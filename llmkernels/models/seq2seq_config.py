@@ -58,9 +58,11 @@ class Seq2SeqConfig(DictConfig):
         return self.d_model // self.n_head
 
 
-# nano: the tests' size. small: `llmkernels translate-train`'s default (~1.3M parameters with a
+# nano: the tests' size. small: `llmkernels translate-train`'s default (~0.25M parameters with a
 # 1024-token shared vocabulary), sized to learn number words within minutes on two CPU cores.
+# base: the original Transformer's shape scaled down, for real sentence pairs (--data).
 SEQ2SEQ_PRESETS = {
     "nano": dict(d_model=32, n_enc_layer=1, n_dec_layer=1, n_head=2, n_kv_head=2, mlp_hidden=64),
-    "small": dict(d_model=128, n_enc_layer=3, n_dec_layer=3, n_head=4, n_kv_head=4, mlp_hidden=384),
+    "small": dict(d_model=64, n_enc_layer=2, n_dec_layer=2, n_head=4, n_kv_head=4, mlp_hidden=192),
+    "base": dict(d_model=128, n_enc_layer=3, n_dec_layer=3, n_head=4, n_kv_head=4, mlp_hidden=384),
 }

@@ -203,7 +203,7 @@ def _file_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def load(pair: str, data: str | None = None, vocab_size: int = 1024, shared: bool = True, train_pool: int = 200_000,
+def load(pair: str, data: str | None = None, vocab_size: int = 400, shared: bool = True, train_pool: int = 100_000,
          tokenizers_from: str | None = None, build: bool = True) -> TranslationData:
     """The pairs of ``pair`` (or of the TSV ``data``), tokenised, from the cache or built into it.
     ``tokenizers_from``: a run dir whose tokenizers to reuse (fine-tuning) instead of training new ones."""
