@@ -20,7 +20,7 @@ TRAIN_FLAGS = {
 
 
 def add_parsers(commands, helps: dict) -> dict[str, argparse.ArgumentParser]:
-    from llmkernels.training.translate import TRAIN_DEFAULTS, TranslateOptions
+    from llmkernels.training.translate_config import TRAIN_DEFAULTS, TranslateOptions
 
     defaults = TranslateOptions()
     helps["translate-train"] = "train an encoder-decoder to translate number words (or a TSV of sentence pairs)"
@@ -66,7 +66,7 @@ def translate_train(args) -> int:
 
     require("translate", "llmkernels translate-train")
     from llmkernels.training import translate, translate_report
-    from llmkernels.training.translate import TranslateOptions
+    from llmkernels.training.translate_config import TranslateOptions
 
     options = TranslateOptions(args.pair, args.data, args.init, args.preset, args.vocab_size, not args.separate_vocab,
                                args.train_pool, args.beam, args.length_penalty)
