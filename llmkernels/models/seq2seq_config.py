@@ -58,8 +58,8 @@ class Seq2SeqConfig(DictConfig):
         return self.d_model // self.n_head
 
 
-# nano: the tests' size. small: `llmkernels translate-train`'s default (~0.25M parameters with a
-# 1024-token shared vocabulary), sized to learn number words within minutes on two CPU cores.
+# nano: the tests' size. small: `llmkernels translate-train`'s default (~0.27M parameters with a
+# 400-token shared vocabulary), sized to learn number words within minutes on two CPU cores.
 # base: the original Transformer's shape scaled down, for real sentence pairs (--data).
 SEQ2SEQ_PRESETS = {
     "nano": dict(d_model=32, n_enc_layer=1, n_dec_layer=1, n_head=2, n_kv_head=2, mlp_hidden=64),

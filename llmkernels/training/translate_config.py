@@ -8,9 +8,10 @@ import os
 
 from llmkernels.training.config import TrainingError
 
-# translate-train's defaults: the small preset (~1.3M parameters), a batch of 128 pairs, a short
-# warm-up and a high peak rate; chosen so that en-de passes 90% test exact match with beam search
-# within 10 minutes on two CPU cores (README, "Translation").
+# translate-train's defaults: the small preset (~0.27M parameters), a batch of 128 pairs, a short
+# warm-up and a high peak rate, for en-de to pass 90% test exact match with beam search within 10
+# minutes on two CPU cores (README, "Translation"). A calibration run (one thread, a busy machine)
+# had 97% greedy exact match on 500 validation sentences at step 750 of 1500 (66% at step 500).
 TRAIN_DEFAULTS = dict(steps=1500, batch_size=128, lr=3e-3, warmup_steps=100, eval_every=500, log_every=50,
                       eval_batches=4, weight_decay=0.01, beta2=0.98)
 
