@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from llmkernels.models.dict_config import DictConfig, is_positive_int
-from llmkernels.models.gpt_config import POSITIONAL
-from llmkernels.nn import OPS
+from llmkernels.models.gpt_config import check_heads_positions_ops
 
 
 @dataclasses.dataclass
@@ -39,19 +38,10 @@ class Seq2SeqConfig(DictConfig):
         if self.shared_vocab and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(f"shared_vocab needs src_vocab_size == tgt_vocab_size; got {self.src_vocab_size} "
                              f"and {self.tgt_vocab_size}")
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_head ({self.n_head})")
-        if self.n_head % self.n_kv_head:
-            raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
-        if self.positional not in POSITIONAL:
-            raise ValueError(f"positional must be one of {POSITIONAL}; got {self.positional!r}")
-        if self.positional == "rope" and self.head_dim % 2:
-            raise ValueError(f"rope needs an even head_dim; got {self.head_dim}")
+        check_heads_positions_ops(self)
         for name in ("bos_id", "eos_id"):
             if not 0 <= getattr(self, name) < self.tgt_vocab_size:
                 raise ValueError(f"{name} must be a target token id in [0, {self.tgt_vocab_size}); got {getattr(self, name)}")
-        if self.ops not in OPS:
-            raise ValueError(f"ops must be one of {OPS}; got {self.ops!r}")
 
     @property
     def head_dim(self) -> int:

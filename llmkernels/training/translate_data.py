@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import torch
 
 from llmkernels.training import tokenizer as tokenizers
 from llmkernels.training.config import TrainingError
-from llmkernels.training.data import cache_root
+from llmkernels.training.data import building, cache_root
 
 FORMAT_VERSION = 1
 NUMBERS = 1_000_000
@@ -167,8 +165,7 @@ def _pad(rows: list[list[int]]) -> np.ndarray:
 
 
 def _build(folder: Path, pairs: dict, vocab_size: int, shared: bool, tokenizers_from: str | None) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-    try:
+    with building(folder) as tmp:
         train = pairs["train"]
         if tokenizers_from is not None:
             for name in ("tokenizer.json", "src_tokenizer.json", "tgt_tokenizer.json"):
@@ -190,13 +187,6 @@ def _build(folder: Path, pairs: dict, vocab_size: int, shared: bool, tokenizers_
         texts = {side: pairs[side] for side in ("val", "test")}
         (tmp / "texts.json").write_text(json.dumps(texts, ensure_ascii=False))
         (tmp / "meta.json").write_text(json.dumps({side: len(rows) for side, rows in pairs.items()}))
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process built the same cache first
-            if not (folder / "meta.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _file_digest(path: str) -> str:
