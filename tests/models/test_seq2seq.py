@@ -135,3 +135,16 @@ def test_bad_settings_are_named():
         model.encode(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(ValueError, match="beam"):
         beam_search(model, torch.zeros(1, 3, dtype=torch.long), beam=0)
+
+
+def test_the_encoder_output_is_projected_once_per_layer_when_decoding():
+    model = tiny(init_std=0.3)
+    src, mask, _ = batch()
+    calls = []
+    for block in model.decoder:
+        block.cross_attn.kv_proj.register_forward_hook(lambda *args: calls.append(1))
+    tokens = beam_search(model, src, mask, beam=3, max_len=6)
+    assert len(calls) == len(model.decoder)  # once, however many steps
+    calls.clear()
+    assert beam_search(model, src, mask, beam=3, max_len=6, cache=False) == tokens
+    assert len(calls) > len(model.decoder)  # the baseline projects it again at every step

@@ -92,9 +92,12 @@ def test_exact_resume(tmp_path):
         return [(r["step"], r["train_loss"]) for r in map(json.loads, open(run / "metrics.jsonl"))]
 
     assert losses(tmp_path / "parts") == losses(tmp_path / "whole")
-    whole = json.loads((tmp_path / "whole" / "report.json").read_text())["test"]
-    assert json.loads((tmp_path / "parts" / "report.json").read_text())["test"] == {
-        m: {**s, "seconds": pytest.approx(s["seconds"], abs=1e9)} for m, s in whole.items()}
+
+    def scores(run):  # the decoding times aside
+        report = json.loads((run / "report.json").read_text())["test"]
+        return {method: {k: v for k, v in s.items() if k != "seconds"} for method, s in report.items()}
+
+    assert scores(tmp_path / "parts") == scores(tmp_path / "whole")
 
 
 def test_fine_tuning_starts_from_another_runs_weights(trained, tmp_path):
