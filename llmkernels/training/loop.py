@@ -167,7 +167,7 @@ def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan) 
             shutil.copyfile(path, os.path.join(run_dir, name))
         model_config = _model_config(config, plan, corpus)
         saved_payload = {"train": config.to_dict(), "model": model_config.to_dict(), "corpus_key": corpus.key,
-                   "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+                         "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
         if plan is not None:
             saved_payload["plan"] = payload
         checkpoint.write_json(Path(run_dir, "config.json"), saved_payload)
