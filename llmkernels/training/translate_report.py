@@ -1,7 +1,9 @@
 """A translation run's test scores: greedy and beam search over the test side, into report.json.
 
 Exact match is the fraction of sentences translated character for character; chrF and BLEU are
-``sacrebleu``'s corpus scores (the field's standard scorer, its default settings).
+``sacrebleu``'s corpus scores (the field's standard scorer). BLEU counts only the n-gram orders the
+sentences have (``effective_order``): German writes a number as one word, where the default BLEU,
+finding no 2- to 4-grams at all, scores a perfect translation 0.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def scores(hypotheses: list[str], references: list[str]) -> dict:
 
     exact = sum(h == r for h, r in zip(hypotheses, references)) / max(1, len(references))
     return {"exact_match": exact, "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
-            "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score}
+            "bleu": sacrebleu.BLEU(effective_order=True).corpus_score(hypotheses, [references]).score}
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ TINY = ["--preset", "nano", "--vocab-size", "300", "--train-pool", "400", "--bat
 def _few_numbers(monkeypatch):
     # 0..2999 instead of 0..999,999: the same split rule, written out in a second.
     monkeypatch.setattr(translate_data, "NUMBERS", 3000)
+    monkeypatch.setattr(translate_data, "SHORT", 100)
     monkeypatch.setattr(translate_data, "FRACTIONS", {**translate_data.FRACTIONS, "numbers": {"test": 0.02, "val": 0.02}})
 
 
@@ -30,6 +31,7 @@ def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMKERNELS_CACHE", str(root / "cache"))
         mp.setattr(translate_data, "NUMBERS", 3000)
+        mp.setattr(translate_data, "SHORT", 100)
         mp.setattr(translate_data, "FRACTIONS", {**translate_data.FRACTIONS, "numbers": {"test": 0.02, "val": 0.02}})
         assert train(root / "run", "--steps", "60", "--lr", "1e-2") == 0
     return root / "run"
@@ -42,8 +44,10 @@ def test_the_split_is_disjoint_covers_every_range_and_is_stable():
     assert sets["train"] | sets["val"] | sets["test"] == set(range(3000))
     assert 20 < len(sets["test"]) < 100 and 20 < len(sets["val"]) < 100  # about 2% each
     assert {n // 1000 for n in sets["test"]} == {0, 1, 2}  # by hash, not by range
-    pool = translate_data.number_split(train_pool=100)["train"]
-    assert len(pool) == 100 and set(pool) <= sets["train"] and pool == sorted(pool)
+    pool = translate_data.number_split(train_pool=200)["train"]
+    assert len(pool) == 200 and set(pool) <= sets["train"] and pool == sorted(pool)
+    short = {n for n in sets["train"] if n < 100}
+    assert short <= set(pool) and max(pool) > 2000  # every short number, then a uniform draw
     assert translate_data.number_split(train_pool=100) == translate_data.number_split(train_pool=100)
 
 
