@@ -7,6 +7,8 @@
   finetune-classify  fine-tune the encoder to tell which stdlib package a snippet comes from
   demo     the whole story: a GPT teacher, a distilled student, an MLM encoder, a classifier, their reports
   bench    every op against its peers: a table, benchmarks/results/<device>.csv and plots
+  distill  distil a trained GPT into a smaller one
+  translate-train, translate   an encoder-decoder on number words, and its translations (cli_translate.py)
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ def _sample(args) -> int:
     import torch
 
     from llmkernels.models import GPT, GPTConfig
-    from llmkernels.training import checkpoint, loop, tokenizer
+    from llmkernels.training import checkpoint, loop, tokenizer, validation
     from llmkernels.training.config import TrainingError
 
     saved = loop.read_run_config(args.run)
@@ -262,7 +264,7 @@ def _sample(args) -> int:
     if args.tokens <= 0 or args.temperature < 0 or args.top_k < 0:
         raise TrainingError("--tokens must be positive, --temperature and --top-k >= 0")
     torch.manual_seed(args.seed)
-    print(loop.sample_text(model, tok, args.prompt, args.tokens, args.seed, args.temperature, args.top_k or None))
+    print(validation.sample_text(model, tok, args.prompt, args.tokens, args.seed, args.temperature, args.top_k or None))
     return 0
 
 
@@ -272,7 +274,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     parser = argparse.ArgumentParser(prog="llmkernels", description="Fused transformer kernels for PyTorch.")
     parser.add_argument("--version", action="version", version=f"llmkernels {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample,distill,finetune-classify,bench}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,tour,train,demo,sample,distill,finetune-classify,translate-train,translate,bench}")
     helps = {
         "info": "what was built and which backend each op would use, and why",
         "tour": "run every op on every present backend against the reference",
@@ -298,6 +300,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     from llmkernels.bench import runner
 
     runner.add_arguments(subparsers["bench"])
+
+    from llmkernels import cli_translate
+
+    subparsers.update(cli_translate.add_parsers(commands, helps))
     return parser, subparsers
 
 
@@ -356,6 +362,10 @@ def main(argv=None) -> int:
             from llmkernels.bench import runner
 
             return runner.main(args)
+        elif args.command.startswith("translate"):
+            from llmkernels import cli_translate
+
+            return cli_translate.run(args)
     except (TrainingError, MissingExtra) as e:
         print(f"llmkernels {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ EXTRAS = {
     "train": ("numpy", "safetensors", "tokenizers", "tqdm", "matplotlib"),
     "triton": ("triton",),
     "transformers": ("transformers",),
+    "translate": ("num2words", "sacrebleu", "numpy", "safetensors", "tokenizers", "tqdm", "matplotlib"),
 }
 
 

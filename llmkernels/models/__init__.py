@@ -4,6 +4,8 @@ from llmkernels.models.encoder import Encoder
 from llmkernels.models.encoder_config import EncoderConfig
 from llmkernels.models.gpt import GPT
 from llmkernels.models.gpt_config import PRESETS, GPTConfig, preset
+from llmkernels.models.seq2seq import Seq2Seq
+from llmkernels.models.seq2seq_config import SEQ2SEQ_PRESETS, Seq2SeqConfig
 from llmkernels.nn import OPS
 
 
@@ -12,4 +14,5 @@ def build(config: GPTConfig):
     return Encoder(config) if isinstance(config, EncoderConfig) else GPT(config)
 
 
-__all__ = ["Encoder", "EncoderConfig", "GPT", "GPTConfig", "OPS", "PRESETS", "build", "preset"]
+__all__ = ["Encoder", "EncoderConfig", "GPT", "GPTConfig", "OPS", "PRESETS", "SEQ2SEQ_PRESETS", "Seq2Seq",
+           "Seq2SeqConfig", "build", "preset"]

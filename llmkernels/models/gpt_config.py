@@ -10,6 +10,20 @@ from llmkernels.nn import OPS
 POSITIONAL = ("rope", "sinusoidal")
 
 
+def check_heads_positions_ops(config) -> None:
+    """The checks every transformer config shares (the GPT's, the Seq2Seq's): head counts, position encoding, ops."""
+    if config.d_model % config.n_head:
+        raise ValueError(f"d_model ({config.d_model}) must be a multiple of n_head ({config.n_head})")
+    if config.n_head % config.n_kv_head:
+        raise ValueError(f"n_head ({config.n_head}) must be a multiple of n_kv_head ({config.n_kv_head})")
+    if config.positional not in POSITIONAL:
+        raise ValueError(f"positional must be one of {POSITIONAL}; got {config.positional!r}")
+    if config.positional == "rope" and config.head_dim % 2:
+        raise ValueError(f"rope needs an even head_dim; got {config.head_dim}")
+    if config.ops not in OPS:
+        raise ValueError(f"ops must be one of {OPS}; got {config.ops!r}")
+
+
 @dataclasses.dataclass
 class GPTConfig(DictConfig):
     vocab_size: int = 8192
@@ -31,16 +45,7 @@ class GPTConfig(DictConfig):
         for name in ("vocab_size", "max_seq_len", "d_model", "n_layer", "n_head", "n_kv_head", "mlp_hidden"):
             if not is_positive_int(getattr(self, name)):
                 raise ValueError(f"GPTConfig.{name} must be a positive int; got {getattr(self, name)!r}")
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_head ({self.n_head})")
-        if self.n_head % self.n_kv_head:
-            raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
-        if self.positional not in POSITIONAL:
-            raise ValueError(f"positional must be one of {POSITIONAL}; got {self.positional!r}")
-        if self.positional == "rope" and self.head_dim % 2:
-            raise ValueError(f"rope needs an even head_dim; got {self.head_dim}")
-        if self.ops not in OPS:
-            raise ValueError(f"ops must be one of {OPS}; got {self.ops!r}")
+        check_heads_positions_ops(self)
 
     @property
     def head_dim(self) -> int:

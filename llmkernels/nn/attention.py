@@ -21,6 +21,9 @@ class Attention(torch.nn.Module):
     keys (of x, of ``context`` in cross-attention, of the whole cache with a ``KVCache``); a query
     that sees no key gets zeros.
 
+    ``context`` may also be ``(k, v)`` from ``context_keys_values(context)``: the projected keys and
+    values of a cross-attention context, computed once and reused at every decoding step.
+
     ``fused_kv=True`` projects keys and values with one matrix, ``kv_proj`` (one GEMM instead of
     two; its rows are all keys, then all values), instead of ``k_proj`` and ``v_proj``.
     ``ops="torch"`` computes the attention with ``F.scaled_dot_product_attention`` (the baseline;
@@ -60,11 +63,16 @@ class Attention(torch.nn.Module):
         # (batch, seq, 2, heads, dim) -> k and v as (batch, heads, seq, dim) views, no copy.
         return self.kv_proj(source).view(batch, seq, 2, self.n_kv_heads, self.head_dim).permute(2, 0, 3, 1, 4)
 
+    def context_keys_values(self, context):
+        """The keys and values of a cross-attention ``context``, (batch, heads_kv, seq, head_dim) each."""
+        k, v = self._keys_values(context)
+        return k, v
+
     def forward(self, x, context=None, position_ids=None, kv_cache: KVCache | None = None, key_padding_mask=None):
         batch, seq, _ = x.shape
         self_attention = context is None
         q = self._heads(self.q_proj(x), self.n_heads)
-        k, v = self._keys_values(x if self_attention else context)
+        k, v = context if isinstance(context, tuple) else self._keys_values(x if self_attention else context)
         if self.rotary is not None and self_attention:
             if position_ids is None:
                 start = len(kv_cache) if kv_cache is not None else 0

@@ -56,3 +56,9 @@ class KVCache:
             self._v[:, :, self.length:end] = v
         self.length = end
         return self.k, self.v
+
+    def reorder(self, index):
+        """Keep the batch rows ``index`` (a 1-D long tensor), in that order: beam search moves each
+        beam's history to the beams that continue it."""
+        if self._k is not None:
+            self._k, self._v = self._k.index_select(0, index), self._v.index_select(0, index)

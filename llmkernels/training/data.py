@@ -10,6 +10,7 @@ instead (the last ``val_fraction`` held out). The tokenizer and the token ids (f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -106,6 +107,22 @@ def _encode(tok, texts: list[str]) -> np.ndarray:
     return np.asarray(ids, dtype=dtype)
 
 
+@contextlib.contextmanager
+def building(folder: Path):
+    """A temporary folder beside the cache ``folder``, renamed to it when the block ends, so a cache
+    folder holds all of its files or does not exist (a process that built it first wins)."""
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process built the same cache first
+            if not (folder / "meta.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _build(folder: Path, names, texts, tokenizer: str, vocab_size: int, val_fraction: float) -> None:
     val_mask = [_is_val(n, val_fraction) for n in names]
     train_texts = [t for t, v in zip(texts, val_mask) if not v]
@@ -121,21 +138,13 @@ def _build(folder: Path, names, texts, tokenizer: str, vocab_size: int, val_frac
         ids = _encode(tok, texts)
         cut = len(ids) - max(1, int(len(ids) * val_fraction))
         train, val = ids[:cut], ids[cut:]
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-    try:
+    with building(folder) as tmp:
         tok.save(str(tmp / "tokenizer.json"))
         train.tofile(tmp / "train.bin")
         val.tofile(tmp / "val.bin")
         meta = {"dtype": str(train.dtype), "train_tokens": len(train), "val_tokens": len(val),
                 "files": len(names), "split": "by_file" if by_file else "by_stream", "vocab_size": tok.vocab_size}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process built the same cache first
-            if not (folder / "meta.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_corpus(data: str | None, tokenizer: str = "bpe", vocab_size: int = 8192,

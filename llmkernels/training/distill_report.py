@@ -12,7 +12,7 @@ import types
 from pathlib import Path
 
 from llmkernels.models import GPT, GPTConfig
-from llmkernels.training import checkpoint, data, loop
+from llmkernels.training import checkpoint, data, loop, validation
 
 
 def _load(run_dir: str) -> GPT:
@@ -25,7 +25,7 @@ def _figures(model: GPT, windows, batch: int, run_dir: str) -> dict:
     from llmkernels.training.distill import inference_tokens_per_s
 
     one_process = types.SimpleNamespace(rank=0, world=1)
-    val_loss = loop.evaluate(model, windows, batch, contextlib.nullcontext, one_process)
+    val_loss = validation.evaluate(model, windows, batch, contextlib.nullcontext, one_process)
     return {"run_dir": run_dir, "val_loss": val_loss, "val_perplexity": math.exp(val_loss),
             "params": model.num_parameters(), "tokens_per_s": inference_tokens_per_s(model, windows[:batch])}
 

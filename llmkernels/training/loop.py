@@ -24,6 +24,8 @@ import llmkernels
 from llmkernels import models
 from llmkernels.models import GPT
 from llmkernels.training import checkpoint, data, mlm, report, sharded_checkpoint
+from llmkernels.training import validation as validation_mod
+from llmkernels.training.validation import evaluate
 from llmkernels.training.config import TrainConfig, TrainingError, merge_for_resume
 
 CHECKSUM_ENV = "LLMKERNELS_TRAIN_CHECKSUM_DIR"  # tests: each rank writes its final loss and weight hash here
@@ -127,11 +129,25 @@ def _check_backend(config: TrainConfig, device: torch.device) -> None:
         )
 
 
-def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan: dict | None) -> tuple[str, str]:
-    """Builds the corpus cache and checks/creates the run dir; returns (run_dir, corpus key)."""
-    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction,
+def _corpus(config: TrainConfig, plan, build: bool):
+    """The plan's data (``plan.corpus``) or the GPT's tokenised corpus."""
+    if hasattr(plan, "corpus"):
+        return plan.corpus(config, build)
+    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction, build=build,
                               mask_token=config.mask_token)
-    data.check_sizes(corpus, config.context)
+    if build:
+        data.check_sizes(corpus, config.context)
+    return corpus
+
+
+def _model_config(config: TrainConfig, plan, corpus):
+    return plan.model_config(config, corpus) if hasattr(plan, "model_config") else config.model_config(corpus.vocab_size)
+
+
+def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan) -> tuple[str, str]:
+    """Builds the corpus cache and checks/creates the run dir; returns (run_dir, corpus key)."""
+    payload = None if plan is None else plan.payload()
+    corpus = _corpus(config, plan, build=True)
     run_dir = out or os.path.join("runs", f"{config.preset}-{datetime.now():%Y%m%d-%H%M%S}")
     if resume:
         saved = read_run_config(run_dir)
@@ -139,8 +155,8 @@ def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan: 
             raise TrainingError(f"cannot resume: the data or tokenizer differs from the run's ({saved.get('corpus_key')})")
         if saved.get("world_size") != int(os.environ.get("WORLD_SIZE", "1")):
             raise TrainingError(f"cannot resume: the run used {saved.get('world_size')} processes")
-        if saved.get("plan") != plan:
-            raise TrainingError(f"cannot resume: the run was made with {saved.get('plan')}, not {plan}")
+        if saved.get("plan") != payload:
+            raise TrainingError(f"cannot resume: the run was made with {saved.get('plan')}, not {payload}")
         if checkpoint.folder(run_dir) is not None:
             checkpoint.read_state(run_dir)  # refuses a damaged checkpoint before anything is written
         # No checkpoint: the run stopped before its first one, and resumes from step 0.
@@ -151,13 +167,14 @@ def _prepare_on_rank0(config: TrainConfig, out: str | None, resume: bool, plan: 
         for leftover in (report.METRICS, "loss.png"):
             Path(run_dir, leftover).unlink(missing_ok=True)
         os.makedirs(run_dir, exist_ok=True)
-        shutil.copyfile(corpus.tokenizer_path, os.path.join(run_dir, "tokenizer.json"))
-        model_config = config.model_config(corpus.vocab_size)
-        payload = {"train": config.to_dict(), "model": model_config.to_dict(), "corpus_key": corpus.key,
-                   "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+        for name, path in getattr(corpus, "run_files", {"tokenizer.json": corpus.tokenizer_path}).items():
+            shutil.copyfile(path, os.path.join(run_dir, name))
+        model_config = _model_config(config, plan, corpus)
+        saved_payload = {"train": config.to_dict(), "model": model_config.to_dict(), "corpus_key": corpus.key,
+                         "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
         if plan is not None:
-            payload["plan"] = plan
-        checkpoint.write_json(Path(run_dir, "config.json"), payload)
+            saved_payload["plan"] = payload
+        checkpoint.write_json(Path(run_dir, "config.json"), saved_payload)
     return run_dir, corpus.key
 
 
@@ -170,39 +187,6 @@ def _optimizer(model: GPT, config: TrainConfig, device: torch.device) -> torch.o
     # parameters keep torch's default implementation.
     fused = device.type in ("cpu", "cuda") and not config.fsdp
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), fused=fused or None)
-
-
-@torch.no_grad()
-def evaluate(model: GPT, windows, batch: int, autocast, dist: _Dist) -> float:
-    """Mean loss per scored token: ``windows`` (count, seq + 1) for next-token prediction, or
-    (inputs, targets) pairs with -100 where nothing is scored (masked-language modelling)."""
-    inputs, targets = windows if isinstance(windows, tuple) else (windows[:, :-1], windows[:, 1:])
-    inputs, targets = inputs[dist.rank::dist.world], targets[dist.rank::dist.world]
-    total, count = torch.zeros((), dtype=torch.float64), 0
-    device = next(model.parameters()).device
-    for i in range(0, len(inputs), batch):
-        chunk = targets[i:i + batch]
-        with autocast():
-            loss = model(inputs[i:i + batch].to(device), chunk.to(device))
-        scored = int((chunk != -100).sum())
-        total += loss.double().cpu() * scored
-        count += scored
-    if dist.world > 1:
-        both = torch.stack([total, torch.tensor(float(count), dtype=torch.float64)])
-        torch.distributed.all_reduce(both)
-        total, count = both[0], both[1].item()
-    return (total / count).item()
-
-
-def sample_text(model: GPT, tok, prompt: str, tokens: int, seed: int, temperature=0.8, top_k=40) -> str:
-    ids = tok.encode(prompt) or [tok.eot_id]
-    device = next(model.parameters()).device
-    g = torch.Generator(device=device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    out = model.generate(torch.tensor([ids], device=device), tokens, temperature=temperature, top_k=top_k, generator=g)
-    model.train(was_training)
-    return tok.decode(out[0].tolist())
 
 
 def _weights_sha(state_dict: dict) -> str:
@@ -221,7 +205,11 @@ def train(config: TrainConfig, out: str | None = None, resume: bool = False, sto
     ``plan.batches(batches)`` wraps the data (``get(step, micro)`` -> the forward's tensors), and
     ``plan.payload()`` is recorded in config.json (``"plan"``), which a resume must match; an
     optional ``plan.evaluate`` replaces ``evaluate`` (same arguments, returns the validation loss).
-    (``llmkernels.training.distill`` and ``llmkernels.training.classify`` are such plans.)"""
+    (``llmkernels.training.distill`` and ``llmkernels.training.classify`` are such plans.) A plan
+    that trains another kind of model on other data also has ``corpus(config, build)`` (its data:
+    ``key``, ``tokenizer_path`` or ``run_files``, ``tokenizer``, ``vocab_size``, ``train``),
+    ``model_config(config, corpus)`` and ``validation(corpus, config, dist)`` (``loss(model,
+    autocast)`` and ``sample(model, step)``); ``llmkernels.training.translate`` is one."""
     config.validate()
     if stop_at is not None and stop_at <= 0:
         raise TrainingError(f"--stop-at must be a positive integer; got {stop_at}")
@@ -266,18 +254,19 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
     outcome = None
     if dist.rank == 0:
         try:
-            outcome = _prepare_on_rank0(config, out, resume, None if plan is None else plan.payload())
+            outcome = _prepare_on_rank0(config, out, resume, plan)
         except TrainingError as e:
             outcome = str(e)
     outcome = dist.broadcast(outcome)
     if isinstance(outcome, str):
         raise TrainingError(outcome)
     run_dir, _ = outcome
-    corpus = data.load_corpus(config.data, config.tokenizer, config.vocab_size, config.val_fraction, build=False,
-                              mask_token=config.mask_token)
-    model_config = config.model_config_class.from_dict(read_run_config(run_dir)["model"]) if dist.rank else None
+    corpus = _corpus(config, plan, build=False)
+    own_model = hasattr(plan, "model_config")  # a plan with its own kind of model builds its config
+    model_config = config.model_config_class.from_dict(read_run_config(run_dir)["model"]) \
+        if dist.rank and not own_model else None
     if model_config is None:
-        model_config = config.model_config(corpus.vocab_size)
+        model_config = _model_config(config, plan, corpus)
     model_config.ops = config.ops
 
     torch.manual_seed(config.seed)
@@ -306,16 +295,19 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
 
     seq = config.context
     batches = data.Batches(corpus.train, seq, config.batch_size, config.grad_accum, config.seed, dist.world, dist.rank)
-    val = data.val_windows(corpus.val, seq, config.eval_batches * config.batch_size * dist.world)  # global batches
+    val = None  # a plan with its own validation brings its own held-out data
+    if not hasattr(plan, "validation"):
+        val = data.val_windows(corpus.val, seq, config.eval_batches * config.batch_size * dist.world)  # global batches
     if config.objective == "mlm":
         batches, val = mlm.MaskedBatches(batches, corpus.tokenizer, config.seed), mlm.validation(val, corpus.tokenizer)
     if plan is not None:
         batches = plan.batches(batches)
-    # A plan may score its own way (a classifier: its held-out loss); only a GPT samples text.
-    validate = getattr(plan, "evaluate", evaluate)
-    samples = hasattr(model, "generate")
-    prompt = corpus.tokenizer.decode(corpus.val[: min(8, len(corpus.val))].tolist())
-    tokens_per_step = seq * config.batch_size * config.grad_accum * dist.world
+    if hasattr(plan, "validation"):
+        validation = plan.validation(corpus, config, dist)
+    else:  # a plan may score its own way (a classifier: its held-out loss); only a GPT samples text
+        validation = validation_mod.GPTValidation(corpus, config, dist, val, getattr(plan, "evaluate", evaluate))
+    samples = hasattr(plan, "validation") or hasattr(model, "generate")
+    tokens_per_step = getattr(batches, "tokens_per_step", seq * config.batch_size * config.grad_accum * dist.world)
     last = min(config.steps, stop_at) if stop_at else config.steps
     save_every = config.save_every or config.eval_every
     lead = dist.rank == 0
@@ -360,12 +352,12 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
             window_tokens, window_time = 0, 0.0
         if evaluate_now:
             model.eval()
-            val_loss = validate(model, val, config.batch_size, autocast, dist)
+            val_loss = validation.loss(model, autocast)
             model.train()
             row.update(val_loss=val_loss, val_perplexity=math.exp(val_loss))
             if samples and (lead or config.fsdp):  # under FSDP every rank takes part in the sampling's all-gathers
                 with autocast(), _whole(model, config.fsdp):
-                    sample = sample_text(model, corpus.tokenizer, prompt, config.sample_tokens, config.seed + step)
+                    sample = validation.sample(model, step)
         if lead and row is not None:
             report.append_metrics(run_dir, row)
         if progress is not None:

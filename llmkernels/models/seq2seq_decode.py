@@ -1,0 +1,126 @@
+"""Batched greedy and beam-search decoding of a ``Seq2Seq``.
+
+Both encode the batch once and then step the decoder token by token. ``cache=True`` (the default)
+steps with the decoder's caches (``DecoderState``: self-attention keys/values appended, the encoder
+output's cross-attention keys/values projected once); ``cache=False`` recomputes the whole prefix
+at every step, the baseline the caches are measured against (benchmarks/bench_translate.py). Both
+give the same tokens.
+
+Beam search keeps ``beam`` hypotheses per sentence, ranked by their summed log-probability; a
+hypothesis that has ended stays in its beam and only extends by end-of-sequence at no cost, so
+every row steps in lockstep (one batched forward per step). The best finished hypothesis is chosen
+with GNMT's length penalty, score / ((5 + length) / 6) ** length_penalty (0: none). With
+``beam=1`` it is greedy decoding.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class _Stepper:
+    """The next-token logits of each row's prefix, with the caches or by recomputing the prefix."""
+
+    def __init__(self, model, memory, mask, max_len: int, cache: bool):
+        self.model, self.memory, self.mask = model, memory, mask
+        self.state = model.start_decoding(memory, mask, max_len) if cache else None
+
+    def logits(self, prefix):
+        if self.state is not None:
+            hidden = self.model.decode_hidden(prefix[:, -1:], None, state=self.state)
+        else:
+            hidden = self.model.decode_hidden(prefix, self.memory, self.mask)
+        return self.model.lm_head(hidden[:, -1]).float()
+
+    def reorder(self, rows):
+        if self.state is not None:
+            self.state.reorder(rows)
+        # Without a cache there is nothing per row but the memory, which beams of a sentence share.
+
+
+def _prepare(model, src, src_mask, max_len, rows_per_sentence: int):
+    if src.dim() != 2:
+        raise ValueError(f"src must be (batch, src_len) token ids; got shape {tuple(src.shape)}")
+    if src_mask is None:
+        src_mask = torch.ones_like(src, dtype=torch.bool)
+    limit = model.config.max_tgt_len - 1  # the start token takes a position
+    max_len = limit if max_len is None else min(max_len, limit)
+    if max_len < 1:
+        raise ValueError(f"max_len must be >= 1; got {max_len}")
+    mask = None if bool(src_mask.all()) else src_mask
+    memory = model.encode(src, mask)
+    if rows_per_sentence > 1:
+        memory = memory.repeat_interleave(rows_per_sentence, dim=0)
+        mask = None if mask is None else mask.repeat_interleave(rows_per_sentence, dim=0)
+    return memory, mask, max_len
+
+
+def _trim(rows: torch.Tensor, eos: int) -> list[list[int]]:
+    """Each row's tokens up to (not including) its first end-of-sequence."""
+    out = []
+    for row in rows.tolist():
+        out.append(row[:row.index(eos)] if eos in row else row)
+    return out
+
+
+@torch.no_grad()
+def greedy(model, src, src_mask=None, max_len: int | None = None, cache: bool = True) -> list[list[int]]:
+    """The most likely next token at each step; returns each sentence's target ids (no start/end tokens)."""
+    c = model.config
+    memory, mask, max_len = _prepare(model, src, src_mask, max_len, 1)
+    stepper = _Stepper(model, memory, mask, max_len + 1, cache)
+    prefix = torch.full((src.shape[0], 1), c.bos_id, dtype=torch.long, device=src.device)
+    finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+    for _ in range(max_len):
+        nxt = stepper.logits(prefix).argmax(dim=-1)
+        nxt = nxt.masked_fill(finished, c.eos_id)
+        prefix = torch.cat((prefix, nxt[:, None]), dim=1)
+        finished |= nxt == c.eos_id
+        if bool(finished.all()):
+            break
+    return _trim(prefix[:, 1:], c.eos_id)
+
+
+def length_penalty_factor(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
+    """GNMT's ((5 + length) / 6) ** alpha."""
+    return ((5.0 + lengths.float()) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def beam_search(model, src, src_mask=None, beam: int = 4, length_penalty: float = 0.6, max_len: int | None = None,
+                cache: bool = True) -> list[list[int]]:
+    """The best of ``beam`` hypotheses per sentence (see the module's docstring); returns target ids."""
+    if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
+        raise ValueError(f"beam must be a positive int; got {beam!r}")
+    if not length_penalty >= 0:
+        raise ValueError(f"length_penalty must be >= 0; got {length_penalty!r}")
+    c = model.config
+    batch, device = src.shape[0], src.device
+    memory, mask, max_len = _prepare(model, src, src_mask, max_len, beam)
+    stepper = _Stepper(model, memory, mask, max_len + 1, cache)
+    rows = batch * beam
+    prefix = torch.full((rows, 1), c.bos_id, dtype=torch.long, device=device)
+    scores = torch.full((batch, beam), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # the beams start identical: only the first one extends at the first step
+    finished = torch.zeros(rows, dtype=torch.bool, device=device)
+    lengths = torch.zeros(rows, dtype=torch.long, device=device)
+    first_row = (torch.arange(batch, device=device) * beam)[:, None]
+    for _ in range(max_len):
+        logp = torch.log_softmax(stepper.logits(prefix), dim=-1)
+        vocab = logp.shape[-1]
+        # An ended hypothesis extends only by end-of-sequence, keeping its score.
+        logp[finished] = float("-inf")
+        logp[finished, c.eos_id] = 0.0
+        top, index = (scores.reshape(rows, 1) + logp).view(batch, beam * vocab).topk(beam, dim=-1)
+        origin = (first_row + torch.div(index, vocab, rounding_mode="floor")).view(-1)
+        token = (index % vocab).view(-1)
+        stepper.reorder(origin)
+        prefix = torch.cat((prefix[origin], token[:, None]), dim=1)
+        lengths = lengths[origin] + (~finished[origin]).long()
+        finished = finished[origin] | (token == c.eos_id)
+        scores = top
+        if bool(finished.all()):
+            break
+    normalised = scores / length_penalty_factor(lengths, length_penalty).view(batch, beam)
+    best = (first_row[:, 0] + normalised.argmax(dim=-1))
+    return _trim(prefix[best, 1:], c.eos_id)

@@ -1,0 +1,145 @@
+"""translate-train and translate: the data split, a tiny run, its report, resume, and the bad inputs."""
+
+import json
+import os
+
+import pytest
+
+from llmkernels import cli
+from llmkernels.training import translate_data
+
+TINY = ["--preset", "nano", "--vocab-size", "300", "--train-pool", "400", "--batch-size", "16", "--eval-every", "20",
+        "--log-every", "5", "--beam", "2", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _few_numbers(monkeypatch):
+    # 0..2999 instead of 0..999,999: the same split rule, written out in a second.
+    monkeypatch.setattr(translate_data, "NUMBERS", 3000)
+    monkeypatch.setattr(translate_data, "SHORT", 100)
+    monkeypatch.setattr(translate_data, "FRACTIONS", {**translate_data.FRACTIONS, "numbers": {"test": 0.02, "val": 0.02}})
+
+
+def train(out, *extra):
+    return cli.main(["translate-train", "--out", str(out), *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny en-de run shared by the tests that only read it."""
+    root = tmp_path_factory.mktemp("translate")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMKERNELS_CACHE", str(root / "cache"))
+        mp.setattr(translate_data, "NUMBERS", 3000)
+        mp.setattr(translate_data, "SHORT", 100)
+        mp.setattr(translate_data, "FRACTIONS", {**translate_data.FRACTIONS, "numbers": {"test": 0.02, "val": 0.02}})
+        assert train(root / "run", "--steps", "60", "--lr", "1e-2") == 0
+    return root / "run"
+
+
+def test_the_split_is_disjoint_covers_every_range_and_is_stable():
+    sides = translate_data.number_split(train_pool=10_000)
+    sets = {name: set(numbers) for name, numbers in sides.items()}
+    assert not sets["train"] & sets["val"] and not sets["train"] & sets["test"] and not sets["val"] & sets["test"]
+    assert sets["train"] | sets["val"] | sets["test"] == set(range(3000))
+    assert 20 < len(sets["test"]) < 100 and 20 < len(sets["val"]) < 100  # about 2% each
+    assert {n // 1000 for n in sets["test"]} == {0, 1, 2}  # by hash, not by range
+    pool = translate_data.number_split(train_pool=200)["train"]
+    assert len(pool) == 200 and set(pool) <= sets["train"] and pool == sorted(pool)
+    short = {n for n in sets["train"] if n < 100}
+    assert short <= set(pool) and max(pool) > 2000  # every short number, then a uniform draw
+    assert translate_data.number_split(train_pool=100) == translate_data.number_split(train_pool=100)
+
+
+def test_a_tsv_is_split_by_its_source_sentences(tmp_path):
+    lines = [f"s{i % 400}\tt{i}" for i in range(1200)]  # each source three times
+    path = tmp_path / "pairs.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    sides = translate_data.tsv_pairs(str(path))
+    sources = {name: {s for s, _ in pairs} for name, pairs in sides.items()}
+    assert not sources["train"] & sources["test"] and not sources["val"] & sources["test"]
+    assert sum(map(len, sides.values())) == 1200
+
+
+def test_a_tiny_run_learns_and_writes_its_report(trained, capsys):
+    rows = [json.loads(line) for line in open(trained / "metrics.jsonl")]
+    assert rows[-1]["train_loss"] < 0.6 * rows[0]["train_loss"]  # it learns
+    assert [r["step"] for r in rows if "val_loss" in r] == [20, 40, 60]
+    assert {"config.json", "metrics.jsonl", "loss.png", "tokenizer.json", "checkpoint", "report.json"} <= set(os.listdir(trained))
+    report = json.loads((trained / "report.json").read_text())
+    assert set(report["test"]) == {"greedy", "beam"}
+    for method in ("greedy", "beam"):
+        scores = report["test"][method]
+        assert 0.0 <= scores["exact_match"] <= 1.0 and 0.0 <= scores["chrf"] <= 100.0 and 0.0 <= scores["bleu"] <= 100.0
+    assert report["test_sentences"] == len(translate_data.number_split(1)["test"]) and report["beam"] == 2
+    assert report["examples"][0]["reference"]
+
+
+def test_translate_prints_the_translation_on_its_last_line(trained, capsys):
+    assert cli.main(["translate", "--run", str(trained), "seven hundred and twelve"]) == 0
+    beam = capsys.readouterr().out.splitlines()[-1]
+    assert cli.main(["translate", "--run", str(trained), "--greedy", "seven hundred and twelve"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] is not None
+    assert cli.main(["translate", "--run", str(trained), "--beam", "1", "seven hundred and twelve"]) == 0
+    assert isinstance(beam, str)
+    # Characters the tokenizer never saw are bytes to it: translated, not crashed.
+    assert cli.main(["translate", "--run", str(trained), "sieben ♥ 北京 ünd"]) == 0
+
+
+def test_exact_resume(tmp_path):
+    assert train(tmp_path / "whole", "--steps", "12", "--eval-every", "6") == 0
+    assert train(tmp_path / "parts", "--steps", "12", "--eval-every", "6", "--stop-at", "6") == 0
+    assert not (tmp_path / "parts" / "report.json").exists()
+    assert train(tmp_path / "parts", "--steps", "12", "--eval-every", "6", "--resume") == 0
+
+    def losses(run):
+        return [(r["step"], r["train_loss"]) for r in map(json.loads, open(run / "metrics.jsonl"))]
+
+    assert losses(tmp_path / "parts") == losses(tmp_path / "whole")
+
+    def scores(run):  # the decoding times aside
+        report = json.loads((run / "report.json").read_text())["test"]
+        return {method: {k: v for k, v in s.items() if k != "seconds"} for method, s in report.items()}
+
+    assert scores(tmp_path / "parts") == scores(tmp_path / "whole")
+
+
+def test_fine_tuning_starts_from_another_runs_weights(trained, tmp_path):
+    assert train(tmp_path / "fr", "--pair", "en-fr", "--init", str(trained), "--steps", "4", "--eval-every", "4") == 0
+    saved = json.loads((tmp_path / "fr" / "config.json").read_text())
+    assert saved["model"] == json.loads((trained / "config.json").read_text())["model"]
+    assert (tmp_path / "fr" / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
+
+
+def test_a_tsv_trains_with_separate_vocabularies(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("".join(f"the cat {i}\tdie katze {i}\n" for i in range(300)))
+    assert train(tmp_path / "run", "--data", str(path), "--separate-vocab", "--steps", "4", "--eval-every", "4") == 0
+    assert {"src_tokenizer.json", "tgt_tokenizer.json", "report.json"} <= set(os.listdir(tmp_path / "run"))
+    assert cli.main(["translate", "--run", str(tmp_path / "run"), "the cat 7"]) == 0
+
+
+def one_line_error(capsys, argv, *needles):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_bad_inputs_are_one_line(trained, tmp_path, capsys):
+    one_line_error(capsys, ["translate-train", "--pair", "en-xx", "--out", str(tmp_path / "x")],
+                   "unknown language pair 'en-xx'", "de", "fr")
+    one_line_error(capsys, ["translate-train", "--pair", "english", "--out", str(tmp_path / "x")], "SRC-TGT")
+    one_line_error(capsys, ["translate", "--run", str(trained), "   "], "empty input")
+    one_line_error(capsys, ["translate", "--run", str(trained)], "empty input")
+    gpt = tmp_path / "gpt"
+    gpt.mkdir()
+    (gpt / "config.json").write_text(json.dumps({"train": {}, "model": {"vocab_size": 300}, "corpus_key": "k"}))
+    one_line_error(capsys, ["translate", "--run", str(gpt), "one"], "not a translation run", "GPT")
+    one_line_error(capsys, ["translate", "--run", str(tmp_path / "missing"), "one"], "does not exist")
+    one_line_error(capsys, ["translate-train", "--out", str(tmp_path / "y"), "--init", str(gpt)], "not a translation run")
+    one_line_error(capsys, ["translate-train", "--out", str(tmp_path / "z"), "--data", str(tmp_path / "none.tsv")],
+                   "is not a file")
+    one_line_error(capsys, ["translate", "--run", str(trained), "--beam", "0", "one"], "--beam")
+    one_line_error(capsys, ["translate", "--run", str(trained), " ".join(["one"] * 200)], "at most")
