@@ -117,7 +117,8 @@ def commit() -> str:
 def context(device_label: str) -> dict:
     """A run's context: taken once, so one date groups all the rows of the run."""
     return dict(device=device_label, versions=versions(), commit=commit(),
-                date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                # microseconds: two quick runs can start within one second
+                date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 def stamp(rows: list[Row], device_label: str, run: dict | None = None) -> list[Row]:
