@@ -19,6 +19,24 @@
 
 namespace llmkernels {
 
+namespace {
+
+// The options both row kernels (full and top-k teacher) take, as their float parameters: the soft
+// part's T^2 factor and both parts' gradient coefficients.
+template <typename Params>
+void set_row_options(Params& p, double temperature, double beta, double hard_weight, double softcap,
+                     bool scale_by_temperature, double grad_scale) {
+  const double factor = scale_by_temperature ? temperature * temperature : 1.0;
+  p.inv_temperature = static_cast<float>(1.0 / temperature);
+  p.soft_factor = static_cast<float>(factor);
+  p.beta = static_cast<float>(beta);
+  p.softcap = softcap > 0.0 ? static_cast<float>(softcap) : 0.0f;
+  p.c_soft = static_cast<float>(grad_scale * (1.0 - hard_weight) * factor / temperature);
+  p.c_hard = static_cast<float>(grad_scale * hard_weight);
+}
+
+}  // namespace
+
 void distillation_rows_cuda(const at::Tensor& student, const at::Tensor& teacher,
                             const std::optional<at::Tensor>& target, at::Tensor& soft,
                             at::Tensor& hard, const std::optional<at::Tensor>& grad,
@@ -48,13 +66,7 @@ void distillation_rows_cuda(const at::Tensor& student, const at::Tensor& teacher
   p.student_classes = student.size(1);
   p.teacher_classes = teacher.size(1);
   p.ignore_index = ignore_index;
-  const double factor = scale_by_temperature ? temperature * temperature : 1.0;
-  p.inv_temperature = static_cast<float>(1.0 / temperature);
-  p.soft_factor = static_cast<float>(factor);
-  p.beta = static_cast<float>(beta);
-  p.softcap = softcap > 0.0 ? static_cast<float>(softcap) : 0.0f;
-  p.c_soft = static_cast<float>(grad_scale * (1.0 - hard_weight) * factor / temperature);
-  p.c_hard = static_cast<float>(grad_scale * hard_weight);
+  set_row_options(p, temperature, beta, hard_weight, softcap, scale_by_temperature, grad_scale);
 
   const cudaError_t err = launch_for_dtype(student.scalar_type(), "distillation_rows_cuda", [&](auto t) {
     return launch_distillation<typename decltype(t)::type>(p, stream);
@@ -95,13 +107,7 @@ void topk_distillation_rows_cuda(const at::Tensor& student, const at::Tensor& id
   p.classes = student.size(1);
   p.k = ids.size(1);
   p.ignore_index = ignore_index;
-  const double factor = scale_by_temperature ? temperature * temperature : 1.0;
-  p.inv_temperature = static_cast<float>(1.0 / temperature);
-  p.soft_factor = static_cast<float>(factor);
-  p.beta = static_cast<float>(beta);
-  p.softcap = softcap > 0.0 ? static_cast<float>(softcap) : 0.0f;
-  p.c_soft = static_cast<float>(grad_scale * (1.0 - hard_weight) * factor / temperature);
-  p.c_hard = static_cast<float>(grad_scale * hard_weight);
+  set_row_options(p, temperature, beta, hard_weight, softcap, scale_by_temperature, grad_scale);
 
   const cudaError_t err = launch_for_dtype(student.scalar_type(), "topk_distillation_rows_cuda", [&](auto t) {
     return launch_topk_distillation<typename decltype(t)::type>(p, stream);
