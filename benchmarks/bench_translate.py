@@ -44,7 +44,7 @@ def build(preset: str, ops: str, max_len: int):
 
 
 def decoding(preset: str, sentences: int, beam: int, max_len: int, rounds: int) -> dict:
-    from benchmarks.common import interleaved_medians
+    from llmkernels.bench.stats import interleaved
     from llmkernels.models.seq2seq_decode import beam_search
 
     model = build(preset, "llmkernels", max_len).eval()
@@ -53,10 +53,11 @@ def decoding(preset: str, sentences: int, beam: int, max_len: int, rounds: int) 
     cached = beam_search(model, src, beam=beam, max_len=max_len, cache=True)
     if cached != beam_search(model, src, beam=beam, max_len=max_len, cache=False):
         raise AssertionError("decoding with and without the caches gave different tokens")
-    medians = interleaved_medians({
+    samples = interleaved({
         "recompute the prefix": lambda: beam_search(model, src, beam=beam, max_len=max_len, cache=False),
         "caches": lambda: beam_search(model, src, beam=beam, max_len=max_len, cache=True),
     }, rounds=rounds, warmup=1)
+    medians = {name: statistics.median(times) for name, times in samples.items()}
     return {"medians_s": medians, "per_sentence_ms": {k: v / sentences * 1e3 for k, v in medians.items()},
             "speedup": medians["recompute the prefix"] / medians["caches"],
             "tokens": sum(map(len, cached)) / sentences}
@@ -135,12 +136,7 @@ def test_translate_decoding_and_training():
     args = parser().parse_args(os.environ.get("LLMKERNELS_BENCH_TRANSLATE_ARGS", "").split())
     dec = decoding(args.preset, args.sentences, args.beam, args.max_len, args.rounds)
     train = training(args.preset, args.steps, args.batch)
-    print(format_report(dec, train, args))
-    record(f"translation beam search ({args.preset}, beam {args.beam}, {args.max_len} tokens), caches vs recomputing the prefix",
-           dec["medians_s"], "caches", target={"recompute the prefix": 3.0})
-    record(f"translation training step ({args.preset}, batch {args.batch})",
-           {"--ops torch": train["torch"]["median_step_s"], "--ops llmkernels": train["llmkernels"]["median_step_s"]},
-           "--ops llmkernels")
+    record(format_report(dec, train, args).splitlines(), [])  # printed with the other cases' lines
 
 
 def main() -> None:
