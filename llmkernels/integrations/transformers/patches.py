@@ -103,15 +103,25 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
     return self.o_proj(out.reshape(*input_shape, -1).contiguous()), weights
 
 
+def _shifted(labels, ignore_index):
+    """transformers' causal-LM shift: token t predicts label t + 1, the last one nothing."""
+    return torch.nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+
+
+def _normalised(loss, num_items_in_batch):
+    """A summed loss over gradient accumulation's item count, as transformers' losses divide it."""
+    return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
+
+
 def _causal_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, ignore_index=-100, shift_labels=None, **kwargs):
     """transformers' ForCausalLMLoss on llmkernels.cross_entropy (the same shift and normalisation)."""
     if shift_labels is None:
-        shift_labels = torch.nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+        shift_labels = _shifted(labels, ignore_index)
     shift_labels = shift_labels.reshape(-1).to(logits.device)
     reduction = "sum" if num_items_in_batch is not None else "mean"
     loss = llmkernels.cross_entropy(logits.reshape(-1, vocab_size).float(), shift_labels, ignore_index=ignore_index,
                                     reduction=reduction)
-    return loss / torch.as_tensor(num_items_in_batch, device=loss.device) if reduction == "sum" else loss
+    return _normalised(loss, num_items_in_batch) if reduction == "sum" else loss
 
 
 def _fused_causal_lm_forward(self, original, *args, labels=None, **kwargs):
@@ -127,14 +137,14 @@ def _fused_causal_lm_forward(self, original, *args, labels=None, **kwargs):
     outputs = base(**kwargs)
     hidden = outputs[0]
     if shift_labels is None:
-        shift_labels = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:]
+        shift_labels = _shifted(labels, -100)
     head = self.get_output_embeddings()
     softcap = getattr(self.config, "final_logit_softcapping", None)
     loss = llmkernels.linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), head.weight,
                                            shift_labels.reshape(-1).to(hidden.device), linear_bias=head.bias,
                                            reduction="sum" if num_items is not None else "mean", softcap=softcap)
     if num_items is not None:
-        loss = loss / torch.as_tensor(num_items, device=loss.device)
+        loss = _normalised(loss, num_items)
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
     fields = {f: getattr(outputs, f, None) for f in ("hidden_states", "attentions")}
