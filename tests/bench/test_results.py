@@ -13,7 +13,7 @@ CPU, GPU = "cpu: Test CPU, 2 cores", "cuda: NVIDIA H200"
 def _rows(device, date, speedup=2.0, shape="N=4096 V=32000 fp32"):
     context = dict(device=device, versions="torch 2.13.0", commit="abc1234", date=date)
     return [
-        Row("ceiling", "copy (clone)", "-", "GB/s", "256 MB", 33.2, 31.8, 34.5, **context),
+        Row("ceiling", "copy (warm)", "-", "GB/s", "256 MB", 33.2, 31.8, 34.5, **context),
         Row("cross_entropy", "F.cross_entropy", "fwd+bwd", "seconds", shape, 0.9, 0.85, 0.95, **context),
         Row("cross_entropy", "llmkernels[cpp]", "fwd+bwd", "seconds", shape, 0.45, 0.44, 0.5, **context),
         Row("cross_entropy", "llmkernels[cpp]", "fwd+bwd", "speedup_vs:F.cross_entropy", shape, speedup, 1.9, 2.1, **context),
@@ -54,7 +54,7 @@ def test_markdown_from_a_fixture_shows_the_newest_run_per_case_dated_with_machin
     text = markdown.render({"benchmarks/results/cpu.csv": old + new})
     assert "1.30x (1.90-2.10)" in text
     assert "## 2026-11-29 to 2026-11-30, CPU, Test CPU, 2 cores" in text
-    assert "torch 2.13.0" in text and "abc1234" in text and "copy (clone) 256 MB: 33.2 GB/s (31.8-34.5)" in text
+    assert "torch 2.13.0" in text and "abc1234" in text and "copy (warm) 256 MB: 33.2 GB/s (31.8-34.5)" in text
     line = next(line for line in text.splitlines() if line.startswith("| cross_entropy |"))
     assert "**2.70x (1.90-2.10)**" in line and ">= 2.5x: met" in line and "450.00" in line and "900.00" in line
     assert "42%" in line and "1.10x" not in text  # the older run's figure is superseded
