@@ -79,6 +79,24 @@ def test_ptxas_reports_are_read():
     assert found[("_Z6kernelPf", "sm_90a")] == dict(registers=40, spill_stores=0, spill_loads=0, stack=0, smem=0)
 
 
+def test_cuda_dynamic_shared_memory_is_added_and_held_to_the_limit():
+    log = textwrap.dedent("""\
+        ptxas info    : Compiling entry function '_Z6kernelPf' for 'sm_80'
+        ptxas info    : Function properties for _Z6kernelPf
+            0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+        ptxas info    : Used 64 registers, used 1 barriers, 1024 bytes smem, 380 bytes cmem[0]
+        """)
+    name = gr.short_cuda_name(gr.demangle(["_Z6kernelPf"])["_Z6kernelPf"]).partition("<")[0]
+    sizes = gr.parse_dynamic_smem(f"{name} - {170 * 1024}\nother_kernel fp32, 64 4096\n")
+    assert sizes == {(name, "-"): 170 * 1024, ("other_kernel", "fp32, 64"): 4096}
+    (row,) = gr.cuda_rows("x.cu", log, sizes)
+    assert row.res.shared == 1024 + 170 * 1024 and row.config == "static + dynamic smem"
+    failures, _ = gr.evaluate([row])
+    assert len(failures) == 1 and "163 KB" in failures[0]
+    (plain,) = gr.cuda_rows("x.cu", log)
+    assert plain.res.shared == 1024 and plain.config == "static smem" and gr.evaluate([plain])[0] == []
+
+
 def test_switch_sets_cover_each_switch_alone_and_all_together_once():
     sets = switch_sets(("A", "B"), ({"A": True},))
     assert sets == [{"A": False, "B": False}, {"A": True, "B": False}, {"A": False, "B": True}, {"A": True, "B": True}]

@@ -5,6 +5,8 @@
 #   2. `g++ -fsyntax-only -DLLMK_WITH_CUDA` every csrc/**/*_cuda.cpp (the torch glue) against the
 #      installed torch's headers, with csrc/common/cuda_stub first on the include path to stand in
 #      for the generated c10/cuda/impl/cuda_cmake_macros.h that a CPU wheel lacks;
+#   2b. tools/cuda_smem_sizes.cu built and run on the host: the attention kernels' dynamic shared
+#      memory, which ptxas cannot see, added to their rows;
 #   3. tools/triton_check.py: every Triton kernel configuration compiled for sm_80 and sm_90,
 #      resources checked, benchmarks/results/gpu_resources.md written, its summary printed last.
 # Nothing built here runs; a kernel checked only this way is "compile-checked", not tested.
@@ -131,13 +133,23 @@ if [ "${#GLUE_FILES[@]}" -gt 0 ]; then
   done
 fi
 
+# The attention kernels' dynamic shared memory, which ptxas does not see: a host-only program
+# prints what the launchers ask for (it runs without a GPU), and the table adds it.
+if "$NVCC" "-std=$NVCC_STD" -Icsrc tools/cuda_smem_sizes.cu -o "$TMP/smem_sizes" >"$TMP/smem.log" 2>&1 \
+    && "$TMP/smem_sizes" >"$TMP/smem_sizes.txt" 2>>"$TMP/smem.log" && ! grep -qi 'warning' "$TMP/smem.log"; then
+  report ok "tools/cuda_smem_sizes.cu (dynamic shared memory of the attention kernels)"
+  logs=(--cuda-dynamic-smem "$TMP/smem_sizes.txt")
+else
+  report fail "tools/cuda_smem_sizes.cu" "$TMP/smem.log"
+  logs=()
+fi
+
 echo "cuda-check: $pass passed, $fail failed (${#CU_FILES[@]} .cu, ${#GLUE_FILES[@]} glue)"
 if [ "$fail" -ne 0 ]; then
   printf 'cuda-check: failed: %s\n' "${failed_files[@]}"
 fi
 
 # 3. Triton, and the resource table of both (the CUDA kernels from ptxas's reports above)
-logs=()
 i=0
 for f in "${CU_FILES[@]}"; do
   [ "$(cat "$TMP/cu_$i.rc" 2>/dev/null || echo 1)" = 0 ] && logs+=(--cuda-log "$f=$TMP/cu_$i.log")

@@ -112,8 +112,22 @@ def short_cuda_name(pretty: str) -> str:
     return name.replace("__nv_bfloat16", "bf16").replace("__half", "fp16").replace("float", "fp32")
 
 
-def cuda_rows(source: str, log: str) -> list[Row]:
-    """Rows for every kernel nvcc -Xptxas -v compiled from one .cu file."""
+def parse_dynamic_smem(text: str) -> dict[tuple[str, str], int]:
+    """{(kernel, template arguments): bytes} from tools/cuda_smem_sizes.cu's lines
+    "<kernel> <template arguments> <bytes>" (the dynamic shared memory a launcher asks for)."""
+    sizes = {}
+    for line in text.splitlines():
+        head, _, nbytes = line.strip().rpartition(" ")
+        kernel, _, targs = head.partition(" ")
+        if kernel and nbytes.isdigit():
+            sizes[(kernel, targs)] = int(nbytes)
+    return sizes
+
+
+def cuda_rows(source: str, log: str, dynamic: dict[tuple[str, str], int] | None = None) -> list[Row]:
+    """Rows for every kernel nvcc -Xptxas -v compiled from one .cu file; ``dynamic`` adds each
+    kernel's dynamic shared memory (parse_dynamic_smem) to ptxas's static figure."""
+    dynamic = dynamic or {}
     found = parse_ptxas(log)
     pretty = demangle(sorted({name for name, _ in found}))
     rows = []
@@ -123,7 +137,12 @@ def cuda_rows(source: str, log: str) -> list[Row]:
                         spill_loads=rec["spill_loads"], stack=rec["stack"], shared=rec["smem"])
         short = short_cuda_name(pretty.get(name, name))
         kernel, _, targs = short.partition("<")
-        rows.append(Row("cuda", f"{source}: {kernel}", targs.rstrip(">") or "-", "static smem", "-", arch, res))
+        targs = targs.rstrip(">") or "-"
+        extra = dynamic.get((kernel, targs))
+        if extra is not None:
+            res.shared += extra
+        smem = "static smem" if extra is None else "static + dynamic smem"
+        rows.append(Row("cuda", f"{source}: {kernel}", targs, smem, "-", arch, res))
     return rows
 
 

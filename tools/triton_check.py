@@ -246,6 +246,8 @@ def main(argv=None) -> int:
     parser.add_argument("--table", help=f"where to write the table (default {TABLE.relative_to(ROOT)} on a full run)")
     parser.add_argument("--cuda-log", action="append", default=[], metavar="SRC=LOG",
                         help="nvcc -Xptxas -v output of one .cu file")
+    parser.add_argument("--cuda-dynamic-smem", metavar="FILE",
+                        help="tools/cuda_smem_sizes.cu's output: dynamic shared memory per CUDA kernel")
     args = parser.parse_args(argv)
 
     reason = skip_reason()
@@ -276,9 +278,10 @@ def main(argv=None) -> int:
         label, config = describe(case)
         rows.append(gr.Row("triton", f"{family}/{label}", case.dtype, config, case.switches(), arch,
                            results[job.key], case.choice, case.hot))
+    dynamic = gr.parse_dynamic_smem(pathlib.Path(args.cuda_dynamic_smem).read_text()) if args.cuda_dynamic_smem else {}
     for spec in args.cuda_log:
         source, _, log = spec.partition("=")
-        rows.extend(gr.cuda_rows(source, pathlib.Path(log).read_text(errors="replace")))
+        rows.extend(gr.cuda_rows(source, pathlib.Path(log).read_text(errors="replace"), dynamic))
 
     failures, warns = gr.evaluate(rows)
     full = not args.families and not args.filter
@@ -286,9 +289,8 @@ def main(argv=None) -> int:
     if table_path is not None:
         header = ("# GPU resources per kernel configuration\n\nWritten by `make cuda-check` "
                   "(tools/triton_check.py, tools/cuda_check.sh): registers per thread, spill stores/loads "
-                  "(bytes), shared memory per block (KB; Triton: static + dynamic; CUDA: static only, the "
-                  "attention kernels add the dynamic tiles their launcher sizes, held under 160 KB by a "
-                  "static_assert). Limits: sm_80 163 KB, sm_90 227 KB per block. (hot) marks the paths "
+                  "(bytes), shared memory per block (KB; static + dynamic: Triton's from its compiler, CUDA's static from ptxas plus, for the "
+                  "attention kernels, the dynamic tiles their launchers ask for, printed by tools/cuda_smem_sizes.cu). Limits: sm_80 163 KB, sm_90 227 KB per block. (hot) marks the paths "
                   "expected to be spill-free; `switches` lists the boolean constexprs that are on.\n\n## Summary\n\n"
                   + "\n".join(f"- {line}" for line in gr.summary(rows, archs))
                   + "\n" + "".join(f"- WARNING {w}\n" for w in warns)

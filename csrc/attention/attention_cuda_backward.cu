@@ -9,41 +9,11 @@
 //   3. dQ: one block per (query block, query head, batch) over its visible key blocks:
 //      dQ += dS.K.
 // dq, dk, dv are contiguous (B, H, S, D); scale is applied once, at the store.
-#include "attention_cuda_common.cuh"
+#include "attention_cuda_layouts.cuh"
 
 namespace llmkernels {
 namespace attn_cuda {
 namespace {
-
-template <typename T, int DT>
-struct BackwardLayout {
-  static constexpr int BM = BackwardTiles<sizeof(T), DT>::BM;
-  static constexpr int BN = BackwardTiles<sizeof(T), DT>::BN;
-  static constexpr int LDT = Ld<DT>::tile, LDO = Ld<DT>::acc, LDP = LdScore<BN>::t;
-  static constexpr int kTileQ = round128(BM * Ld<DT>::tile * sizeof(T));
-  static constexpr int kTileK = round128(BN * Ld<DT>::tile * sizeof(T));
-  static constexpr int kScoreF = round128(BM * LdScore<BN>::f32 * 4);
-  static constexpr int kScoreT = round128(BM * LdScore<BN>::t * sizeof(T));
-  static constexpr int kRows = round128(BM * 4);
-  // Shared by both kernels: Q, dO, K, V tiles; S and dP (float); P and dS (T); lse, Delta.
-  static constexpr int kQ = 0;
-  static constexpr int kDO = kQ + kTileQ;
-  static constexpr int kK = kDO + kTileQ;
-  static constexpr int kV = kK + kTileK;
-  static constexpr int kS = kV + kTileK;
-  static constexpr int kDP = kS + kScoreF;
-  static constexpr int kP = kDP + kScoreF;
-  static constexpr int kDS = kP + kScoreT;
-  static constexpr int kLse = kDS + kScoreT;
-  static constexpr int kDelta = kLse + kRows;
-  static constexpr int kAcc = kDelta + kRows;
-  // dK/dV kernel: two (BN, DT) float accumulators; dQ kernel: one (BM, DT).
-  static constexpr int kAccK = round128(BN * Ld<DT>::acc * 4);
-  static constexpr int bytes_dkdv = kAcc + 2 * kAccK;
-  static constexpr int bytes_dq = kAcc + round128(BM * Ld<DT>::acc * 4);
-  static_assert(bytes_dkdv <= kMaxSmemBytes && bytes_dq <= kMaxSmemBytes,
-                "backward tiles exceed the shared-memory budget");
-};
 
 // Typed views of BackwardLayout's regions of the dynamic shared memory.
 template <typename T, int DT>

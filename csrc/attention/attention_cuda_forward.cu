@@ -5,29 +5,13 @@
 // fp16/bf16), then per row (one warp) the score rules, an online softmax in float32 that
 // rescales the float32 O accumulator, then O += P.V with P rounded to the input dtype.
 // Finally out = O / l and lse = m + log(l); a row that saw no key gets zeros and lse = -inf.
-#include "attention_cuda_common.cuh"
+#include "attention_cuda_layouts.cuh"
 
 #include <algorithm>
 
 namespace llmkernels {
 namespace attn_cuda {
 namespace {
-
-template <typename T, int DT>
-struct ForwardLayout {
-  static constexpr int BM = ForwardTiles<sizeof(T), DT>::BM;
-  static constexpr int BN = ForwardTiles<sizeof(T), DT>::BN;
-  static constexpr int kQ = 0;
-  static constexpr int kK = kQ + round128(BM * Ld<DT>::tile * sizeof(T));
-  static constexpr int kV = kK + round128(BN * Ld<DT>::tile * sizeof(T));
-  static constexpr int kS = kV + round128(BN * Ld<DT>::tile * sizeof(T));
-  static constexpr int kP = kS + round128(BM * LdScore<BN>::f32 * 4);
-  static constexpr int kO = kP + round128(BM * LdScore<BN>::t * sizeof(T));
-  static constexpr int kM = kO + round128(BM * Ld<DT>::acc * 4);
-  static constexpr int kL = kM + round128(BM * 4);
-  static constexpr int bytes = kL + round128(BM * 4);
-  static_assert(bytes <= kMaxSmemBytes, "forward tiles exceed the shared-memory budget");
-};
 
 template <typename T, int DT>
 __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const AttentionCudaParams p) {
