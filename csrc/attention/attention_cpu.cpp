@@ -187,9 +187,14 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
 
   const Variant fn = attention_variant(cpu::selected_isa());
   const int64_t scratch = attention_scratch_floats(D);
+  // bf16: the key pass converts its chunk's key blocks once (bf16 pairs of k and v, float32 k
+  // rows; allocated whether or not the CPU level has the bf16 dot product that uses them).
+  const int64_t key_cache =
+      q.scalar_type() == at::kBFloat16 ? cpu::attention_key_cache_floats(D, chunk_blocks) : 0;
   const int64_t pass_work = attention_work(p);
   run_tasks(q_blocks, B * Hq * p.seq_q * D, scratch, [&](int64_t t, float* s) { fn.prep(a, t, s); });
-  run_tasks(num_chunks * B * Hkv, 2 * pass_work, scratch, [&](int64_t t, float* s) { fn.kv(a, t, s); });
+  run_tasks(num_chunks * B * Hkv, 2 * pass_work, scratch + key_cache,
+            [&](int64_t t, float* s) { fn.kv(a, t, s); });
   if (num_chunks > 1)
     run_tasks(q_blocks, B * Hq * p.seq_q * D, scratch, [&](int64_t t, float* s) { fn.dq(a, t, s); });
 }

@@ -100,11 +100,12 @@ void load_query_tile(const cpu::AttentionBwdArgs& a, const Geometry& g, int64_t 
   }
 }
 
-// Pass 2 scratch (attention_bwd_scratch_floats in the glue counts it): kf, vf, kr (BK x D), pt,
-// dpt, tt (BK x BQ), pb (BK x BQ bf16), row (Dp), the query tile (q_t, do_t: D x BQ; q_r, do_r:
-// BQ x Dp; drow: Dp) and dqacc (D x BQ, the block's dq^T over the chunk's keys).
+// Pass 2 scratch (attention_scratch_floats and, for bf16, attention_key_cache_floats in the
+// glue count it): kf, vf, kr (BK x D), pt, dpt, tt (BK x BQ), pb (BK x BQ bf16), row (Dp), the query tile
+// (q_t, do_t: D x BQ; q_r, do_r: BQ x Dp; drow: Dp), dqacc (D x BQ, the block's dq^T over the
+// chunk's keys) and, with BwdDot, key_cache: every key block of the chunk as a KeyTile's operands.
 struct BwdKvScratch {
-  float *kf, *vbuf, *pt, *dpt, *tt, *row, *kr, *dqacc;
+  float *kf, *vbuf, *pt, *dpt, *tt, *row, *kr, *dqacc, *key_cache;
   uint16_t* pb;
   QueryTile qt;
 };
@@ -125,11 +126,12 @@ LLMK_ALWAYS_INLINE BwdKvScratch bwd_kv_scratch(float* scratch, int64_t D, int64_
   w.qt.do_r = w.qt.q_r + kBQ * Dp;
   w.qt.drow = w.qt.do_r + kBQ * Dp;
   w.pb = reinterpret_cast<uint16_t*>(w.qt.drow + Dp);
+  w.key_cache = reinterpret_cast<float*>(w.pb + kBK * kBQ);
   return w;
 }
 
 // One key block's operands. Float32 rows k (dq's product; S's too without kDot) and v; with kDot
-// the key and value rows as bf16 pairs along d (k2, v2: (nk, ceil(D / 2)), in kf and vf).
+// the key and value rows as bf16 pairs along d (k2, v2: (nk, ceil(D / 2))).
 struct KeyTile {
   const float* k;
   int64_t ldk;
@@ -139,31 +141,44 @@ struct KeyTile {
   const uint32_t* v2;
 };
 
+// kDot: key block j0's operands into `dst` (cpu::attention_key_cache_floats(D, 1) floats), once
+// per task: every query block of the task reuses them (converting them again for each query
+// block took ~9% of a bf16 forward + backward at (1, 8, 2048, 64), measured on a busy machine).
+template <typename T>
+LLMK_ALWAYS_INLINE void convert_key_block(const cpu::AttentionBwdArgs& a, const T* kbase,
+                                          const T* vbase, int64_t j0, int64_t nk, int64_t D,
+                                          float* dst) {
+  const int64_t Dh = (D + 1) / 2;
+  uint32_t* kp = reinterpret_cast<uint32_t*>(dst);
+  uint32_t* vp = kp + kBK * Dh;
+  for (int64_t j = 0; j < nk; ++j) {
+    const uint16_t* krow = reinterpret_cast<const uint16_t*>(kbase + (j0 + j) * a.ks.s);
+    const uint16_t* vrow = reinterpret_cast<const uint16_t*>(vbase + (j0 + j) * a.vs.s);
+    for (int64_t dp = 0; dp < Dh; ++dp) {
+      const bool two = 2 * dp + 1 < D;
+      kp[j * Dh + dp] = static_cast<uint32_t>(krow[2 * dp]) |
+                        (two ? static_cast<uint32_t>(krow[2 * dp + 1]) << 16 : 0u);
+      vp[j * Dh + dp] = static_cast<uint32_t>(vrow[2 * dp]) |
+                        (two ? static_cast<uint32_t>(vrow[2 * dp + 1]) << 16 : 0u);
+    }
+  }
+  float* kr = reinterpret_cast<float*>(vp + kBK * Dh);
+  for (int64_t j = 0; j < nk; ++j) load_f32(kbase + (j0 + j) * a.ks.s, kr + j * D, D);
+}
+
 template <typename T, bool kDot>
 LLMK_ALWAYS_INLINE KeyTile key_tile(const cpu::AttentionBwdArgs& a, const BwdKvScratch& w,
                                     const T* kbase, const T* vbase, int64_t j0, int64_t nk,
-                                    int64_t D) {
+                                    int64_t D, int64_t cached_block) {
   KeyTile t{};
   if constexpr (kDot) {
     const int64_t Dh = (D + 1) / 2;
-    uint32_t* kp = reinterpret_cast<uint32_t*>(w.kf);
-    uint32_t* vp = reinterpret_cast<uint32_t*>(w.vbuf);
-    for (int64_t j = 0; j < nk; ++j) {
-      const uint16_t* krow = reinterpret_cast<const uint16_t*>(kbase + (j0 + j) * a.ks.s);
-      const uint16_t* vrow = reinterpret_cast<const uint16_t*>(vbase + (j0 + j) * a.vs.s);
-      for (int64_t dp = 0; dp < Dh; ++dp) {
-        const bool two = 2 * dp + 1 < D;
-        kp[j * Dh + dp] = static_cast<uint32_t>(krow[2 * dp]) |
-                          (two ? static_cast<uint32_t>(krow[2 * dp + 1]) << 16 : 0u);
-        vp[j * Dh + dp] = static_cast<uint32_t>(vrow[2 * dp]) |
-                          (two ? static_cast<uint32_t>(vrow[2 * dp + 1]) << 16 : 0u);
-      }
-    }
-    for (int64_t j = 0; j < nk; ++j) load_f32(kbase + (j0 + j) * a.ks.s, w.kr + j * D, D);
-    t.k = w.kr;
-    t.ldk = D;
+    const uint32_t* kp =
+        reinterpret_cast<const uint32_t*>(w.key_cache + cached_block * cpu::attention_key_cache_floats(D, 1));
     t.k2 = kp;
-    t.v2 = vp;
+    t.v2 = kp + kBK * Dh;
+    t.k = reinterpret_cast<const float*>(t.v2 + kBK * Dh);
+    t.ldk = D;
   } else {
     t.k = tile_rows(kbase + j0 * a.ks.s, a.ks.s, nk, D, w.kf, &t.ldk);
     t.v = tile_rows(vbase + j0 * a.vs.s, a.vs.s, nk, D, w.vbuf, &t.ldv);
@@ -262,6 +277,14 @@ void bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
 
   const T* kbase = static_cast<const T*>(a.k) + b * a.ks.b + hk * a.ks.h;
   const T* vbase = static_cast<const T*>(a.v) + b * a.vs.b + hk * a.vs.h;
+  const int64_t kb_first = j_begin / kBK;
+  if constexpr (kDot) {
+    for (int64_t kb = kb_first; kb <= (j_end - 1) / kBK; ++kb) {
+      const int64_t j0 = kb * kBK;
+      convert_key_block<T>(a, kbase, vbase, j0, min_i64(kBK, g.Sk - j0), D,
+                           w.key_cache + (kb - kb_first) * cpu::attention_key_cache_floats(D, 1));
+    }
+  }
   for (int64_t gi = 0; gi < G; ++gi) {
     const int64_t h = hk * G + gi, bh = b * g.Hq + h;
     const ScoreCtx c = score_ctx(p, b, h);
@@ -277,7 +300,7 @@ void bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
         load_query_tile<T>(a, g, b, h, i0, nq, w.qt);
         for (int64_t kb = jlo / kBK; kb <= (jhi - 1) / kBK; ++kb) {
           const int64_t j0 = kb * kBK, nk = min_i64(kBK, g.Sk - j0);
-          const KeyTile kt = key_tile<T, kDot>(a, w, kbase, vbase, j0, nk, D);
+          const KeyTile kt = key_tile<T, kDot>(a, w, kbase, vbase, j0, nk, D, kb - kb_first);
           bwd_kv_tile<T, kCap, kAlibi, kDot>(a, g, c, kt, w, blk, i0, nq, j0, nk,
                                              dk_acc + (j0 - j_begin) * Dp,
                                              dv_acc + (j0 - j_begin) * Dp);
