@@ -102,6 +102,31 @@ void set_inputs(cpu::AttentionInputs& a, const cpu::AttentionParams& p, const at
   a.vs = strides3(v);
 }
 
+// bf16 values as pairs of consecutive keys' elements, (B, Hkv, ceil(Sk / 2), D) uint32 with the
+// lower key in the low half: the operand layout of the forward's bf16 P.V product, built once
+// here instead of once per query block (see AttentionFwdArgs::v_pairs).
+at::Tensor pair_values(const at::Tensor& v, const cpu::AttentionParams& p) {
+  const int64_t B = p.batch, Hkv = p.heads_kv, Sk = p.seq_k, D = p.head_dim, Skp = (Sk + 1) / 2;
+  at::Tensor pairs = at::empty({B * Hkv * Skp * D}, v.options().dtype(at::kInt));
+  uint32_t* dst = reinterpret_cast<uint32_t*>(pairs.data_ptr<int32_t>());
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(v.data_ptr());
+  const cpu::Strides3 s = strides3(v);
+  at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const uint16_t* base = src + (bh / Hkv) * s.b + (bh % Hkv) * s.h;
+      uint32_t* out = dst + bh * Skp * D;
+      for (int64_t jp = 0; jp < Skp; ++jp) {
+        const uint16_t* v0 = base + 2 * jp * s.s;
+        const bool two = 2 * jp + 1 < Sk;
+        for (int64_t d = 0; d < D; ++d)
+          out[jp * D + d] = static_cast<uint32_t>(v0[d]) |
+                            (two ? static_cast<uint32_t>(v0[s.s + d]) << 16 : 0u);
+      }
+    }
+  });
+  return pairs;
+}
+
 }  // namespace
 
 void attention_forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -123,7 +148,13 @@ void attention_forward_cpu(const at::Tensor& q, const at::Tensor& k, const at::T
   a.out = out.data_ptr();
   a.os = strides3(out);
   a.lse = lse.data_ptr<float>();
-  const Variant fn = attention_variant(cpu::selected_isa());
+  const cpu::Isa isa = cpu::selected_isa();
+  at::Tensor v_pairs;
+  if (q.scalar_type() == at::kBFloat16 && isa == cpu::Isa::avx512bf16 && n_qb > 1) {
+    v_pairs = pair_values(v, p);
+    a.v_pairs = reinterpret_cast<const uint32_t*>(v_pairs.data_ptr<int32_t>());
+  }
+  const Variant fn = attention_variant(isa);
   run_tasks(tasks, attention_work(p), attention_scratch_floats(p.head_dim),
             [&](int64_t t, float* scratch) { fn.fwd(a, t, scratch); });
 }

@@ -104,6 +104,7 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
             const vu w = pack_bf16_pair(p0, p1);
             __builtin_memcpy(pv + jp * kBQ + v * kLanes, &w, sizeof w);
           }
+          if (a.v_pairs != nullptr) continue;  // paired once by the glue
           const uint16_t* v0 = reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp) * a.vs.s);
           const uint16_t* v1 =
               reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp + (two ? 1 : 0)) * a.vs.s);
@@ -112,7 +113,10 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
             vv[jp * D + d] = static_cast<uint32_t>(v0[d]) |
                              ((static_cast<uint32_t>(v1[d]) << 16) & hi_mask);
         }
-        gemm<true>(D, N, nkp, vv, 1, D, pv, kBQ, ot, kBQ);
+        const uint32_t* vt = vv;
+        if (a.v_pairs != nullptr)  // j0 is a multiple of kBK, so its pairs start at pair j0 / 2
+          vt = a.v_pairs + ((b * g.Hkv + hk) * ((g.Sk + 1) / 2) + j0 / 2) * D;
+        gemm<true>(D, N, nkp, vt, 1, D, pv, kBQ, ot, kBQ);
       } else {
         const float* vp = tile_rows(vbase + j0 * a.vs.s, a.vs.s, nk, D, vbuf, &ldv);
         gemm<true>(D, N, nk, vp, 1, ldv, st, kBQ, ot, kBQ);

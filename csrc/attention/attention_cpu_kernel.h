@@ -54,6 +54,10 @@ struct AttentionFwdArgs : AttentionInputs {
   void* out;
   Strides3 os;
   float* lse;  // (B, Hq, Sq) contiguous
+  // bf16 at the avx512bf16 level: the values as bf16 pairs of consecutive keys, (B, Hkv,
+  // ceil(Sk / 2), D) uint32 (the second half 0 past Sk), built once by the glue so that the
+  // P.V product of every query block reads them instead of pairing them again; else nullptr.
+  const uint32_t* v_pairs;
 };
 
 // Backward workspaces, all float32, per query block `blk = (b * Hq + h) * nQb + qb`

@@ -53,6 +53,10 @@ CASES = [  # (batch, hq, hk, sq, sk, dim, options)
     (2, 2, 1, 13, 13, 32, {"softcap": 5.0, "alibi": True}),
     (2, 2, 2, 11, 14, 16, {"kpm": True, "causal": True}),
     (1, 1, 1, 33, 70, 128, {"scale": 0.3}),
+    # Several query and key blocks (64 rows each on the CPU), an odd key count, GQA: the blocks'
+    # shared operands (bf16 value pairs, the backward's key cache) and their edges.
+    (1, 4, 2, 130, 133, 64, {"causal": True}),
+    (2, 2, 1, 129, 67, 32, {}),
     # Decoding: one query per head, its GQA group packed into one query block (ops/attention/decode.py).
     (2, 8, 2, 1, 37, 32, {"causal": True}),
     (1, 4, 1, 1, 70, 64, {"softcap": 5.0, "kpm": True}),
