@@ -140,3 +140,20 @@ def test_patched_model_compiles():
     model.eval(), reference.eval()
     with torch.no_grad():
         torch.testing.assert_close(compiled(input_ids=ids).logits, reference(input_ids=ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_training_step_builds_no_kv_cache(monkeypatch):
+    from transformers.cache_utils import DynamicLayer
+
+    model, reference = _pair("llama")
+    apply_llmkernels(model)
+    updates = []
+    real = DynamicLayer.update
+    monkeypatch.setattr(DynamicLayer, "update", lambda self, *a, **k: updates.append(1) or real(self, *a, **k))
+    ids = torch.randint(0, 97, (2, 10))
+    reference(input_ids=ids, labels=ids).loss.backward()
+    assert updates  # the unpatched model fills one, config.use_cache being on
+    updates.clear()
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    assert not updates and out.past_key_values is None

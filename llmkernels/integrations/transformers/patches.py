@@ -133,6 +133,10 @@ def _fused_causal_lm_forward(self, original, *args, labels=None, **kwargs):
     num_items = kwargs.pop("num_items_in_batch", None)
     shift_labels = kwargs.pop("shift_labels", None)
     kwargs.pop("logits_to_keep", None)
+    # A training step needs no KV cache unless asked for one: by config.use_cache the model would
+    # build one and copy every layer's keys and values into it for nothing.
+    if kwargs.get("past_key_values") is None and kwargs.get("cache") is None:
+        kwargs.setdefault("use_cache", False)
     base = getattr(self, self.base_model_prefix)
     outputs = base(**kwargs)
     hidden = outputs[0]
@@ -147,7 +151,7 @@ def _fused_causal_lm_forward(self, original, *args, labels=None, **kwargs):
         loss = _normalised(loss, num_items)
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
-    fields = {f: getattr(outputs, f, None) for f in ("hidden_states", "attentions")}
+    fields = {f: getattr(outputs, f, None) for f in ("past_key_values", "hidden_states", "attentions")}
     return CausalLMOutputWithPast(loss=loss, logits=None, **fields)
 
 
