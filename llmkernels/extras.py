@@ -18,10 +18,11 @@ class MissingExtra(ImportError):
     """A command needs an optional dependency that is not installed: one line naming the extra."""
 
 
-def missing(extra: str) -> list[str]:
-    """The modules of ``extra`` that cannot be imported here (found without importing them)."""
+def missing(extra: str, modules: tuple[str, ...] | None = None) -> list[str]:
+    """The modules of ``extra`` (or ``modules``, a part of it that one feature needs) that cannot be
+    imported here (found without importing them)."""
     absent = []
-    for module in EXTRAS[extra]:
+    for module in modules or EXTRAS[extra]:
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):  # a broken install, or a module blocked in sys.modules
@@ -31,9 +32,9 @@ def missing(extra: str) -> list[str]:
     return absent
 
 
-def require(extra: str, what: str) -> None:
-    """Raise ``MissingExtra`` unless every module of ``extra`` is importable."""
-    absent = missing(extra)
+def require(extra: str, what: str, modules: tuple[str, ...] | None = None) -> None:
+    """Raise ``MissingExtra`` unless every module of ``extra`` (or ``modules``) is importable."""
+    absent = missing(extra, modules)
     if absent:
         raise MissingExtra(
             f"{what} needs {', '.join(absent)}, which {'is' if len(absent) == 1 else 'are'} not installed: "

@@ -140,3 +140,43 @@ def test_patched_model_compiles():
     model.eval(), reference.eval()
     with torch.no_grad():
         torch.testing.assert_close(compiled(input_ids=ids).logits, reference(input_ids=ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_training_step_builds_no_kv_cache(monkeypatch):
+    from transformers.cache_utils import DynamicLayer
+
+    model, reference = _pair("llama")
+    apply_llmkernels(model)
+    updates = []
+    real = DynamicLayer.update
+    monkeypatch.setattr(DynamicLayer, "update", lambda self, *a, **k: updates.append(1) or real(self, *a, **k))
+    ids = torch.randint(0, 97, (2, 10))
+    reference(input_ids=ids, labels=ids).loss.backward()
+    assert updates  # the unpatched model fills one, config.use_cache being on
+    updates.clear()
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    assert not updates and out.past_key_values is None
+
+
+def test_fused_loss_runs_in_even_bounded_chunks(monkeypatch, op_calls):
+    from llmkernels.integrations.transformers import patches
+
+    assert patches._loss_chunk_rows(0, 5) == 1  # no rows: still a valid chunk_size
+    for rows, vocab in [(1024, 32000), (1100, 32000), (7, 97), (600, 150000)]:
+        chunk = patches._loss_chunk_rows(rows, vocab)
+        chunks = max(1, -(-rows // chunk))
+        assert chunk * vocab <= max(patches._LOSS_CHUNK_ELEMENTS, vocab) and chunks * chunk - rows < chunks
+    assert patches._loss_chunk_rows(1024, 32000) == 512  # the Llama step: 2 chunks
+    # Several chunks on a tiny model (3 rows of logits a chunk), the loss and gradients unchanged.
+    monkeypatch.setattr(patches, "_LOSS_CHUNK_ELEMENTS", 3 * 97)
+    model, reference = _pair("llama", seed=4)
+    apply_llmkernels(model)
+    ids = torch.randint(0, 97, (2, 10))
+    losses = [m(input_ids=ids, labels=ids).loss for m in (model, reference)]
+    for loss in losses:
+        loss.backward()
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-5)
+    for (name, ours), theirs in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-4, atol=1e-5, msg=name)
+    assert op_calls.get("linear_cross_entropy")

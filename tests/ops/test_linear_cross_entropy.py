@@ -170,3 +170,32 @@ def test_no_rows_backward_gives_zero_gradients_of_the_inputs_shapes(backend, red
     grads = torch.autograd.grad(loss.sum(), (x, w, b))
     for grad, leaf in zip(grads, (x, w, b)):
         assert torch.equal(grad, torch.zeros_like(leaf))
+
+
+@pytest.mark.parametrize("device,backend,dtype", backend_cases("linear_cross_entropy", dtypes=(torch.float32,)) + [pytest.param("cpu", "reference", torch.float32, id="cpu-reference-float32")])
+def test_backward_builds_no_zero_gradient_for_the_formed_outputs(device, backend, dtype):
+    # The op's extra outputs (lse, the formed gradients) are never differentiated: autograd handed
+    # the backward a zero-filled gradient of each, a (vocab, hidden) one included, every step.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Allocations(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.shapes = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func in (torch.ops.aten.zeros.default, torch.ops.aten.zeros_like.default, torch.ops.aten.fill_.Scalar):
+                self.shapes.append(tuple(out.shape))
+            return out
+
+    x, w, b, t = _problem(12, 8, 40, dtype, device)
+    leaves = [v.requires_grad_() for v in (x, w, b)]
+    with llmkernels.use_backend(backend):
+        loss = llmkernels.linear_cross_entropy(x, w, t, linear_bias=b)
+    with Allocations() as seen:
+        grads = torch.autograd.grad(loss * 0.5, leaves)
+    assert tuple(w.shape) not in seen.shapes, seen.shapes
+    logits = F.linear(x.detach().double(), w.detach().double(), b.detach().double()).requires_grad_()
+    (expected,) = torch.autograd.grad(F.cross_entropy(logits, t) * 0.5, logits)
+    _check(grads[1], (expected.t() @ x.detach().double()).to(dtype), dtype)

@@ -19,6 +19,7 @@ import torch
 
 import llmkernels
 from llmkernels.integrations.transformers.attention import IMPLEMENTATION
+from llmkernels.ops.common.chunked_linear import rows_per_chunk
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral", "gemma2", "gpt2", "bert")
 _ROTARY_FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma2")  # Llama-style attention, RMSNorm, gated MLP
@@ -103,6 +104,22 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
     return self.o_proj(out.reshape(*input_shape, -1).contiguous()), weights
 
 
+# The fused loss's chunks: up to 16M logits each (64 MB in float32: 512 rows at V = 32K), evenly
+# split. Twice the op's default, because each chunk streams the (V, H) head weight through two
+# GEMMs and reads and writes the (V, H) weight gradient once: the issue's Llama step goes from 4
+# chunks to 2, half that traffic, while the chunk stays far below the unpatched path's (N, V)
+# logits, log-softmax and gradient (the step's peak added stays ~0.5x sdpa's).
+_LOSS_CHUNK_ELEMENTS = 1 << 24
+
+
+def _loss_chunk_rows(rows: int, vocab: int) -> int:
+    """Rows per chunk: as few chunks as hold ``_LOSS_CHUNK_ELEMENTS`` logits each, of equal size
+    (1024 rows: 2 of 512, not 524 + 500)."""
+    most = rows_per_chunk(rows, vocab, 0, _LOSS_CHUNK_ELEMENTS)
+    chunks = max(1, -(-rows // most))
+    return max(1, -(-rows // chunks))
+
+
 def _shifted(labels, ignore_index):
     """transformers' causal-LM shift: token t predicts label t + 1, the last one nothing."""
     return torch.nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
@@ -133,6 +150,10 @@ def _fused_causal_lm_forward(self, original, *args, labels=None, **kwargs):
     num_items = kwargs.pop("num_items_in_batch", None)
     shift_labels = kwargs.pop("shift_labels", None)
     kwargs.pop("logits_to_keep", None)
+    # A training step needs no KV cache unless asked for one: by config.use_cache the model would
+    # build one and copy every layer's keys and values into it for nothing.
+    if kwargs.get("past_key_values") is None and kwargs.get("cache") is None:
+        kwargs.setdefault("use_cache", False)
     base = getattr(self, self.base_model_prefix)
     outputs = base(**kwargs)
     hidden = outputs[0]
@@ -140,14 +161,15 @@ def _fused_causal_lm_forward(self, original, *args, labels=None, **kwargs):
         shift_labels = _shifted(labels, -100)
     head = self.get_output_embeddings()
     softcap = getattr(self.config, "final_logit_softcapping", None)
-    loss = llmkernels.linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), head.weight,
-                                           shift_labels.reshape(-1).to(hidden.device), linear_bias=head.bias,
-                                           reduction="sum" if num_items is not None else "mean", softcap=softcap)
+    rows = hidden.reshape(-1, hidden.shape[-1])
+    loss = llmkernels.linear_cross_entropy(rows, head.weight, shift_labels.reshape(-1).to(hidden.device),
+                                           linear_bias=head.bias, reduction="sum" if num_items is not None else "mean",
+                                           softcap=softcap, chunk_size=_loss_chunk_rows(rows.shape[0], head.weight.shape[0]))
     if num_items is not None:
         loss = _normalised(loss, num_items)
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
-    fields = {f: getattr(outputs, f, None) for f in ("hidden_states", "attentions")}
+    fields = {f: getattr(outputs, f, None) for f in ("past_key_values", "hidden_states", "attentions")}
     return CausalLMOutputWithPast(loss=loss, logits=None, **fields)
 
 

@@ -42,7 +42,9 @@ def chunked_linear(input, weight, bias, chunk: int, want_grads: bool, accumulate
     if want_grads:
         grad_input = torch.empty_like(input, memory_format=torch.contiguous_format)
         accum = torch.float32 if accumulate_fp32 else weight.dtype
-        grad_weight = torch.zeros(weight.shape, dtype=accum, device=weight.device)
+        # The first chunk writes the weight gradient and later ones add to it: no zero-fill pass over
+        # a (V, H) buffer (zeros only when there is no chunk at all).
+        grad_weight = (torch.empty if rows else torch.zeros)(weight.shape, dtype=accum, device=weight.device)
         grad_bias = None if bias is None else torch.zeros(classes, dtype=accum, device=weight.device)
     # One logits buffer, reused by every chunk (a fresh (chunk, V) tensor per chunk makes the
     # allocator grow the heap chunk after chunk); the gradient overwrites the logits in place.
@@ -57,9 +59,13 @@ def chunked_linear(input, weight, bias, chunk: int, want_grads: bool, accumulate
             continue
         torch.mm(grad, weight, out=grad_input[start:stop])
         if grad_weight.dtype == grad.dtype:
-            grad_weight.addmm_(grad.t(), x)
+            if start == 0:
+                torch.mm(grad.t(), x, out=grad_weight)
+            else:
+                grad_weight.addmm_(grad.t(), x)
         else:  # bf16/fp16 GEMM (fp32 accumulation inside), summed across chunks in fp32
-            grad_weight.add_(torch.mm(grad.t(), x))
+            part = torch.mm(grad.t(), x)
+            grad_weight.copy_(part) if start == 0 else grad_weight.add_(part)
         if grad_bias is not None:
             grad_bias.add_(grad.sum(0, dtype=grad_bias.dtype))
     return grad_input, grad_weight, grad_bias

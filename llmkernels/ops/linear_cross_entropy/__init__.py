@@ -150,6 +150,9 @@ def _setup(ctx, inputs, output):
     # The forward's gradients are held as plain attributes, not saved tensors: the backward hands
     # them on and drops its reference, so autograd can adopt them as .grad without a copy.
     ctx.formed = list(output[2:])
+    # The formed gradients (and lse) are outputs nothing differentiates: without this, autograd
+    # would hand the backward a zero-filled gradient for each of them, a weight-sized one included.
+    ctx.set_materialize_grads(False)
     ctx.options = (ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size, accumulate_fp32, backend)
 
 
@@ -157,6 +160,8 @@ def _backward(ctx, grad_loss, grad_lse, *unused_grads_of_grads):
     if ctx.needs_input_grad[4]:
         raise RuntimeError("llmkernels.linear_cross_entropy does not compute gradients for the class weights")
     gi, gw, gb = take_formed(ctx, "llmkernels.linear_cross_entropy")
+    if grad_loss is None:  # only lse (or a formed gradient) was used: no gradient flows from the loss
+        return (None,) * 14
     input, weight, bias, target, class_weight = ctx.saved_tensors
     if gi.numel() and upstream_is_one(grad_loss):
         return (gi, gw, gb if bias is not None else None) + (None,) * 11
