@@ -30,7 +30,8 @@ TRAIN_FLAGS = {
     "--tokenizer": ("tokenizer", str, "byte-level BPE trained on the data, or raw bytes"),
     "--vocab-size": ("vocab_size", int, "BPE vocabulary to train (the model takes the size reached)"),
     "--seq-len": ("seq_len", int, "tokens per training sequence; default: the preset's context"),
-    "--batch-size": ("batch_size", int, "sequences per micro-batch per process"),
+    "--batch-size": ("batch_size", int, "sequences per micro-batch per process (--objective mlm: twice the "
+                                        "preset's)"),
     "--grad-accum": ("grad_accum", int, "micro-batches per optimizer step"),
     "--steps": ("steps", int, "optimizer steps: the length of the learning-rate schedule"),
     "--lr": ("lr", float, "peak learning rate (AdamW)"),

@@ -27,7 +27,7 @@ def test_masking_follows_bert():
     inputs, labels = mlm.mask_tokens(ids, tok, torch.Generator().manual_seed(1))
     chosen = labels != -100
     assert torch.equal(labels[chosen], ids[chosen]) and not chosen[ids == tok.eot_id].any()
-    assert abs(chosen.float().mean().item() - 0.15) < 0.01
+    assert abs(chosen[ids != tok.eot_id].float().mean().item() - mlm.MASK_FRACTION) < 0.01
     masked = (inputs == tok.mask_id) & chosen
     kept = (inputs == ids) & chosen
     assert abs(masked.sum().item() / chosen.sum().item() - 0.8) < 0.02
@@ -100,3 +100,14 @@ def test_the_head_bias_starts_at_the_token_frequencies():
     assert torch.allclose(model.mlm_bias, expected)
     assert Encoder(EncoderConfig(vocab_size=5, max_seq_len=8, d_model=8, n_layer=1, n_head=2, n_kv_head=1,
                                  mlp_hidden=8, num_labels=2)).mlm_bias is None  # a classifier has no MLM head
+
+
+def test_mlm_takes_twice_the_presets_windows_unless_told():
+    # 40% of the tokens scored a step, not all: the noisier gradient gets twice the windows.
+    from llmkernels.training import config
+
+    for preset, defaults in config.TRAIN_PRESETS.items():
+        assert config.build(preset, architecture="encoder").batch_size == config.MLM_BATCH_FACTOR * defaults["batch_size"]
+        assert config.build(preset).batch_size == defaults["batch_size"]
+        assert config.build(preset, architecture="encoder", objective="classify").batch_size == defaults["batch_size"]
+    assert config.build("tiny", architecture="encoder", batch_size=4).batch_size == 4
