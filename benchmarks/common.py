@@ -11,6 +11,9 @@ LLMKERNELS_BENCH_TINY=1 runs every case at a toy size (a smoke test of the files
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 
 from llmkernels.bench import ceilings as ceiling_probe
@@ -91,6 +94,16 @@ def record(lines: list[str], rows: list) -> None:
     """For benchmarks that measure outside the harness's cases (the training step): same lines, same rows."""
     LINES.extend(lines)
     ROWS.extend(rows)
+
+
+def child_result(cmd: list[str], what: str, cwd: str | None = None) -> dict:
+    """Runs a benchmark's fresh-process contender and returns the JSON it printed on its
+    ``BENCH_RESULT `` line (its stderr's tail in the error when it printed none)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("BENCH_RESULT "):
+            return json.loads(line[len("BENCH_RESULT "):])
+    raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
 def finish() -> str | None:

@@ -43,13 +43,27 @@ class CachedBatches:
 
 
 class TopKCache:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, meta: dict):
+        """Opens the arrays; a file missing, unreadable or not of the shape and dtype ``meta`` says
+        (a damaged cache: its meta.json is written last, so only a hand can make one) is refused."""
         self.folder = folder
-        self.ids = np.load(folder / "ids.npy", mmap_mode="r")
-        self.logprobs = np.load(folder / "logprobs.npy", mmap_mode="r")
+        shape = _shape(meta)
+        try:
+            self.ids = np.load(folder / "ids.npy", mmap_mode="r")
+            self.logprobs = np.load(folder / "logprobs.npy", mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise TrainingError(f"the top-K cache in {folder} is damaged ({e}); remove it") from None
+        for array, dtype in ((self.ids, np.int32), (self.logprobs, np.float32)):
+            if array.shape != shape or array.dtype != dtype:
+                raise TrainingError(f"the top-K cache in {folder} is damaged (an array of {array.dtype} {array.shape}, "
+                                    f"expected {np.dtype(dtype)} {shape}); remove it")
 
     def batches(self, batches: data.Batches) -> CachedBatches:
         return CachedBatches(batches, self)
+
+
+def _shape(meta: dict) -> tuple:
+    return tuple(meta[k] for k in ("steps", "grad_accum", "world_size", "batch_size", "seq_len", "k"))
 
 
 def _meta(teacher, config, corpus, options, world: int) -> dict:
@@ -62,7 +76,7 @@ def _build(folder: Path, meta: dict, teacher, corpus, quiet: bool) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shape = (meta["steps"], meta["grad_accum"], meta["world_size"], meta["batch_size"], meta["seq_len"], meta["k"])
+    shape = _shape(meta)
     ids = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=np.int32, shape=shape)
     logprobs = np.lib.format.open_memmap(tmp / "logprobs.npy", mode="w+", dtype=np.float32, shape=shape)
     model = teacher.model
@@ -92,6 +106,8 @@ def build_or_open(folder: Path, teacher, config, corpus, options, quiet: bool) -
     other ranks wait for it). A cache made for something else is an error."""
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     meta = _meta(teacher, config, corpus, options, world)
+    if folder.exists() and not (folder / META).exists():  # ours are renamed into place whole, meta.json inside
+        raise TrainingError(f"{folder} exists but holds no top-K cache ({META} is missing); remove it or choose another --out")
     if not (folder / META).exists() and rank == 0:
         _build(folder, meta, teacher, corpus, quiet)
     deadline = time.monotonic() + 3600
@@ -99,9 +115,14 @@ def build_or_open(folder: Path, teacher, config, corpus, options, quiet: bool) -
         if time.monotonic() > deadline:
             raise TrainingError(f"rank {rank}: gave up waiting for rank 0 to build the top-K cache in {folder}")
         time.sleep(1.0)
-    found = json.loads((folder / META).read_text())
+    try:
+        found = json.loads((folder / META).read_text())
+    except (OSError, ValueError) as e:
+        raise TrainingError(f"the top-K cache in {folder} is damaged ({META}: {e}); remove it") from None
+    if not isinstance(found, dict):
+        raise TrainingError(f"the top-K cache in {folder} is damaged ({META} is not an object); remove it")
     if found != meta:
         differ = sorted(k for k in meta if found.get(k) != meta[k])
         raise TrainingError(f"the top-K cache in {folder} was made for another run (differs in {', '.join(differ)}); "
                             "remove it or choose another --out")
-    return TopKCache(folder)
+    return TopKCache(folder, meta)

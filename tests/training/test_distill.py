@@ -3,6 +3,7 @@ student from scratch on a fixed seed; resume is exact; bad input is one line bef
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -80,23 +81,73 @@ def test_resume_is_exact(teacher, cache_of, tmp_path):
     assert _report(whole)["student_kd"]["val_loss"] == _report(resumed)["student_kd"]["val_loss"]
 
 
+def _one_line(capsys, match):
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1, err
+
+
 @pytest.mark.parametrize("flags,match", [
     (["--teacher", "/nonexistent/run"], "does not exist"),
     (["--temperature", "0"], "--temperature must be a finite number > 0"),
+    (["--temperature", "-1"], "--temperature must be a finite number > 0"),
+    (["--temperature", "nan"], "--temperature must be a finite number > 0"),
     (["--tokenizer", "bpe"], "differs from the teacher's"),
+    (["--vocab-size", "300"], "--vocab-size 300 differs from the teacher's"),
+    (["--seq-len", "16"], "--seq-len 16 differs from the teacher's"),
     (["--offline-topk", "0"], "--offline-topk must be a positive integer"),
+    (["--offline-topk", "100000"], "--offline-topk 100000 exceeds the teacher's vocabulary"),
     (["--offline-topk", "4", "--beta", "0.5"], "--beta must be 0"),
 ])
 def test_bad_input_is_one_line_before_any_work(teacher, cache_of, tmp_path, capsys, flags, match):
     out = tmp_path / "out"
     args = ["distill", "--teacher", teacher["run"], *STUDENT, "--out", str(out), *flags]
     assert cli.main(args) == 2
-    err = capsys.readouterr().err
-    assert match in err and len(err.strip().splitlines()) == 1, err
+    _one_line(capsys, match)
     assert not out.exists()
 
 
 def test_a_directory_without_a_run_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli.main(["distill", "--teacher", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
-    assert "holds no run" in capsys.readouterr().err
+    _one_line(capsys, "holds no run")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_teacher_on_another_corpus_or_tokenizer_is_refused(teacher, cache_of, tmp_path, capsys):
+    """The teacher's run records the key of the tokenized corpus it read (data, tokenizer, vocabulary):
+    one that the student's would not reproduce (here: the record altered) is refused."""
+    run = tmp_path / "teacher"
+    shutil.copytree(teacher["run"], run)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "corpus_key": "another-corpus"}))
+    assert cli.main(["distill", "--teacher", str(run), *STUDENT, "--out", str(tmp_path / "out")]) == 2
+    _one_line(capsys, "the teacher's data or tokenizer differs")
+    assert not (tmp_path / "out").exists()
+
+
+def _damage_meta(cache):
+    meta = json.loads((cache / "meta.json").read_text())
+    (cache / "meta.json").write_text(json.dumps({**meta, "teacher_identity": "0" * 16}))
+
+
+@pytest.mark.parametrize("damage,match", [
+    (_damage_meta, "was made for another run (differs in teacher_identity)"),  # stale: another teacher checkpoint
+    (lambda cache: (cache / "ids.npy").write_bytes(b"\x93NUMPY"), "is damaged"),
+    (lambda cache: (cache / "meta.json").write_text("{"), "is damaged"),
+    (lambda cache: (cache / "meta.json").unlink(), "holds no top-K cache"),
+], ids=["stale", "ids-truncated", "meta-unreadable", "meta-missing"])
+def test_a_stale_or_damaged_topk_cache_is_refused_and_kept(teacher, cache_of, tmp_path, capsys, damage, match):
+    flags = ["distill", "--teacher", teacher["run"], *MODEL[4:], "--steps", "2", "--offline-topk", "4"]
+    made = tmp_path / "made"  # the cache those flags make (only its meta.json damaged would differ from theirs)
+    distill.prepare(distill.DistillOptions(teacher["run"], offline_topk=4),
+                    {"seq_len": 32, "batch_size": 8, "steps": 2}, str(made), quiet=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copytree(made / "topk-cache", out / "topk-cache")
+    damage(out / "topk-cache")
+    before = {p.name: p.read_bytes() for p in (out / "topk-cache").iterdir()}
+    capsys.readouterr()
+    assert cli.main([*flags, "--out", str(out)]) == 2
+    _one_line(capsys, match)
+    assert {p.name: p.read_bytes() for p in (out / "topk-cache").iterdir()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["topk-cache"]  # no student trained
