@@ -51,6 +51,32 @@ def test_the_split_is_disjoint_covers_every_range_and_is_stable():
     assert translate_data.number_split(train_pool=100) == translate_data.number_split(train_pool=100)
 
 
+def test_short_numbers_are_repeated_up_to_their_share_of_the_draws():
+    times = translate_data.repeats(list(range(10_000)))  # 10, 90, 900 and 9,000 numbers of 1..4 digits
+    assert times == {1: 20, 2: 3, 3: 1, 4: 1}  # 2% of 10,000 draws: 200 = 10 x 20, 270 = 90 x 3
+    pool = translate_data.number_split(train_pool=1000)["train"]
+    pairs = translate_data.number_pairs("en-de", train_pool=1000)
+    counts = {}
+    for n in pool:
+        counts[len(str(n))] = counts.get(len(str(n)), 0) + 1
+    assert len(pairs["train"]) == sum(c * translate_data.repeats(pool)[d] for d, c in counts.items()) > len(pool)
+    zero = translate_data.repeats(pool)[1]
+    assert zero > 1 and pairs["train"].count(("zero", "null")) == zero
+    assert len(pairs["test"]) == len(set(pairs["test"]))  # the split itself is untouched
+
+
+def test_the_tokenizer_writes_a_word_alone_as_inside_a_sentence(tmp_path):
+    from llmkernels.training.tokenizer import BPETokenizer, load
+
+    texts = ["seven hundred and twelve", "twelve thousand", "three hundred and seven"] * 20
+    tok = BPETokenizer.train(texts, 300, prefix_space=True)
+    assert tok.encode("seven hundred and twelve")[-len(tok.encode("twelve")):] == tok.encode("twelve")
+    assert tok.encode("seven hundred")[:len(tok.encode("seven"))] == tok.encode("seven")
+    tok.save(str(tmp_path / "tokenizer.json"))
+    for text in ("twelve", "seven hundred and twelve", "zwölf ♥"):
+        assert tok.decode(tok.encode(text)) == load(str(tmp_path / "tokenizer.json")).decode(tok.encode(text)) == text
+
+
 def test_a_tsv_is_split_by_its_source_sentences(tmp_path):
     lines = [f"s{i % 400}\tt{i}" for i in range(1200)]  # each source three times
     path = tmp_path / "pairs.tsv"
