@@ -137,6 +137,49 @@ def test_fine_tuning_starts_from_another_runs_weights(trained, tmp_path):
     assert (tmp_path / "fr" / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
 
 
+def test_fine_tuning_is_compared_with_the_same_model_trained_from_scratch(trained, tmp_path):
+    from llmkernels.training import translate_report
+
+    out = tmp_path / "fr"
+    flags = ["--pair", "en-fr", "--init", str(trained), "--compare-scratch", "--steps", "6", "--eval-every", "6"]
+    assert train(out, *flags) == 0
+    report = json.loads((out / "report.json").read_text())
+    scratch = json.loads((out / "scratch" / "report.json").read_text())
+    assert report["scratch"]["test"] == scratch["test"] and report["scratch"]["steps"] == scratch["steps"] == 6
+    assert report["init_beats_scratch"] == translate_report.beats(report["test"]["beam"], scratch["test"]["beam"])
+    assert report["init"] == scratch["tokenizers_from"] == str(trained) and "init" not in scratch
+    saved, other = (json.loads((d / "config.json").read_text()) for d in (out, out / "scratch"))
+    for key in ("model", "train", "corpus_key"):  # the same model, tokenizers, data, seed and steps
+        assert saved[key] == other[key], key
+    assert (out / "scratch" / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
+    finished = (out / "scratch" / "metrics.jsonl").stat().st_mtime_ns
+    assert train(out, *flags, "--resume") == 0  # both finished: the scratch run is reused, not trained again
+    assert (out / "scratch" / "metrics.jsonl").stat().st_mtime_ns == finished
+
+
+def test_the_scratch_plan_takes_inits_shape_but_not_its_weights(trained):
+    import torch
+
+    from llmkernels.models import Seq2SeqConfig
+    from llmkernels.training import translate
+
+    options = translate.TranslateOptions(pair="en-fr", init=str(trained), preset="nano", compare_scratch=True)
+    config = Seq2SeqConfig.from_dict(json.loads((trained / "config.json").read_text())["model"])
+    pretrained = translate.load_model(str(trained))[0].state_dict()
+    loaded = translate.TranslatePlan(options).model(config).state_dict()
+    fresh = translate.TranslatePlan(options, scratch=True).model(config).state_dict()
+    assert all(torch.equal(loaded[name], pretrained[name]) for name in pretrained)
+    assert not any(torch.equal(fresh[name], pretrained[name]) for name in pretrained if name.endswith("proj.weight"))
+
+
+def test_the_verdict_is_beam_exact_match_then_chrf():
+    from llmkernels.training.translate_report import beats
+
+    assert beats({"exact_match": 0.5, "chrf": 10.0}, {"exact_match": 0.4, "chrf": 90.0})
+    assert beats({"exact_match": 0.5, "chrf": 60.0}, {"exact_match": 0.5, "chrf": 59.0})
+    assert not beats({"exact_match": 0.5, "chrf": 60.0}, {"exact_match": 0.5, "chrf": 60.0})
+
+
 def test_a_tsv_trains_with_separate_vocabularies(tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("".join(f"the cat {i}\tdie katze {i}\n" for i in range(300)))
@@ -168,4 +211,5 @@ def test_bad_inputs_are_one_line(trained, tmp_path, capsys):
     one_line_error(capsys, ["translate-train", "--out", str(tmp_path / "z"), "--data", str(tmp_path / "none.tsv")],
                    "is not a file")
     one_line_error(capsys, ["translate", "--run", str(trained), "--beam", "0", "one"], "--beam")
+    one_line_error(capsys, ["translate-train", "--out", str(tmp_path / "w"), "--compare-scratch"], "--init")
     one_line_error(capsys, ["translate", "--run", str(trained), " ".join(["one"] * 200)], "at most")
