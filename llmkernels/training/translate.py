@@ -102,20 +102,19 @@ class TranslatePlan:
         return translate_data.load(o.pair, o.data, o.vocab_size, o.shared_vocab, o.train_pool, o.init, build=build)
 
     def model_config(self, config, corpus: translate_data.TranslationData) -> Seq2SeqConfig:
-        if self.options.init is not None:  # the pre-trained model's shape, sizes and vocabularies
-            values = read_translation_run(self.options.init)["model"]
-            longest = (corpus.max_len(0), corpus.max_len(1) + 1)
-            if longest > (values["max_src_len"], values["max_tgt_len"]):
-                raise TrainingError(f"--init {self.options.init!r}: its model takes {values['max_src_len']} source and "
-                                    f"{values['max_tgt_len']} target positions; this data needs {longest}")
-            return Seq2SeqConfig.from_dict({**values, "ops": config.ops})
-        eot = corpus.tokenizer.eot_id
         # Room past the longest sentence seen, for inputs longer than any in the data.
         margin = lambda n: (n + 16 + 7) // 8 * 8  # noqa: E731
+        lengths = {"max_src_len": margin(corpus.max_len(0)), "max_tgt_len": margin(corpus.max_len(1) + 1)}
+        if self.options.init is not None:  # the pre-trained model's shape, sizes and vocabularies
+            values = read_translation_run(self.options.init)["model"]
+            # Its lengths grow to this data's (another language through init's tokenizer takes more
+            # tokens): positions are computed (sinusoidal, RoPE), no weights depend on them.
+            lengths = {name: max(values[name], n) for name, n in lengths.items()}
+            return Seq2SeqConfig.from_dict({**values, **lengths, "ops": config.ops})
+        eot = corpus.tokenizer.eot_id
         values = {**SEQ2SEQ_PRESETS[self.options.preset], **self.model_overrides,
                   "src_vocab_size": corpus.src_tokenizer.vocab_size, "tgt_vocab_size": corpus.tgt_tokenizer.vocab_size,
-                  "shared_vocab": corpus.shared, "max_src_len": margin(corpus.max_len(0)),
-                  "max_tgt_len": margin(corpus.max_len(1) + 1), "bos_id": eot, "eos_id": eot, "ops": config.ops}
+                  "shared_vocab": corpus.shared, **lengths, "bos_id": eot, "eos_id": eot, "ops": config.ops}
         try:
             return Seq2SeqConfig(**values)
         except (TypeError, ValueError) as e:

@@ -132,8 +132,11 @@ def test_exact_resume(tmp_path):
 
 def test_fine_tuning_starts_from_another_runs_weights(trained, tmp_path):
     assert train(tmp_path / "fr", "--pair", "en-fr", "--init", str(trained), "--steps", "4", "--eval-every", "4") == 0
-    saved = json.loads((tmp_path / "fr" / "config.json").read_text())
-    assert saved["model"] == json.loads((trained / "config.json").read_text())["model"]
+    saved = json.loads((tmp_path / "fr" / "config.json").read_text())["model"]
+    pretrained = json.loads((trained / "config.json").read_text())["model"]
+    lengths = ("max_src_len", "max_tgt_len")  # French through the German run's tokenizer: more tokens
+    assert {k: v for k, v in saved.items() if k not in lengths} == {k: v for k, v in pretrained.items() if k not in lengths}
+    assert all(saved[k] >= pretrained[k] for k in lengths) and saved["max_tgt_len"] > pretrained["max_tgt_len"]
     assert (tmp_path / "fr" / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
 
 
