@@ -3,9 +3,12 @@ and training with ``--ops llmkernels`` against ``--ops torch``.
 
 * Decoding: batched beam search of the ``small`` Seq2Seq (random weights, the end token's logit held at
   zero so that every hypothesis runs to ``--max-len``: the longest prefix, the case the caches are for) with ``cache=True`` (self-
-  attention KVCache, cross-attention keys/values projected once) and ``cache=False`` (the whole
-  prefix and its cross-attention recomputed at each step), interleaved rounds; the two must give
-  the same tokens. Target: >= 3x faster per sentence with the caches.
+  attention KVCache, reordered in place as the beams move; cross-attention keys/values projected
+  once per sentence, whose beams attend to them as one problem) and ``cache=False`` (the encoder
+  output copied per beam, the whole prefix and its cross-attention recomputed at each step, as a
+  decoder without caches does), interleaved rounds; the two must give the same tokens (asserted).
+  Both share the step's ranking (each row's top ``beam`` tokens). Target: >= 3x faster per
+  sentence with the caches.
 * Training: the same model, seed and batches (number-word lengths: 14 source, 6 target tokens)
   trained in a fresh subprocess per contender (so peak RSS is its own): median step time, target
   tokens/s and peak RSS.

@@ -33,6 +33,9 @@ def add_parsers(commands, helps: dict) -> dict[str, argparse.ArgumentParser]:
                    help="train on this file of source<TAB>target lines instead of number words (default: none)")
     p.add_argument("--init", default=None, metavar="RUN_DIR",
                    help="start from this translation run's weights and tokenizers: fine-tuning (default: from scratch)")
+    p.add_argument("--compare-scratch", action="store_true",
+                   help="with --init: train the same model from scratch too (same data, seed and steps, in "
+                        "OUT/scratch) and report whether fine-tuning beat it (default: off)")
     p.add_argument("--preset", default=defaults.preset, metavar="{nano,small,base}", help="model size (default: %(default)s)")
     p.add_argument("--vocab-size", type=int, default=defaults.vocab_size,
                    help="BPE vocabulary trained on the training side (default: %(default)s)")
@@ -69,7 +72,7 @@ def translate_train(args) -> int:
     from llmkernels.training.translate_config import TranslateOptions
 
     options = TranslateOptions(args.pair, args.data, args.init, args.preset, args.vocab_size, not args.separate_vocab,
-                               args.train_pool, args.beam, args.length_penalty)
+                               args.train_pool, args.beam, args.length_penalty, args.compare_scratch)
     given = {dest: getattr(args, dest) for dest, _, _ in TRAIN_FLAGS.values()}
     result = translate.translate_train(options, given, args.out, resume=args.resume, stop_at=args.stop_at,
                                        quiet=args.quiet)

@@ -70,7 +70,11 @@ class DecoderBlock(nn.Module):
 
 class DecoderState:
     """What decoding carries from step to step: per layer, the cross-attention (k, v) of the encoder
-    output (computed once) and the self-attention ``KVCache``; ``reorder`` follows beam search."""
+    output (computed once) and the self-attention ``KVCache``; ``reorder`` follows beam search.
+
+    ``memory`` holds one row per sentence; the decoder may step several consecutive rows of each
+    (its beams): they share the sentence's cross-attention keys and values, which are
+    neither copied per beam nor moved when the beams are reordered."""
 
     def __init__(self, model: "Seq2Seq", memory, memory_mask, max_len: int):
         self.memory_mask = memory_mask
@@ -81,7 +85,7 @@ class DecoderState:
         return len(self.caches[0])
 
     def reorder(self, index):
-        """Rows ``index`` of the batch; the cross keys stay: beams of one sentence share its encoder output."""
+        """Rows ``index`` of the decoder's batch, each from its own sentence's rows (the cross keys stay)."""
         for cache in self.caches:
             cache.reorder(index)
 

@@ -19,11 +19,22 @@ import torch
 
 
 class _Stepper:
-    """The next-token logits of each row's prefix, with the caches or by recomputing the prefix."""
+    """The next-token logits of each row's prefix, with the caches or by recomputing the prefix.
 
-    def __init__(self, model, memory, mask, max_len: int, cache: bool):
+    ``memory`` has a row per sentence, the decoder ``rows`` consecutive rows per sentence (its
+    beams). The caches keep the sentence's cross-attention keys/values once for all its rows; the
+    recomputing baseline, as a decoder without caches does, copies the encoder output per row and
+    projects it again at every step."""
+
+    def __init__(self, model, memory, mask, max_len: int, cache: bool, rows: int = 1):
+        if cache:
+            self.state = model.start_decoding(memory, mask, max_len)
+        else:
+            self.state = None
+            if rows > 1:
+                memory = memory.repeat_interleave(rows, dim=0)
+                mask = None if mask is None else mask.repeat_interleave(rows, dim=0)
         self.model, self.memory, self.mask = model, memory, mask
-        self.state = model.start_decoding(memory, mask, max_len) if cache else None
 
     def logits(self, prefix):
         if self.state is not None:
@@ -38,7 +49,7 @@ class _Stepper:
         # Without a cache there is nothing per row but the memory, which beams of a sentence share.
 
 
-def _prepare(model, src, src_mask, max_len, rows_per_sentence: int):
+def _prepare(model, src, src_mask, max_len):
     if src.dim() != 2:
         raise ValueError(f"src must be (batch, src_len) token ids; got shape {tuple(src.shape)}")
     if src_mask is None:
@@ -48,11 +59,7 @@ def _prepare(model, src, src_mask, max_len, rows_per_sentence: int):
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1; got {max_len}")
     mask = None if bool(src_mask.all()) else src_mask
-    memory = model.encode(src, mask)
-    if rows_per_sentence > 1:
-        memory = memory.repeat_interleave(rows_per_sentence, dim=0)
-        mask = None if mask is None else mask.repeat_interleave(rows_per_sentence, dim=0)
-    return memory, mask, max_len
+    return model.encode(src, mask), mask, max_len
 
 
 def _trim(rows: torch.Tensor, eos: int) -> list[list[int]]:
@@ -67,7 +74,7 @@ def _trim(rows: torch.Tensor, eos: int) -> list[list[int]]:
 def greedy(model, src, src_mask=None, max_len: int | None = None, cache: bool = True) -> list[list[int]]:
     """The most likely next token at each step; returns each sentence's target ids (no start/end tokens)."""
     c = model.config
-    memory, mask, max_len = _prepare(model, src, src_mask, max_len, 1)
+    memory, mask, max_len = _prepare(model, src, src_mask, max_len)
     stepper = _Stepper(model, memory, mask, max_len + 1, cache)
     prefix = torch.full((src.shape[0], 1), c.bos_id, dtype=torch.long, device=src.device)
     finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
@@ -96,8 +103,8 @@ def beam_search(model, src, src_mask=None, beam: int = 4, length_penalty: float 
         raise ValueError(f"length_penalty must be >= 0; got {length_penalty!r}")
     c = model.config
     batch, device = src.shape[0], src.device
-    memory, mask, max_len = _prepare(model, src, src_mask, max_len, beam)
-    stepper = _Stepper(model, memory, mask, max_len + 1, cache)
+    memory, mask, max_len = _prepare(model, src, src_mask, max_len)
+    stepper = _Stepper(model, memory, mask, max_len + 1, cache, beam)
     rows = batch * beam
     prefix = torch.full((rows, 1), c.bos_id, dtype=torch.long, device=device)
     scores = torch.full((batch, beam), float("-inf"), device=device)
@@ -105,15 +112,21 @@ def beam_search(model, src, src_mask=None, beam: int = 4, length_penalty: float 
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     lengths = torch.zeros(rows, dtype=torch.long, device=device)
     first_row = (torch.arange(batch, device=device) * beam)[:, None]
+    # A sentence's best `beam` continuations are among the best `beam` tokens of each of its rows:
+    # those are ranked (log-probability = logit - logsumexp) rather than the whole vocabulary
+    # normalised, masked and ranked at every step (four passes over (rows, vocab) instead of two).
+    width = min(beam, c.tgt_vocab_size)
+    # An ended hypothesis's candidates: end-of-sequence at no cost, then none.
+    ended = torch.full((width,), float("-inf"), device=device)
+    ended[0] = 0.0
     for _ in range(max_len):
-        logp = torch.log_softmax(stepper.logits(prefix), dim=-1)
-        vocab = logp.shape[-1]
-        # An ended hypothesis extends only by end-of-sequence, keeping its score.
-        logp[finished] = float("-inf")
-        logp[finished, c.eos_id] = 0.0
-        top, index = (scores.reshape(rows, 1) + logp).view(batch, beam * vocab).topk(beam, dim=-1)
-        origin = (first_row + torch.div(index, vocab, rounding_mode="floor")).view(-1)
-        token = (index % vocab).view(-1)
+        logits = stepper.logits(prefix)
+        best, candidates = logits.topk(width, dim=-1)
+        logp = torch.where(finished[:, None], ended, best - torch.logsumexp(logits, dim=-1, keepdim=True))
+        candidates = candidates.masked_fill(finished[:, None], c.eos_id)
+        top, index = (scores.reshape(rows, 1) + logp).view(batch, beam * width).topk(beam, dim=-1)
+        origin = (first_row + torch.div(index, width, rounding_mode="floor")).view(-1)
+        token = candidates.view(batch, beam * width).gather(1, index).view(-1)
         stepper.reorder(origin)
         prefix = torch.cat((prefix[origin], token[:, None]), dim=1)
         lengths = lengths[origin] + (~finished[origin]).long()

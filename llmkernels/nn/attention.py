@@ -22,7 +22,10 @@ class Attention(torch.nn.Module):
     that sees no key gets zeros.
 
     ``context`` may also be ``(k, v)`` from ``context_keys_values(context)``: the projected keys and
-    values of a cross-attention context, computed once and reused at every decoding step.
+    values of a cross-attention context, computed once and reused at every decoding step. The
+    context's batch may be a divisor of x's: each context row then serves that many consecutive rows of x (the beams
+    of one sentence), whose queries are attended as one problem of the context's batch (no
+    attention is causal across x's rows, so this is exact) rather than the context copied per row.
 
     ``fused_kv=True`` projects keys and values with one matrix, ``kv_proj`` (one GEMM instead of
     two; its rows are all keys, then all values), instead of ``k_proj`` and ``v_proj``.
@@ -71,8 +74,10 @@ class Attention(torch.nn.Module):
     def forward(self, x, context=None, position_ids=None, kv_cache: KVCache | None = None, key_padding_mask=None):
         batch, seq, _ = x.shape
         self_attention = context is None
-        q = self._heads(self.q_proj(x), self.n_heads)
         k, v = context if isinstance(context, tuple) else self._keys_values(x if self_attention else context)
+        shared = 1 if self_attention else self._rows_per_context(batch, k.shape[0])
+        # Consecutive rows that share a context row are one problem: (batch, seq) -> (batch / shared, shared * seq).
+        q = self._heads(self.q_proj(x).view(batch // shared, shared * seq, -1), self.n_heads)
         if self.rotary is not None and self_attention:
             if position_ids is None:
                 start = len(kv_cache) if kv_cache is not None else 0
@@ -87,6 +92,12 @@ class Attention(torch.nn.Module):
             out = llmkernels.attention(q, k, v, causal=causal, softcap=self.softcap, window=self.window,
                                        key_padding_mask=key_padding_mask)
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
+
+    @staticmethod
+    def _rows_per_context(batch: int, context_batch: int) -> int:
+        if context_batch < 1 or batch % context_batch:
+            raise ValueError(f"context holds {context_batch} rows; x's batch of {batch} must be a multiple of it")
+        return batch // context_batch
 
     def extra_repr(self):
         return (f"n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, causal={self.causal}, "

@@ -25,6 +25,7 @@ class KVCache:
         self.max_len = max_len
         self.length = 0
         self._k = self._v = None
+        self._spare = None  # reorder's second pair of buffers (preallocated caches)
 
     def __len__(self):
         return self.length
@@ -59,6 +60,18 @@ class KVCache:
 
     def reorder(self, index):
         """Keep the batch rows ``index`` (a 1-D long tensor), in that order: beam search moves each
-        beam's history to the beams that continue it."""
-        if self._k is not None:
+        beam's history to the beams that continue it, at every step."""
+        if self._k is None:
+            return
+        if self.max_len is None or index.shape[0] != self._k.shape[0]:
             self._k, self._v = self._k.index_select(0, index), self._v.index_select(0, index)
+            self._spare = None
+            return
+        # Preallocated: gather the stored positions only (not the empty tail) into a second pair of
+        # buffers and swap, so a step allocates nothing (fresh pages cost more than the copy on a CPU).
+        if self._spare is None:
+            self._spare = (torch.empty_like(self._k), torch.empty_like(self._v))
+        stored = slice(0, self.length)
+        for old, new in zip((self._k, self._v), self._spare):
+            torch.index_select(old[:, :, stored], 0, index, out=new[:, :, stored])
+        self._spare, (self._k, self._v) = (self._k, self._v), self._spare

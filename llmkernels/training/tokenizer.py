@@ -45,16 +45,20 @@ class BPETokenizer:
 
     def __init__(self, tokenizer):
         self._tok = tokenizer
+        # Saved in the tokenizer's JSON: a space put before the text, which decode takes off again.
+        self.prefix_space = bool(getattr(tokenizer.pre_tokenizer, "add_prefix_space", False))
         self.eot_id = tokenizer.token_to_id(EOT)
         self.mask_id = tokenizer.token_to_id(MASK)  # None unless with_mask added it
         self.vocab_size = tokenizer.get_vocab_size()
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int) -> "BPETokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int, prefix_space: bool = False) -> "BPETokenizer":
+        """``prefix_space``: a word is the same tokens first in a text as after a space (short texts,
+        such as a sentence of one word, then reuse the tokens of the longer ones)."""
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix_space)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
@@ -72,7 +76,8 @@ class BPETokenizer:
         return [e.ids for e in self._tok.encode_batch(texts)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self._tok.decode([i for i in ids if i != self.eot_id])
+        text = self._tok.decode([i for i in ids if i != self.eot_id])
+        return text[1:] if self.prefix_space and text.startswith(" ") else text
 
     def save(self, path: str) -> None:
         self._tok.save(path)

@@ -5,7 +5,9 @@
 so checkpoints, exact resume, metrics.jsonl, the loss plot and the progress bar are the GPT's own.
 After the last step ``translate_report`` decodes the test side greedily and with beam search and
 writes report.json. ``--init RUN_DIR`` starts from another translation run's weights and
-tokenizers (pre-training on one pair, fine-tuning on another).
+tokenizers (pre-training on one pair, fine-tuning on another); with ``--compare-scratch`` the same
+model, tokenizers, data, seed and steps are trained once more from a random initialisation in
+OUT/scratch (a finished one is reused), and the report says whether the fine-tuned model beat it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from llmkernels.training.config import TrainingError
 from llmkernels.training.translate_config import TRAIN_DEFAULTS, TranslateOptions  # noqa: F401  (re-exported)
 
 SAMPLES = 2  # validation sentences translated at each evaluation
+SCRATCH = "scratch"  # the run dir, inside OUT, of --compare-scratch's model trained from scratch
 
 
 def read_translation_run(run_dir: str) -> dict:
@@ -86,29 +89,32 @@ class TranslatePlan:
 
     options: TranslateOptions
     model_overrides: dict = dataclasses.field(default_factory=dict)
+    scratch: bool = False  # init's model shape and tokenizers, but not its weights (--compare-scratch)
 
     def payload(self) -> dict:
-        return {"translate": {**dataclasses.asdict(self.options), "model": self.model_overrides}}
+        payload = {"translate": {**dataclasses.asdict(self.options), "model": self.model_overrides}}
+        if self.scratch:
+            payload["translate"]["scratch"] = True
+        return payload
 
     def corpus(self, config, build: bool) -> translate_data.TranslationData:
         o = self.options
         return translate_data.load(o.pair, o.data, o.vocab_size, o.shared_vocab, o.train_pool, o.init, build=build)
 
     def model_config(self, config, corpus: translate_data.TranslationData) -> Seq2SeqConfig:
-        if self.options.init is not None:  # the pre-trained model's shape, sizes and vocabularies
-            values = read_translation_run(self.options.init)["model"]
-            longest = (corpus.max_len(0), corpus.max_len(1) + 1)
-            if longest > (values["max_src_len"], values["max_tgt_len"]):
-                raise TrainingError(f"--init {self.options.init!r}: its model takes {values['max_src_len']} source and "
-                                    f"{values['max_tgt_len']} target positions; this data needs {longest}")
-            return Seq2SeqConfig.from_dict({**values, "ops": config.ops})
-        eot = corpus.tokenizer.eot_id
         # Room past the longest sentence seen, for inputs longer than any in the data.
         margin = lambda n: (n + 16 + 7) // 8 * 8  # noqa: E731
+        lengths = {"max_src_len": margin(corpus.max_len(0)), "max_tgt_len": margin(corpus.max_len(1) + 1)}
+        if self.options.init is not None:  # the pre-trained model's shape, sizes and vocabularies
+            values = read_translation_run(self.options.init)["model"]
+            # Its lengths grow to this data's (another language through init's tokenizer takes more
+            # tokens): positions are computed (sinusoidal, RoPE), no weights depend on them.
+            lengths = {name: max(values[name], n) for name, n in lengths.items()}
+            return Seq2SeqConfig.from_dict({**values, **lengths, "ops": config.ops})
+        eot = corpus.tokenizer.eot_id
         values = {**SEQ2SEQ_PRESETS[self.options.preset], **self.model_overrides,
                   "src_vocab_size": corpus.src_tokenizer.vocab_size, "tgt_vocab_size": corpus.tgt_tokenizer.vocab_size,
-                  "shared_vocab": corpus.shared, "max_src_len": margin(corpus.max_len(0)),
-                  "max_tgt_len": margin(corpus.max_len(1) + 1), "bos_id": eot, "eos_id": eot, "ops": config.ops}
+                  "shared_vocab": corpus.shared, **lengths, "bos_id": eot, "eos_id": eot, "ops": config.ops}
         try:
             return Seq2SeqConfig(**values)
         except (TypeError, ValueError) as e:
@@ -116,7 +122,7 @@ class TranslatePlan:
 
     def model(self, model_config: Seq2SeqConfig) -> Seq2Seq:
         model = Seq2Seq(model_config)
-        if self.options.init is not None:
+        if self.options.init is not None and not self.scratch:
             checkpoint.load(self.options.init, model)
         return model
 
@@ -150,13 +156,31 @@ def translate_train(options: TranslateOptions, given: dict, out: str | None, res
     config = train_config(given, out, resume)
     if resume:
         saved = read_translation_run(out)["plan"]["translate"]
-        options = TranslateOptions(**{k: v for k, v in saved.items() if k != "model"})
+        options = TranslateOptions(**{k: v for k, v in saved.items() if k not in ("model", "scratch")})
         model_overrides = saved.get("model") or {}
     plan = TranslatePlan(options, model_overrides or {})
     result = loop.train(config, out=out, resume=resume, stop_at=stop_at, quiet=quiet, plan=plan)
-    if int(os.environ.get("RANK", "0")) == 0 and result["step"] >= config.steps:
+    finished = result["step"] >= config.steps
+    if options.compare_scratch:
+        scratch = _train_scratch(config, os.path.join(out, SCRATCH), plan, resume, stop_at, quiet)
+        finished = finished and scratch["step"] >= config.steps
+    if int(os.environ.get("RANK", "0")) == 0 and finished:
         result["report"] = translate_report.write(out, options, quiet=quiet)
     return result
+
+
+def _train_scratch(config, run_dir: str, plan: TranslatePlan, resume: bool, stop_at: int | None, quiet: bool) -> dict:
+    """The scratch model of --compare-scratch: trained (or resumed) in ``run_dir``, or reused as it is
+    when that run already finished with the same settings (a rerun after the fine-tuned one failed)."""
+    scratch = dataclasses.replace(plan, scratch=True)
+    try:
+        saved, step = loop.read_run_config(run_dir), checkpoint.read_state(run_dir)["step"]
+    except TrainingError:
+        saved, step = {}, None
+    if saved.get("plan") == scratch.payload() and saved.get("train") == config.to_dict() and step == config.steps:
+        return {"run_dir": run_dir, "step": step}
+    again = resume and checkpoint.folder(run_dir) is not None
+    return loop.train(config, out=run_dir, resume=again, stop_at=stop_at, quiet=quiet, plan=scratch)
 
 
 def report_path(out: str) -> str:

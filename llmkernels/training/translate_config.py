@@ -29,6 +29,9 @@ class TranslateOptions:
     train_pool: int = 100_000
     beam: int = 4
     length_penalty: float = 0.6
+    # With ``init``: also train the same model from its random initialisation on the same data and
+    # steps (in OUT/scratch), and report whether starting from ``init`` beat it.
+    compare_scratch: bool = False
 
     def validate(self) -> None:
         if self.data is None:
@@ -47,6 +50,8 @@ class TranslateOptions:
             raise TrainingError(f"--train-pool must be a positive integer; got {self.train_pool}")
         if self.beam < 1 or not self.length_penalty >= 0:
             raise TrainingError(f"--beam must be >= 1 and --length-penalty >= 0; got {self.beam}, {self.length_penalty}")
+        if self.compare_scratch and self.init is None:
+            raise TrainingError("--compare-scratch compares a fine-tuned run with a scratch one: give --init RUN_DIR")
         if self.init is not None:
             self.init = os.path.abspath(self.init)
             from llmkernels.training.translate import read_translation_run

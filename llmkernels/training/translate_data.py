@@ -5,9 +5,12 @@ range): the test numbers are never seen in training and every range is covered. 
 from a pool of ``train_pool`` training-side numbers, so that writing the words out stays within
 seconds: every one below ``SHORT`` (rare in a uniform draw, 1%, yet what a user types first: a
 model trained on a uniform sample translated "seven hundred and twelve" as "siebenhundertzwölftausend"),
-then the ones of smallest hash (a uniform sample). A TSV (``source<TAB>target`` per line) is split
-the same way by a hash of its source sentence. A byte-level BPE (``training.tokenizer``, its
-end-of-text id starting, ending and padding every target) is trained on the training side only,
+then the ones of smallest hash (a uniform sample). Even so the numbers of one or two digits are a
+sliver of the pool (100 of 100,000: each drawn about twice in a default run, and "zero"/"null" or
+"twelve"/"zwölf" alone occur nowhere else), so the pool repeats the numbers of every digit count
+that holds fewer than ``MIN_DIGITS_SHARE`` of it up to that share (``repeats``). A TSV (``source<TAB>target`` per line) is split
+the same way by a hash of its source sentence. A byte-level BPE (``training.tokenizer``, with a prefix space so that a word alone is the
+same tokens as inside a sentence; its end-of-text id starting, ending and padding every target) is trained on the training side only,
 one shared by both languages or one per side. Everything is cached under ``$LLMKERNELS_CACHE`` as
 the GPT's corpus is, keyed by what it was built from.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +31,10 @@ from llmkernels.training import tokenizer as tokenizers
 from llmkernels.training.config import TrainingError
 from llmkernels.training.data import building, cache_root
 
-FORMAT_VERSION = 2  # 2: the training pool starts with the numbers below SHORT
+FORMAT_VERSION = 3  # 2: the training pool starts with the numbers below SHORT; 3: repeats, prefix space
 NUMBERS = 1_000_000
 SHORT = 10_000
+MIN_DIGITS_SHARE = 0.02  # of the training draws, at least, for the numbers of each digit count
 FRACTIONS = {"numbers": {"test": 0.005, "val": 0.005}, "tsv": {"test": 0.05, "val": 0.05}}
 SPLITS = ("train", "val", "test")
 PAD = -1  # in the cached arrays; batches turn it into masks and ignored targets
@@ -75,12 +80,26 @@ def number_split(train_pool: int) -> dict[str, list[int]]:
     return sides
 
 
+def repeats(train: list[int]) -> dict[int, int]:
+    """How many times each digit count's numbers stand in the training pool: once, or as many times
+    as lifts that digit count to ``MIN_DIGITS_SHARE`` of the pool (the numbers of one digit ~200
+    times in the default pool, of two ~20, of three ~2). Only the draws change, never the split."""
+    counts: dict[int, int] = {}
+    for n in train:
+        counts[len(str(n))] = counts.get(len(str(n)), 0) + 1
+    return {d: max(1, math.ceil(MIN_DIGITS_SHARE * len(train) / c)) for d, c in counts.items()}
+
+
 def number_pairs(pair: str, train_pool: int) -> dict[str, list[tuple[str, str]]]:
+    """The text pairs of each side; the training side with the repeats of ``repeats``."""
     from num2words import num2words
 
     src, tgt = parse_pair(pair)
-    return {side: [(num2words(n, lang=src), num2words(n, lang=tgt)) for n in numbers]
-            for side, numbers in number_split(train_pool).items()}
+    sides = number_split(train_pool)
+    times = repeats(sides["train"])
+    return {side: [(num2words(n, lang=src), num2words(n, lang=tgt))
+                   for n in numbers for _ in range(times[len(str(n))] if side == "train" else 1)]
+            for side, numbers in sides.items()}
 
 
 def tsv_pairs(path: str) -> dict[str, list[tuple[str, str]]]:
@@ -176,11 +195,11 @@ def _build(folder: Path, pairs: dict, vocab_size: int, shared: bool, tokenizers_
                     shutil.copyfile(Path(tokenizers_from) / name, tmp / name)
             src_tok, tgt_tok = load_tokenizers(tmp)
         elif shared:
-            src_tok = tgt_tok = tokenizers.BPETokenizer.train([t for pair in train for t in pair], vocab_size)
+            src_tok = tgt_tok = tokenizers.BPETokenizer.train([t for pair in train for t in pair], vocab_size, True)
             src_tok.save(str(tmp / "tokenizer.json"))
         else:
-            src_tok = tokenizers.BPETokenizer.train([s for s, _ in train], vocab_size)
-            tgt_tok = tokenizers.BPETokenizer.train([t for _, t in train], vocab_size)
+            src_tok = tokenizers.BPETokenizer.train([s for s, _ in train], vocab_size, True)
+            tgt_tok = tokenizers.BPETokenizer.train([t for _, t in train], vocab_size, True)
             src_tok.save(str(tmp / "src_tokenizer.json"))
             tgt_tok.save(str(tmp / "tgt_tokenizer.json"))
         for side, rows in pairs.items():

@@ -60,8 +60,14 @@ def evaluate(model, corpus, beam: int, length_penalty: float) -> dict:
     return {"test": result, "test_sentences": len(references), "examples": examples}
 
 
-def write(out: str, options, quiet: bool = False) -> dict:
-    """Scores the run in ``out`` on its test side and writes ``out``/report.json; returns the report."""
+def beats(scores: dict, other: dict) -> bool:
+    """Whether beam-search ``scores`` beat ``other``'s: higher exact match, or equal and higher chrF."""
+    return (scores["exact_match"], scores["chrf"]) > (other["exact_match"], other["chrf"])
+
+
+def write(out: str, options, quiet: bool = False, scratch: bool = False) -> dict:
+    """Scores the run in ``out`` on its test side and writes ``out``/report.json; returns the report.
+    With ``options.compare_scratch``, the scratch run in ``out``/scratch too (``scratch``: this is it)."""
     from llmkernels.training import translate
 
     model, saved = translate.load_model(out)
@@ -71,8 +77,12 @@ def write(out: str, options, quiet: bool = False) -> dict:
               "beam": options.beam, "length_penalty": options.length_penalty,
               "steps": checkpoint.read_state(out)["step"], "parameters": model.num_parameters(),
               **evaluate(model, corpus, options.beam, options.length_penalty)}
-    if options.init is not None:
-        report["init"] = options.init
+    if options.init is not None:  # the scratch run took init's tokenizers and model shape only
+        report["tokenizers_from" if scratch else "init"] = options.init
+    if options.compare_scratch and not scratch:
+        other = write(str(Path(out) / translate.SCRATCH), options, quiet, scratch=True)
+        report["scratch"] = {"run_dir": str(Path(out) / translate.SCRATCH), "steps": other["steps"], "test": other["test"]}
+        report["init_beats_scratch"] = beats(report["test"]["beam"], other["test"]["beam"])
     checkpoint.write_json(Path(out) / "report.json", report)
     return report
 
@@ -82,5 +92,10 @@ def summary(report: dict) -> str:
     for method in ("greedy", "beam"):
         s = report["test"][method]
         lines.append(f"{method + ':':<17} exact match {s['exact_match']:.1%}, chrF {s['chrf']:.1f}, BLEU {s['bleu']:.1f}")
+    if "scratch" in report:
+        s = report["scratch"]["test"]["beam"]
+        lines.append(f"{'scratch, beam:':<17} exact match {s['exact_match']:.1%}, chrF {s['chrf']:.1f}, BLEU {s['bleu']:.1f}")
+        verdict = "beats" if report["init_beats_scratch"] else "does NOT beat"
+        lines.append(f"starting from --init {verdict} training from scratch after {report['steps']} steps (beam search)")
     return "\n".join(lines)
 

@@ -56,3 +56,19 @@ def test_key_padding_mask_matches_the_torch_path_and_ignores_padded_keys(causal,
         torch.testing.assert_close(fused(x, moved_context, key_padding_mask=mask)[1], ours[1])
     (ours.sum() + theirs.sum()).backward()
     assert all(torch.isfinite(p.grad).all() for p in baseline.parameters())
+
+
+@pytest.mark.parametrize("ops", ["llmkernels", "torch"])
+def test_a_context_row_shared_by_consecutive_rows_equals_it_copied_per_row(ops):
+    """Beam search: 3 rows (beams) per sentence attend to the sentence's one row of keys/values."""
+    torch.manual_seed(0)
+    module = llmkernels.nn.Attention(32, n_heads=4, n_kv_heads=2, causal=False, fused_kv=True, ops=ops)
+    context, x = torch.randn(2, 7, 32), torch.randn(6, 2, 32)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    with torch.no_grad():
+        copied = module(x, context=context.repeat_interleave(3, 0), key_padding_mask=mask.repeat_interleave(3, 0))
+        shared = module(x, context=module.context_keys_values(context), key_padding_mask=mask)
+    torch.testing.assert_close(shared, copied, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of it"):
+        module(torch.randn(5, 1, 32), context=module.context_keys_values(context))

@@ -53,3 +53,21 @@ def test_cache_refuses_overflow_and_bad_shapes():
         cache.append(torch.zeros(1, 2, 1, 8), torch.zeros(1, 3, 1, 8))
     with pytest.raises(ValueError, match="max_len"):
         llmkernels.nn.KVCache(max_len=0)
+
+
+def test_reordering_at_every_step_keeps_each_rows_history():
+    """Beam search reorders a preallocated cache after each append (into its second buffers)."""
+    torch.manual_seed(0)
+    growing, fixed = llmkernels.nn.KVCache(), llmkernels.nn.KVCache(max_len=8)
+    for step in range(6):
+        k, v = torch.randn(4, 2, 1, 8), torch.randn(4, 2, 1, 8)
+        growing.append(k, v)
+        fixed.append(k, v)
+        index = torch.randint(0, 4, (4,))
+        growing.reorder(index)
+        fixed.reorder(index)
+        assert torch.equal(growing.k, fixed.k) and torch.equal(growing.v, fixed.v) and len(fixed) == step + 1
+    fixed.reorder(torch.tensor([3, 0]))  # a batch of another size: fresh buffers
+    assert torch.equal(fixed.k, growing.k[[3, 0]]) and len(fixed) == 6
+    fixed.append(torch.zeros(2, 2, 1, 8), torch.zeros(2, 2, 1, 8))
+    assert fixed.k.shape == (2, 2, 7, 8)

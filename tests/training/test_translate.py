@@ -51,6 +51,32 @@ def test_the_split_is_disjoint_covers_every_range_and_is_stable():
     assert translate_data.number_split(train_pool=100) == translate_data.number_split(train_pool=100)
 
 
+def test_short_numbers_are_repeated_up_to_their_share_of_the_draws():
+    times = translate_data.repeats(list(range(10_000)))  # 10, 90, 900 and 9,000 numbers of 1..4 digits
+    assert times == {1: 20, 2: 3, 3: 1, 4: 1}  # 2% of 10,000 draws: 200 = 10 x 20, 270 = 90 x 3
+    pool = translate_data.number_split(train_pool=1000)["train"]
+    pairs = translate_data.number_pairs("en-de", train_pool=1000)
+    counts = {}
+    for n in pool:
+        counts[len(str(n))] = counts.get(len(str(n)), 0) + 1
+    assert len(pairs["train"]) == sum(c * translate_data.repeats(pool)[d] for d, c in counts.items()) > len(pool)
+    zero = translate_data.repeats(pool)[1]
+    assert zero > 1 and pairs["train"].count(("zero", "null")) == zero
+    assert len(pairs["test"]) == len(set(pairs["test"]))  # the split itself is untouched
+
+
+def test_the_tokenizer_writes_a_word_alone_as_inside_a_sentence(tmp_path):
+    from llmkernels.training.tokenizer import BPETokenizer, load
+
+    texts = ["seven hundred and twelve", "twelve thousand", "three hundred and seven"] * 20
+    tok = BPETokenizer.train(texts, 300, prefix_space=True)
+    assert tok.encode("seven hundred and twelve")[-len(tok.encode("twelve")):] == tok.encode("twelve")
+    assert tok.encode("seven hundred")[:len(tok.encode("seven"))] == tok.encode("seven")
+    tok.save(str(tmp_path / "tokenizer.json"))
+    for text in ("twelve", "seven hundred and twelve", "zwölf ♥"):
+        assert tok.decode(tok.encode(text)) == load(str(tmp_path / "tokenizer.json")).decode(tok.encode(text)) == text
+
+
 def test_a_tsv_is_split_by_its_source_sentences(tmp_path):
     lines = [f"s{i % 400}\tt{i}" for i in range(1200)]  # each source three times
     path = tmp_path / "pairs.tsv"
@@ -106,9 +132,55 @@ def test_exact_resume(tmp_path):
 
 def test_fine_tuning_starts_from_another_runs_weights(trained, tmp_path):
     assert train(tmp_path / "fr", "--pair", "en-fr", "--init", str(trained), "--steps", "4", "--eval-every", "4") == 0
-    saved = json.loads((tmp_path / "fr" / "config.json").read_text())
-    assert saved["model"] == json.loads((trained / "config.json").read_text())["model"]
+    saved = json.loads((tmp_path / "fr" / "config.json").read_text())["model"]
+    pretrained = json.loads((trained / "config.json").read_text())["model"]
+    lengths = ("max_src_len", "max_tgt_len")  # French through the German run's tokenizer: more tokens
+    assert {k: v for k, v in saved.items() if k not in lengths} == {k: v for k, v in pretrained.items() if k not in lengths}
+    assert all(saved[k] >= pretrained[k] for k in lengths) and saved["max_tgt_len"] > pretrained["max_tgt_len"]
     assert (tmp_path / "fr" / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
+
+
+def test_fine_tuning_is_compared_with_the_same_model_trained_from_scratch(trained, tmp_path):
+    from llmkernels.training import translate_report
+
+    out = tmp_path / "fr"
+    flags = ["--pair", "en-fr", "--init", str(trained), "--compare-scratch", "--steps", "6", "--eval-every", "6"]
+    assert train(out, *flags) == 0
+    report = json.loads((out / "report.json").read_text())
+    scratch = json.loads((out / "scratch" / "report.json").read_text())
+    assert report["scratch"]["test"] == scratch["test"] and report["scratch"]["steps"] == scratch["steps"] == 6
+    assert report["init_beats_scratch"] == translate_report.beats(report["test"]["beam"], scratch["test"]["beam"])
+    assert report["init"] == scratch["tokenizers_from"] == str(trained) and "init" not in scratch
+    saved, other = (json.loads((d / "config.json").read_text()) for d in (out, out / "scratch"))
+    for key in ("model", "train", "corpus_key"):  # the same model, tokenizers, data, seed and steps
+        assert saved[key] == other[key], key
+    assert (out / "scratch" / "tokenizer.json").read_text() == (trained / "tokenizer.json").read_text()
+    finished = (out / "scratch" / "metrics.jsonl").stat().st_mtime_ns
+    assert train(out, *flags, "--resume") == 0  # both finished: the scratch run is reused, not trained again
+    assert (out / "scratch" / "metrics.jsonl").stat().st_mtime_ns == finished
+
+
+def test_the_scratch_plan_takes_inits_shape_but_not_its_weights(trained):
+    import torch
+
+    from llmkernels.models import Seq2SeqConfig
+    from llmkernels.training import translate
+
+    options = translate.TranslateOptions(pair="en-fr", init=str(trained), preset="nano", compare_scratch=True)
+    config = Seq2SeqConfig.from_dict(json.loads((trained / "config.json").read_text())["model"])
+    pretrained = translate.load_model(str(trained))[0].state_dict()
+    loaded = translate.TranslatePlan(options).model(config).state_dict()
+    fresh = translate.TranslatePlan(options, scratch=True).model(config).state_dict()
+    assert all(torch.equal(loaded[name], pretrained[name]) for name in pretrained)
+    assert not any(torch.equal(fresh[name], pretrained[name]) for name in pretrained if name.endswith("proj.weight"))
+
+
+def test_the_verdict_is_beam_exact_match_then_chrf():
+    from llmkernels.training.translate_report import beats
+
+    assert beats({"exact_match": 0.5, "chrf": 10.0}, {"exact_match": 0.4, "chrf": 90.0})
+    assert beats({"exact_match": 0.5, "chrf": 60.0}, {"exact_match": 0.5, "chrf": 59.0})
+    assert not beats({"exact_match": 0.5, "chrf": 60.0}, {"exact_match": 0.5, "chrf": 60.0})
 
 
 def test_a_tsv_trains_with_separate_vocabularies(tmp_path):
@@ -142,4 +214,5 @@ def test_bad_inputs_are_one_line(trained, tmp_path, capsys):
     one_line_error(capsys, ["translate-train", "--out", str(tmp_path / "z"), "--data", str(tmp_path / "none.tsv")],
                    "is not a file")
     one_line_error(capsys, ["translate", "--run", str(trained), "--beam", "0", "one"], "--beam")
+    one_line_error(capsys, ["translate-train", "--out", str(tmp_path / "w"), "--compare-scratch"], "--init")
     one_line_error(capsys, ["translate", "--run", str(trained), " ".join(["one"] * 200)], "at most")
