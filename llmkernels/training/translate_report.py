@@ -41,8 +41,10 @@ def scores(hypotheses: list[str], references: list[str]) -> dict:
     import sacrebleu
 
     exact = sum(h == r for h, r in zip(hypotheses, references)) / max(1, len(references))
-    return {"exact_match": exact, "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
-            "bleu": sacrebleu.BLEU(effective_order=True).corpus_score(hypotheses, [references]).score}
+    # Both are percentages; sacrebleu's BLEU of a perfect corpus rounds to 100.00000000000004.
+    chrf = sacrebleu.corpus_chrf(hypotheses, [references]).score
+    bleu = sacrebleu.BLEU(effective_order=True).corpus_score(hypotheses, [references]).score
+    return {"exact_match": exact, "chrf": min(chrf, 100.0), "bleu": min(bleu, 100.0)}
 
 
 @torch.no_grad()

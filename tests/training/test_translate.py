@@ -216,3 +216,11 @@ def test_bad_inputs_are_one_line(trained, tmp_path, capsys):
     one_line_error(capsys, ["translate", "--run", str(trained), "--beam", "0", "one"], "--beam")
     one_line_error(capsys, ["translate-train", "--out", str(tmp_path / "w"), "--compare-scratch"], "--init")
     one_line_error(capsys, ["translate", "--run", str(trained), " ".join(["one"] * 200)], "at most")
+
+
+def test_scores_of_a_perfect_corpus_stay_within_their_ranges():
+    from llmkernels.training.translate_report import scores
+
+    text = ["dreihundertzwölf", "sieben", "neunzehn tausend"]
+    got = scores(text, text)
+    assert got["exact_match"] == 1.0 and got["chrf"] == 100.0 and got["bleu"] == 100.0
