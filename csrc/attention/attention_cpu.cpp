@@ -50,9 +50,10 @@ constexpr int64_t kBK = cpu::kAttnBlockK;
 // and attention_cpu_backward_impl.h).
 int64_t attention_scratch_floats(int64_t head_dim) {
   const int64_t dp = (head_dim + 15) / 16 * 16;
-  // The backward's key pass is the largest: kf, vf, kr (BK x D), pt, dpt, tt (BK x BQ), pb
-  // (BK x BQ bf16), two rows, the query tile (q_t, do_t, dqacc: D x BQ; q_r, do_r: BQ x Dp).
-  return 3 * kBK * dp + 3 * kBK * kBQ + kBK * kBQ / 2 + 2 * dp + 5 * kBQ * dp + 64;
+  // The backward's key pass is the largest: kf, vf (BK x D), pt, dpt, tt (BK x BQ), pb
+  // (BK x BQ bf16), two rows, the query tile (q_t, do_t, dqacc: D x BQ; q_r, do_r: BQ x Dp); its
+  // bf16 key cache comes on top (attention_key_cache_floats).
+  return 2 * kBK * dp + 3 * kBK * kBQ + kBK * kBQ / 2 + 2 * dp + 5 * kBQ * dp + 64;
 }
 
 // Multiply-adds a thread should have before another one is woken: entering a parallel region
@@ -216,12 +217,13 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
   a.num_chunks = num_chunks;
   a.chunk_blocks = chunk_blocks;
 
-  const Variant fn = attention_variant(cpu::selected_isa());
+  const cpu::Isa isa = cpu::selected_isa();
+  const Variant fn = attention_variant(isa);
   const int64_t scratch = attention_scratch_floats(D);
-  // bf16: the key pass converts its chunk's key blocks once (bf16 pairs of k and v, float32 k
-  // rows; allocated whether or not the CPU level has the bf16 dot product that uses them).
-  const int64_t key_cache =
-      q.scalar_type() == at::kBFloat16 ? cpu::attention_key_cache_floats(D, chunk_blocks) : 0;
+  // bf16 at the avx512bf16 level: the key pass converts its chunk's key blocks once (bf16 pairs
+  // of k and v, float32 k rows), into this much more scratch.
+  const bool bf16_dot = q.scalar_type() == at::kBFloat16 && isa == cpu::Isa::avx512bf16;
+  const int64_t key_cache = bf16_dot ? cpu::attention_key_cache_floats(D, chunk_blocks) : 0;
   const int64_t pass_work = attention_work(p);
   run_tasks(q_blocks, B * Hq * p.seq_q * D, scratch, [&](int64_t t, float* s) { fn.prep(a, t, s); });
   run_tasks(num_chunks * B * Hkv, 2 * pass_work, scratch + key_cache,

@@ -101,11 +101,11 @@ void load_query_tile(const cpu::AttentionBwdArgs& a, const Geometry& g, int64_t 
 }
 
 // Pass 2 scratch (attention_scratch_floats and, for bf16, attention_key_cache_floats in the
-// glue count it): kf, vf, kr (BK x D), pt, dpt, tt (BK x BQ), pb (BK x BQ bf16), row (Dp), the query tile
+// glue count it): kf, vf (BK x D), pt, dpt, tt (BK x BQ), pb (BK x BQ bf16), row (Dp), the query tile
 // (q_t, do_t: D x BQ; q_r, do_r: BQ x Dp; drow: Dp), dqacc (D x BQ, the block's dq^T over the
 // chunk's keys) and, with BwdDot, key_cache: every key block of the chunk as a KeyTile's operands.
 struct BwdKvScratch {
-  float *kf, *vbuf, *pt, *dpt, *tt, *row, *kr, *dqacc, *key_cache;
+  float *kf, *vbuf, *pt, *dpt, *tt, *row, *dqacc, *key_cache;
   uint16_t* pb;
   QueryTile qt;
 };
@@ -114,8 +114,7 @@ LLMK_ALWAYS_INLINE BwdKvScratch bwd_kv_scratch(float* scratch, int64_t D, int64_
   BwdKvScratch w;
   w.kf = scratch;
   w.vbuf = w.kf + kBK * D;
-  w.kr = w.vbuf + kBK * D;
-  w.pt = w.kr + kBK * D;
+  w.pt = w.vbuf + kBK * D;
   w.dpt = w.pt + kBK * kBQ;
   w.tt = w.dpt + kBK * kBQ;
   w.row = w.tt + kBK * kBQ;
