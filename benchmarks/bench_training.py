@@ -17,12 +17,12 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 
 import pytest
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONTENDERS = ("torch", "llmkernels")  # torch is the peer; llmkernels is ours
 CHECKPOINTED = "llmkernels+checkpointing"  # ours with --checkpoint-activations: reported, not a target
 LOSS_TOLERANCE = 0.02
@@ -75,11 +75,9 @@ def _child(args) -> None:
 def run_child(ops: str, steps: int, seq: int, batch: int, bf16: bool, profile: bool) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--ops", ops, "--steps", str(steps),
            "--seq", str(seq), "--batch", str(batch)] + (["--bf16"] if bf16 else []) + (["--profile"] if profile else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for line in proc.stdout.splitlines():
-        if line.startswith("BENCH_RESULT "):
-            return json.loads(line[len("BENCH_RESULT "):])
-    raise RuntimeError(f"benchmark child ({ops}) failed:\n{proc.stderr[-4000:]}")
+    from benchmarks.common import child_result
+
+    return child_result(cmd, f"benchmark child ({ops})", cwd=ROOT)
 
 
 def compare(steps: int, seq: int = 512, batch: int = 4, rounds: int = 1, bf16: bool = False, profile: bool = True,
@@ -203,4 +201,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, ROOT)  # benchmarks.common
     main()

@@ -24,7 +24,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -91,16 +90,13 @@ def _train_child(args) -> None:
 
 
 def training(preset: str, steps: int, batch: int) -> dict:
+    from benchmarks.common import child_result
+
     results = {}
     for ops in ("torch", "llmkernels"):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", "--ops", ops, "--preset", preset,
                "--steps", str(steps), "--batch", str(batch)]
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
-        if not lines:
-            raise RuntimeError(f"training child ({ops}) failed:\n{proc.stderr[-4000:]}")
-        results[ops] = json.loads(lines[-1][len("BENCH_RESULT "):])
+        results[ops] = child_result(cmd, f"training child ({ops})", cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return results
 
 
