@@ -7,6 +7,7 @@ is its own), in interleaved rounds (torch, llmkernels, torch, ...). Reported: th
 and a torch.profiler table per contender of where one step's time goes.
 
     python benchmarks/bench_training.py --steps 24 --rounds 3 [--bf16] [--checkpointing]   # the full report
+    python benchmarks/bench_training.py --breakdown [--bf16]   # where the memory goes (benchmarks/training_memory.py)
     pytest benchmarks/bench_training.py -s      # fp32 and bf16, one round each; LLMKERNELS_BENCH_TRAIN_STEPS (default 24)
 """
 
@@ -30,6 +31,11 @@ LOSS_TOLERANCE = 0.02
 
 def _child(args) -> None:
     """Runs in the fresh process: train, read peak RSS, then profile one more step."""
+    if args.breakdown:
+        from benchmarks.training_memory import breakdown
+
+        print("BENCH_RESULT " + json.dumps(breakdown(args.ops, args.seq, args.batch, args.bf16)))
+        return
     import torch
 
     from llmkernels.training import config as configs, loop
@@ -72,9 +78,10 @@ def _child(args) -> None:
     print("BENCH_RESULT " + json.dumps(payload))
 
 
-def run_child(ops: str, steps: int, seq: int, batch: int, bf16: bool, profile: bool) -> dict:
+def run_child(ops: str, steps: int, seq: int, batch: int, bf16: bool, profile: bool, breakdown: bool = False) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--ops", ops, "--steps", str(steps),
            "--seq", str(seq), "--batch", str(batch)] + (["--bf16"] if bf16 else []) + (["--profile"] if profile else [])
+    cmd += ["--breakdown"] if breakdown else []
     from benchmarks.common import child_result
 
     return child_result(cmd, f"benchmark child ({ops})", cwd=ROOT)
@@ -186,10 +193,22 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--checkpointing", action="store_true", help="also run ours with --checkpoint-activations")
+    p.add_argument("--breakdown", action="store_true",
+                   help="only the memory breakdown: the floor and what a step adds, per contender (fresh processes)")
     p.add_argument("--json", default=None, help="also write the summary here")
     args = p.parse_args()
     if args.child:
         _child(args)
+        return
+    if args.breakdown:
+        from benchmarks.training_memory import format_breakdown, median_of
+
+        from llmkernels.training import data
+
+        data.load_corpus(None)
+        runs = {ops: [run_child(ops, 0, args.seq, args.batch, args.bf16, False, breakdown=True) for _ in range(args.rounds)]
+                for ops in CONTENDERS}
+        print(format_breakdown([median_of(runs[ops]) for ops in CONTENDERS]))
         return
     s = compare(args.steps, args.seq, args.batch, args.rounds, args.bf16, profile=True, checkpointing=args.checkpointing)
     print(format_report(s))

@@ -42,9 +42,13 @@ class Block(nn.Module):
             normed, residual = self.attn_norm(x), x
         else:
             normed, residual = self.attn_norm(x, residual=residual)
-        attended = self.attn(normed, position_ids=positions, kv_cache=cache, key_padding_mask=key_padding_mask)
+        # The norms' outputs are kept for the projections' weight gradients as recipes (normalise
+        # the saved stream again), not as tensors: see RMSNorm.feeding_projections.
+        with self.attn_norm.feeding_projections(normed, residual) as normed:
+            attended = self.attn(normed, position_ids=positions, kv_cache=cache, key_padding_mask=key_padding_mask)
         normed, residual = self.mlp_norm(attended, residual=residual)
-        return self.mlp(normed), residual
+        with self.mlp_norm.feeding_projections(normed, residual) as normed:
+            return self.mlp(normed), residual
 
 
 def init_weights(model: nn.Module, std: float, n_layer: int) -> None:

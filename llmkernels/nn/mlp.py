@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 import llmkernels
-from llmkernels.nn import torch_baseline
+from llmkernels import backends
+from llmkernels.nn import recompute, torch_baseline
 
 
 class SwiGLUMLP(nn.Module):
@@ -16,7 +17,8 @@ class SwiGLUMLP(nn.Module):
     nn.Linear(hidden, d_model)``: the parameter names (``gate_up.weight``, ``down.weight``) and
     layout of the GPT's checkpoints. ``ops="llmkernels"`` runs ``llmkernels.swiglu`` on the packed
     projection output (one pass; its backward recomputes sigmoid and writes one gradient buffer,
-    and silu(gate) is never stored); ``ops="torch"`` runs PyTorch's ``F.silu(gate) * up``.
+    and silu(gate) is never stored; nor is swiglu's output, which ``down`` would save for its weight
+    gradient: the backward runs swiglu again on the saved gate_up); ``ops="torch"`` runs PyTorch's ``F.silu(gate) * up``.
     """
 
     def __init__(self, d_model: int, hidden: int, *, bias: bool = False, ops: str = "llmkernels",
@@ -30,4 +32,14 @@ class SwiGLUMLP(nn.Module):
         gate_up = self.gate_up(x)
         if self.ops == "torch":
             return self.down(torch_baseline.swiglu(*gate_up.chunk(2, dim=-1)))
-        return self.down(llmkernels.swiglu(gate_up))
+        activated = llmkernels.swiglu(gate_up)
+        # down saves its input for its weight gradient: keep the recipe instead (swiglu again on
+        # the gate_up the swiglu op saved anyway), a tensor of hidden columns a row less.
+        backend, kept = backends.requested_backend(), gate_up.detach()
+
+        def activated_again():
+            with llmkernels.use_backend(backend):
+                return llmkernels.swiglu(kept)
+
+        with recompute.saved(activated, activated_again, (gate_up,)):
+            return self.down(activated)

@@ -6,10 +6,13 @@ The parameter is named ``weight``, as in ``torch.nn.RMSNorm``, so state dicts lo
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 import llmkernels
-from llmkernels.nn import torch_baseline
+from llmkernels import backends
+from llmkernels.nn import recompute, torch_baseline
 
 
 class RMSNorm(torch.nn.Module):
@@ -36,6 +39,31 @@ class RMSNorm(torch.nn.Module):
             common = torch.promote_types(x.dtype, residual.dtype)
             x, residual = x.to(common), residual.to(common)
         return llmkernels.rms_norm(x, self.weight, self.eps, residual=residual)
+
+    @contextlib.contextmanager
+    def feeding_projections(self, y, h):
+        """Yields ``y`` (this norm's output of ``h``) as the projections that read it should take it,
+        and, while inside, makes their saves of it keep a recipe that normalises the saved ``h``
+        again (the backward already holds h and the weight) instead of a second tensor of h's size.
+
+        Under autocast ``y`` is cast once to the autocast dtype here: each projection would cast it
+        again, and save its own copy. ``ops="torch"`` yields ``y`` as it is (the baseline)."""
+        if self.ops == "torch":
+            yield y
+            return
+        device = y.device.type
+        cast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        cast = cast if cast is not None and cast != y.dtype and y.is_floating_point() else None
+        feed = y.to(cast) if cast is not None else y
+        backend, h_kept, weight = backends.requested_backend(), h.detach(), self.weight.detach()
+
+        def normalised_again():
+            with llmkernels.use_backend(backend):
+                again = llmkernels.rms_norm(h_kept, weight, self.eps)
+            return again.to(cast) if cast is not None else again
+
+        with recompute.saved(feed, normalised_again, (h, self.weight)):
+            yield feed
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, ops={self.ops!r}"
