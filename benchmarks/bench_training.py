@@ -61,7 +61,7 @@ def _child(args) -> None:
         corpus = data.load_corpus(None, build=False)
         torch.manual_seed(0)
         model = GPT(config.model_config(corpus.vocab_size))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        optimizer = loop._optimizer(model, config, torch.device("cpu"))  # the loop's own (fused) AdamW
         x, y = data.Batches(corpus.train, config.context, config.batch_size, 1, 0).get(1, 0)
 
         def step():
@@ -74,8 +74,21 @@ def _child(args) -> None:
         step()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             step()
-        payload["profile"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=48)
+        averages = prof.key_averages()
+        payload["profile"] = averages.table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=48)
+        payload["profile"] += "\n" + profile_shares(averages)
     print("BENCH_RESULT " + json.dumps(payload))
+
+
+GEMMS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear")
+
+
+def profile_shares(averages) -> str:
+    """One step's self CPU time split into GEMMs and the rest (the rest is what fused ops can win)."""
+    total = sum(e.self_cpu_time_total for e in averages)
+    gemm = sum(e.self_cpu_time_total for e in averages if e.key in GEMMS)
+    return (f"  step self CPU time {total / 1e3:,.0f} ms: GEMMs {gemm / 1e3:,.0f} ms ({gemm / max(total, 1):.0%}), "
+            f"the rest {(total - gemm) / 1e3:,.0f} ms ({(total - gemm) / max(total, 1):.0%})")
 
 
 def run_child(ops: str, steps: int, seq: int, batch: int, bf16: bool, profile: bool, breakdown: bool = False) -> dict:
