@@ -64,6 +64,17 @@ def init_weights(model: nn.Module, std: float, n_layer: int) -> None:
             nn.init.normal_(p, 0.0, std)
 
 
+# The loss runs at the training step's memory peak (every activation is alive then), so its logits
+# buffer adds to that peak: about 2M logits (8 MB in float32) a chunk, but never under 256 rows (GEMMs
+# of fewer rows fall below the full GEMM's rate on a CPU). At the small preset's 8192-token vocab
+# the 1024-row default buffer (32 MB) lifted the peak RSS of training by ~20 MB.
+LOSS_CHUNK_LOGITS = 1 << 21
+
+
+def loss_chunk_rows(vocab_size: int) -> int:
+    return max(256, LOSS_CHUNK_LOGITS // vocab_size)
+
+
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -82,7 +93,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
-        self.criterion = LinearCrossEntropyLoss(ops=config.ops)
+        self.criterion = LinearCrossEntropyLoss(ops=config.ops, chunk_size=loss_chunk_rows(config.vocab_size))
         # Set by the training loop (--checkpoint-activations): each block's activations are recomputed
         # in the backward instead of kept. A run-time choice, not part of the config or the weights.
         self.checkpoint_activations = False
@@ -132,7 +143,8 @@ class GPT(nn.Module):
     def loss(self, hidden, targets, ignore_index: int = -100):
         criterion = self.criterion
         if ignore_index != criterion.ignore_index:  # rare: a loss module for this call only
-            criterion = LinearCrossEntropyLoss(ignore_index=ignore_index, ops=self.ops)
+            criterion = LinearCrossEntropyLoss(ignore_index=ignore_index, ops=self.ops,
+                                               chunk_size=loss_chunk_rows(self.config.vocab_size))
         return criterion(hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, targets.reshape(-1))
 
     @torch.no_grad()
