@@ -91,8 +91,14 @@ def _hooks(count: Callable[[torch.Tensor], None] | None = None):
 
 
 def _others_hooks_active() -> bool:
-    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
-    return top is not None and top(True) is not None and not _installed()
+    """Whether saved-tensor hooks other than this module's are active (checkpointing's, a user's).
+    torch has no public query; where its private one is missing or differs, assume none."""
+    if _installed():
+        return False
+    try:
+        return torch._C._autograd._top_saved_tensors_default_hooks(True) is not None
+    except (AttributeError, TypeError):
+        return False
 
 
 @contextlib.contextmanager
