@@ -39,12 +39,15 @@ def sparse_teacher(logits: torch.Tensor, k: int, exact: int, temperature: float,
     n = k - exact
     if n == 0:
         return top_ids.to(torch.int32), top_logprobs
-    # The rest's masses in float64: their cumulative sum runs over the whole vocabulary.
-    rest = log_t.double().exp().scatter_(-1, top_ids[:, :exact], 0.0)
-    cumulative = rest.cumsum(-1)
+    # The rest's masses (float32 holds each to 1e-7 of itself); their cumulative sum, over the whole
+    # vocabulary, in float64.
+    rest = log_t.exp().scatter_(-1, top_ids[:, :exact], 0.0)
+    cumulative = rest.cumsum(-1, dtype=torch.float64)
     mass = cumulative[:, -1:]
     points = (u.double().unsqueeze(-1) + torch.arange(n, dtype=torch.float64, device=u.device)) / n * mass
     # Token i owns [cumulative_{i-1}, cumulative_i): a zero-mass token (the exact ones) owns nothing.
+    # A point rounded up to the whole mass would fall past the last token: kept below it.
+    points = torch.minimum(points, torch.nextafter(mass, torch.zeros_like(mass)))
     hits = torch.searchsorted(cumulative, points, right=True).clamp_max(logits.shape[-1] - 1)  # nondecreasing
     first = torch.ones_like(hits, dtype=torch.bool)
     first[:, 1:] = hits[:, 1:] != hits[:, :-1]

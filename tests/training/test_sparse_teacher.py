@@ -73,3 +73,14 @@ def test_all_exact_is_the_plain_top_k():
 def test_bad_slot_counts_are_refused():
     with pytest.raises(ValueError, match="need 0 <= exact <= k <= vocabulary"):
         sparse_teacher(torch.zeros(2, 4), 5, 2, 1.0, torch.zeros(2, dtype=torch.float64))
+
+
+def test_a_uniform_next_to_one_stays_on_the_last_token_of_mass():
+    """u just below 1 puts the last point at the rest's whole mass after rounding: it must still
+    land on a token of the rest (here the last id is one of the exact tokens), not past it."""
+    logits = torch.zeros(1, 10)
+    logits[0, 9] = 5.0  # the last id is the most likely: exact, zero mass in the rest
+    u = torch.tensor([1.0 - 2.0 ** -53], dtype=torch.float64)
+    ids, logprobs = sparse_teacher(logits, 6, 2, 1.0, u)
+    assert len(set(ids[0].tolist())) == 6 and bool(torch.isfinite(logprobs[0, 2:]).any())
+    assert abs(float(logprobs.double().exp().sum()) - 1.0) < 1e-5
