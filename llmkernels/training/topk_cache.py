@@ -9,7 +9,9 @@ log-probabilities, then a systematic sample of the rest weighted so that each to
 probability is an unbiased estimate of the teacher's (the plain top K lumps the rest into one tail
 bucket, a biased gradient that cost the offline student 3-14% of perplexity against the online one).
 The sample's uniforms are seeded by the run's seed and the batch's (step, micro-batch, rank), so a
-cache is reproducible. ``meta.json`` records what the cache was made from (its ``format``, the
+cache is reproducible. The sample needs the rest's cumulative mass, so the build forms the teacher's
+full logits (``ROWS_PER_CHUNK`` rows at a time): about 3x the plain top K's fused pass, once per
+cache; the student's steps cost what they did (the same K columns through the same loss). ``meta.json`` records what the cache was made from (its ``format``, the
 teacher's identity, K, the exact slots, temperature, the data's key and the batch plan): a cache
 made for anything else, or by an older format, is refused, never overwritten. It is built in a
 temporary folder and renamed into place, so a cache that exists is whole.
