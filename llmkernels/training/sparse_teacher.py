@@ -64,6 +64,8 @@ def sparse_teacher(logits: torch.Tensor, k: int, exact: int, temperature: float,
     distinct = first.sum(-1, keepdim=True)
     is_hit = slot < distinct
     ids = torch.where(is_hit, hit_ids, fillers.gather(-1, (slot - distinct).clamp_min(0)))
-    logprobs = torch.where(is_hit, hit_weights.log(), torch.full_like(hit_weights, float("-inf"))).float()
+    # A token hit by every point holds the rest's whole mass, which float32's exps can round past 1
+    # when no token is exact: a log-probability is capped at 0.
+    logprobs = torch.where(is_hit, hit_weights.log().clamp_max(0.0), torch.full_like(hit_weights, float("-inf"))).float()
     return (torch.cat([top_ids[:, :exact], ids], dim=-1).to(torch.int32),
             torch.cat([top_logprobs[:, :exact], logprobs], dim=-1))

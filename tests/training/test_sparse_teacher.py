@@ -84,3 +84,16 @@ def test_a_uniform_next_to_one_stays_on_the_last_token_of_mass():
     ids, logprobs = sparse_teacher(logits, 6, 2, 1.0, u)
     assert len(set(ids[0].tolist())) == 6 and bool(torch.isfinite(logprobs[0, 2:]).any())
     assert abs(float(logprobs.double().exp().sum()) - 1.0) < 1e-5
+
+
+def test_no_exact_slot_and_one_token_holding_everything():
+    """exact = 0 (every slot sampled) on rows where one token holds ~all the mass: all points hit
+    it, its weight is the whole mass, whose float32 exps may sum past 1; stored as log 1 = 0 at
+    most, never above (the loss refuses a positive log-probability)."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(256, 2000, generator=g)
+    logits[:, 7] = 40.0
+    ids, logprobs = sparse_teacher(logits, 8, 0, 1.0, torch.rand(256, generator=g, dtype=torch.float64))
+    assert bool((logprobs <= 0).all()) and bool((ids[:, 0] == 7).all())
+    assert torch.allclose(logprobs[:, 0], torch.zeros(256), atol=1e-5)
+    assert bool(torch.isinf(logprobs[:, 1:]).all())  # the other slots: fillers
