@@ -10,7 +10,10 @@
 Not a timing (it may run on a busy machine). Finished runs in ``--out`` are reused, so a stopped
 check continues where it was; it prints one table and exits 1 when a target is missed.
 
-    python benchmarks/distill_quality.py [--out runs/distill-quality] [--seeds 0 1 2] [--json F]
+    python benchmarks/distill_quality.py [--out runs/distill-quality] [--seeds 0 1 2] [--json F] [--teacher RUN]
+
+``--teacher RUN`` reuses a teacher trained as step 1 says (or trains it there when RUN holds no
+finished run), so several checks can share one.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def _distilled(teacher: str, out: str, seed: int, steps: int, extra: list[str]) 
 def run(args) -> dict:
     from llmkernels.training import distill
 
-    teacher = os.path.join(args.out, "teacher")
+    teacher = args.teacher or os.path.join(args.out, "teacher")
     if not _finished(teacher, args.teacher_steps):
         _cli(["train", "--steps", str(args.teacher_steps), "--quiet", "--out", teacher]
              + (["--resume"] if os.path.exists(os.path.join(teacher, "config.json")) else []))
@@ -90,6 +93,7 @@ def main() -> None:
     p.add_argument("--teacher-steps", type=int, default=300, help="(default: %(default)s)")
     p.add_argument("--student-steps", type=int, default=200, help="(default: %(default)s)")
     p.add_argument("--k", type=int, default=32, help="the offline student's top-K (default: %(default)s)")
+    p.add_argument("--teacher", default=None, help="the teacher's run (default: OUT/teacher, trained when unfinished)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
     results = run(args)

@@ -178,8 +178,8 @@ def _add_distill_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hard-weight", type=float, default=DEFAULTS["hard_weight"],
                    help="weight of the next-token cross-entropy against the soft part (default: %(default)s)")
     p.add_argument("--offline-topk", type=int, default=None, metavar="K",
-                   help="cache the teacher's top-K log-probabilities once, then train without the teacher "
-                        "(default: off, the teacher runs each step)")
+                   help="cache K log-probabilities per token once (the teacher's top K/2 and an unbiased "
+                        "sample of the rest), then train without the teacher (default: off, the teacher runs each step)")
     p.add_argument("--init-from-teacher", action="store_true",
                    help="start the student from every other teacher layer when the shapes allow (default: off)")
 

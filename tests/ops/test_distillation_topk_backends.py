@@ -148,3 +148,25 @@ def test_triton_rows_turn_a_row_with_a_bad_id_nan():
                                        0.5, -100, True, 0.0, 1.0)
     assert soft[1].isnan() and hard[1].isnan() and grad[1].isnan().all()
     assert torch.isfinite(soft[[0, 2]]).all() and torch.isfinite(grad[[0, 2]]).all()
+
+
+def test_a_stored_teacher_and_frozen_student_parts_get_no_gradient():
+    """The stored teacher is a constant: log-probabilities that require grad get None, not zeros;
+    a frozen student weight gets None too while the trainable input gets the reference's gradient."""
+    from tests.ops.test_distillation_linear import _problem as linear_problem
+
+    s_x, s_w, _, t_x, t_w, _, target = linear_problem(10, 8, 8, 30, 30, bias=False)
+    ids, logprobs = llmkernels.linear_topk_logprobs(t_x, t_w, 5)
+    logprobs.requires_grad_(True)
+    s_x.requires_grad_(True)
+    loss = llmkernels.linear_topk_distillation_loss(s_x, s_w, ids, logprobs, target, hard_weight=0.5)
+    loss.backward()
+    assert logprobs.grad is None and s_w.grad is None and s_x.grad is not None
+    leaf = s_x.detach().double().requires_grad_(True)
+    with llmkernels.use_backend("reference"):
+        expected = llmkernels.topk_distillation_loss(leaf @ s_w.double().T, ids, logprobs.detach(), target, hard_weight=0.5)
+    expected.backward()
+    assert_close_scaled(s_x.grad, leaf.grad, torch.float32)
+    logits = (s_x @ s_w.T).detach().requires_grad_(True)
+    llmkernels.topk_distillation_loss(logits, ids, logprobs, target, hard_weight=0.5).backward()
+    assert logprobs.grad is None and logits.grad is not None

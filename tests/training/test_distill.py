@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from llmkernels import cli
@@ -130,12 +131,19 @@ def _damage_meta(cache):
     (cache / "meta.json").write_text(json.dumps({**meta, "teacher_identity": "0" * 16}))
 
 
+def _first_format(cache):
+    """A cache of the plain top K (format 1, before the sampled rest): its meta.json had no format."""
+    meta = json.loads((cache / "meta.json").read_text())
+    (cache / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k not in ("format", "exact")}))
+
+
 @pytest.mark.parametrize("damage,match", [
     (_damage_meta, "was made for another run (differs in teacher_identity)"),  # stale: another teacher checkpoint
+    (_first_format, "is of format 1, this llmkernels reads format 2"),  # stale: the plain top-K of before
     (lambda cache: (cache / "ids.npy").write_bytes(b"\x93NUMPY"), "is damaged"),
     (lambda cache: (cache / "meta.json").write_text("{"), "is damaged"),
     (lambda cache: (cache / "meta.json").unlink(), "holds no top-K cache"),
-], ids=["stale", "ids-truncated", "meta-unreadable", "meta-missing"])
+], ids=["stale", "format-1", "ids-truncated", "meta-unreadable", "meta-missing"])
 def test_a_stale_or_damaged_topk_cache_is_refused_and_kept(teacher, cache_of, tmp_path, capsys, damage, match):
     flags = ["distill", "--teacher", teacher["run"], *MODEL[4:], "--steps", "2", "--offline-topk", "4"]
     made = tmp_path / "made"  # the cache those flags make (only its meta.json damaged would differ from theirs)
@@ -151,3 +159,20 @@ def test_a_stale_or_damaged_topk_cache_is_refused_and_kept(teacher, cache_of, tm
     _one_line(capsys, match)
     assert {p.name: p.read_bytes() for p in (out / "topk-cache").iterdir()} == before
     assert sorted(p.name for p in out.iterdir()) == ["topk-cache"]  # no student trained
+
+
+def test_the_topk_cache_is_reproducible_and_sums_to_one(teacher, cache_of, tmp_path):
+    """Two builds for the same run store the same rows (the sample is seeded by the run's seed and
+    the batch's position); another seed reads other batches and samples anew. Each row: K distinct
+    ids whose probabilities sum to 1 (the rest sampled, not lumped into a tail)."""
+    def build(out, seed):
+        distill.prepare(distill.DistillOptions(teacher["run"], offline_topk=8),
+                        {"seq_len": 32, "batch_size": 4, "steps": 3, "seed": seed}, str(tmp_path / out), quiet=True)
+        return {name: np.load(tmp_path / out / "topk-cache" / name) for name in ("ids.npy", "logprobs.npy")}
+
+    first, again, other = build("a", 0), build("b", 0), build("c", 1)
+    assert all(np.array_equal(first[name], again[name]) for name in first)
+    assert not np.array_equal(first["ids.npy"], other["ids.npy"])
+    ids, probs = first["ids.npy"].reshape(-1, 8), np.exp(first["logprobs.npy"].reshape(-1, 8).astype(np.float64))
+    assert all(len(set(row)) == 8 for row in ids.tolist())
+    assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
