@@ -180,6 +180,9 @@ def _add_distill_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline-topk", type=int, default=None, metavar="K",
                    help="cache K log-probabilities per token once (the teacher's top K/2 and an unbiased "
                         "sample of the rest), then train without the teacher (default: off, the teacher runs each step)")
+    p.add_argument("--offline-exact", type=int, default=None, metavar="N",
+                   help="with --offline-topk K: how many of the K slots hold the teacher's top tokens exactly, the "
+                        "rest sampled (default: K/2; K: the plain top K, whose lumped tail biases the student)")
     p.add_argument("--init-from-teacher", action="store_true",
                    help="start the student from every other teacher layer when the shapes allow (default: off)")
 
@@ -191,7 +194,7 @@ def _distill(args) -> int:
     from llmkernels.training import distill, distill_report
 
     options = distill.DistillOptions(args.teacher, args.temperature, args.beta, args.hard_weight, args.offline_topk,
-                                     args.init_from_teacher)
+                                     args.init_from_teacher, offline_exact=args.offline_exact)
     result = distill.distill(options, _given(args), args.out, resume=args.resume, stop_at=args.stop_at, quiet=args.quiet)
     if "student_kd" in result:
         print(distill_report.summary(result))

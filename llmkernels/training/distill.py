@@ -18,7 +18,8 @@ teacher's data and tokenizer; its preset defaults to the one below the teacher's
 
 What the offline cache holds (``topk_cache.py``, ``sparse_teacher.py``): per token, K ids and
 log-probabilities that estimate the teacher without bias: its K/2 most likely tokens exactly, then
-a systematic sample of the rest weighted by the rest's mass. The plain top K lost the rest: the
+a systematic sample of the rest weighted by the rest's mass (``--offline-exact N`` sets how many are
+exact; N = K stores the plain top K). The plain top K lost the rest: the
 300-step tiny teacher's top 32 hold only ~60% of its mass on average (10th percentile ~21%), and
 lumped into one tail bucket the rest taught the student nothing but its own tail's shape (offline
 perplexity 13.8%, 2.8% and 9.0% above the online student's on seeds 0, 1, 2 of
@@ -55,6 +56,9 @@ class DistillOptions:
     hard_weight: float = DEFAULTS["hard_weight"]
     offline_topk: int | None = None
     init_from_teacher: bool = False
+    # How many of the K cached slots hold the teacher's most likely tokens exactly (None: K/2, the
+    # default sparse estimate; K: the plain top K, biased, for comparison).
+    offline_exact: int | None = None
 
     def validate(self) -> None:
         if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0):
@@ -68,6 +72,13 @@ class DistillOptions:
             raise TrainingError(f"--offline-topk must be a positive integer; got {self.offline_topk!r}")
         if self.offline_topk is not None and self.beta != 0.0:
             raise TrainingError("--offline-topk distils the forward KL from the cached teacher: --beta must be 0")
+        if self.offline_exact is not None:
+            if self.offline_topk is None:
+                raise TrainingError("--offline-exact needs --offline-topk K (it says how many of the K slots are exact)")
+            if isinstance(self.offline_exact, bool) or not isinstance(self.offline_exact, int) \
+                    or not 0 <= self.offline_exact <= self.offline_topk:
+                raise TrainingError(f"--offline-exact must be an integer in [0, K={self.offline_topk}]; "
+                                    f"got {self.offline_exact!r}")
 
 
 @dataclasses.dataclass

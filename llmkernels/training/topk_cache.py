@@ -41,8 +41,9 @@ EXACT_SHARE = 0.5
 ROWS_PER_CHUNK = 512  # the teacher's (rows, V) logits are formed this many rows at a time
 
 
-def exact_slots(k: int) -> int:
-    return int(k * EXACT_SHARE)
+def exact_slots(k: int, requested: int | None = None) -> int:
+    """The exact slots of K: ``requested`` (``--offline-exact``) where given, else EXACT_SHARE of K."""
+    return int(k * EXACT_SHARE) if requested is None else requested
 
 
 class CachedBatches:
@@ -85,7 +86,7 @@ def _shape(meta: dict) -> tuple:
 
 def _meta(teacher, config, corpus, options, world: int) -> dict:
     return {"format": FORMAT, "teacher_identity": teacher.identity, "k": options.offline_topk,
-            "exact": exact_slots(options.offline_topk), "temperature": options.temperature,
+            "exact": exact_slots(options.offline_topk, options.offline_exact), "temperature": options.temperature,
             "corpus_key": corpus.key, "seed": config.seed, "steps": config.steps, "batch_size": config.batch_size,
             "grad_accum": config.grad_accum, "world_size": world, "seq_len": config.context}
 

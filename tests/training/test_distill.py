@@ -98,6 +98,9 @@ def _one_line(capsys, match):
     (["--offline-topk", "0"], "--offline-topk must be a positive integer"),
     (["--offline-topk", "100000"], "--offline-topk 100000 exceeds the teacher's vocabulary"),
     (["--offline-topk", "4", "--beta", "0.5"], "--beta must be 0"),
+    (["--offline-exact", "2"], "--offline-exact needs --offline-topk"),
+    (["--offline-topk", "4", "--offline-exact", "5"], "--offline-exact must be an integer in [0, K=4]"),
+    (["--offline-topk", "4", "--offline-exact", "-1"], "--offline-exact must be an integer in [0, K=4]"),
 ])
 def test_bad_input_is_one_line_before_any_work(teacher, cache_of, tmp_path, capsys, flags, match):
     out = tmp_path / "out"
@@ -176,3 +179,16 @@ def test_the_topk_cache_is_reproducible_and_sums_to_one(teacher, cache_of, tmp_p
     ids, probs = first["ids.npy"].reshape(-1, 8), np.exp(first["logprobs.npy"].reshape(-1, 8).astype(np.float64))
     assert all(len(set(row)) == 8 for row in ids.tolist())
     assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+def test_offline_exact_k_stores_the_plain_top_k(teacher, cache_of, tmp_path):
+    """``--offline-exact K`` keeps every slot exact: the rows are the teacher's K most likely tokens
+    in order, their probabilities summing to less than 1 (the rest lumped into the loss's tail)."""
+    out = tmp_path / "plain"
+    distill.prepare(distill.DistillOptions(teacher["run"], offline_topk=8, offline_exact=8),
+                    {"seq_len": 32, "batch_size": 4, "steps": 2, "seed": 0}, str(out), quiet=True)
+    meta = json.loads((out / "topk-cache" / "meta.json").read_text())
+    assert meta["exact"] == 8
+    logprobs = np.load(out / "topk-cache" / "logprobs.npy").reshape(-1, 8)
+    assert np.all(np.diff(logprobs, axis=-1) <= 0)  # descending: the top tokens, in order
+    assert np.all(np.exp(logprobs.astype(np.float64)).sum(-1) < 1.0)
