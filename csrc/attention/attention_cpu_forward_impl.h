@@ -3,6 +3,69 @@
 // Scratch: qt (D x BQ), st (BK x BQ), ot (D x BQ), kf (BK x D), vf (BK x D), row (Dp), then the
 // kDot path's P pairs ((BK / 2) x BQ).
 
+// One query row against its keys (decoding, one query per head): the tiled path below would fill
+// 1 of its 16 query lanes and pay a fixed cost per task (zeroing the D x BQ query and output tiles,
+// 16-lane products per key block) far above the work of a few dozen keys. Here the lanes run along
+// the head dimension: a dot product and an axpy per key, with the online softmax on scalars (its
+// exponentials through vexp, as the tiled path's). Only for scores without softcap or ALiBi whose
+// visible keys form one range that needs no per-element mask (a lone query sees a contiguous
+// range); returns false, leaving the task to the tiled path, otherwise. Scratch: 4 x Dp floats.
+template <typename T>
+bool fwd_single_query(const cpu::AttentionFwdArgs& a, const Geometry& g, int64_t b, int64_t h,
+                      int64_t i0, const T* qbase, const T* kbase, const T* vbase, float* scratch) {
+  const ScoreCtx c = score_ctx(a.p, b, h);
+  int64_t lo, hi;
+  key_range(g, i0, i0 + 1, &lo, &hi);
+  if (lo >= hi || !tile_unmasked(g, i0, i0 + 1, lo, hi, c.kpm_row)) return false;
+  const int64_t D = g.D, Dp = g.Dp, nv = Dp / kLanes;
+  float* q = scratch;
+  float* acc = q + Dp;
+  float* kr = acc + Dp;
+  float* vr = kr + Dp;
+  // Rows are read into zero-padded buffers (no read past a row's D elements); fp32 rows of a
+  // multiple of 16 elements are read in place.
+  fill(q + D, Dp - D, 0.0f);
+  fill(kr + D, Dp - D, 0.0f);
+  fill(vr + D, Dp - D, 0.0f);
+  fill(acc, Dp, 0.0f);
+  load_f32(qbase + i0 * a.qs.s, q, D);
+  bool direct = false;
+  if constexpr (IsF32<T>::value) direct = D == Dp;
+  float m = -__builtin_inff(), l = 0.0f;
+  for (int64_t j = lo; j < hi; ++j) {
+    const float* kp = kr;
+    const float* vp = vr;
+    if (direct) {
+      kp = reinterpret_cast<const float*>(kbase + j * a.ks.s);
+      vp = reinterpret_cast<const float*>(vbase + j * a.vs.s);
+    } else {
+      load_f32(kbase + j * a.ks.s, kr, D);
+      load_f32(vbase + j * a.vs.s, vr, D);
+    }
+    vf dot = vf{};
+    for (int64_t v = 0; v < nv; ++v) dot = vfma(vload(q + v * kLanes), vload(kp + v * kLanes), dot);
+    const float s = hsum(dot) * c.scale;
+    const float mn = s > m ? s : m;
+    vf t = vf{};
+    t[0] = m - mn;  // -inf at the first key: alpha 0
+    t[1] = s - mn;
+    const vf e = vexp(t);
+    const float alpha = e[0], p = e[1];
+    m = mn;
+    l = l * alpha + p;
+    const vf va = vsplat(alpha), vpj = vsplat(p);
+    for (int64_t v = 0; v < nv; ++v) {
+      float* ap = acc + v * kLanes;
+      vstore(ap, vfma(vpj, vload(vp + v * kLanes), vload(ap) * va));
+    }
+  }
+  const float inv = 1.0f / l;  // l >= 1: the largest score contributes exp(0)
+  for (int64_t d = 0; d < D; ++d) acc[d] *= inv;
+  a.lse[(b * g.Hq + h) * g.Sq + i0] = m + __builtin_logf(l);
+  store_f32(acc, static_cast<T*>(a.out) + b * a.os.b + h * a.os.h + i0 * a.os.s, D);
+  return true;
+}
+
 // kDot (bf16 at the avx512bf16 level, even head_dim and key row stride): both products run on
 // vdpbf16ps with q, the keys and the values read as bf16 pairs and P rounded to bf16.
 template <typename T, bool kCap, bool kAlibi, bool kDot>
@@ -29,6 +92,9 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
   const T* qbase = static_cast<const T*>(a.q) + b * a.qs.b + h * a.qs.h;
   const T* kbase = static_cast<const T*>(a.k) + b * a.ks.b + hk * a.ks.h;
   const T* vbase = static_cast<const T*>(a.v) + b * a.vs.b + hk * a.vs.h;
+  if constexpr (!kCap && !kAlibi && !kDot) {
+    if (nq == 1 && fwd_single_query<T>(a, g, b, h, i0, qbase, kbase, vbase, scratch)) return;
+  }
 
   if constexpr (kDot) {
     const int64_t Dh = D / 2;
