@@ -6,10 +6,11 @@
 // One query row against its keys (decoding, one query per head): the tiled path below would fill
 // 1 of its 16 query lanes and pay a fixed cost per task (zeroing the D x BQ query and output tiles,
 // 16-lane products per key block) far above the work of a few dozen keys. Here the lanes run along
-// the head dimension: a dot product and an axpy per key, with the online softmax on scalars (its
-// exponentials through vexp, as the tiled path's). Only for scores without softcap or ALiBi whose
-// visible keys form one range that needs no per-element mask (a lone query sees a contiguous
-// range); returns false, leaving the task to the tiled path, otherwise. Scratch: 4 x Dp floats.
+// the head dimension: per chunk of up to kBK keys, a dot product per key, the exponentials of the
+// chunk 16 at a time (vexp, as the tiled path's), then an axpy per key. Only for scores without
+// softcap or ALiBi whose visible keys form one range that needs no per-element mask (a lone query
+// sees a contiguous range); returns false, leaving the task to the tiled path, otherwise.
+// Scratch: 4 x Dp + kBK floats.
 template <typename T>
 bool fwd_single_query(const cpu::AttentionFwdArgs& a, const Geometry& g, int64_t b, int64_t h,
                       int64_t i0, const T* qbase, const T* kbase, const T* vbase, float* scratch) {
@@ -22,6 +23,7 @@ bool fwd_single_query(const cpu::AttentionFwdArgs& a, const Geometry& g, int64_t
   float* acc = q + Dp;
   float* kr = acc + Dp;
   float* vr = kr + Dp;
+  float* sc = vr + Dp;  // the chunk's scores, then its exponentials
   // Rows are read into zero-padded buffers (no read past a row's D elements); fp32 rows of a
   // multiple of 16 elements are read in place.
   fill(q + D, Dp - D, 0.0f);
@@ -32,34 +34,46 @@ bool fwd_single_query(const cpu::AttentionFwdArgs& a, const Geometry& g, int64_t
   bool direct = false;
   if constexpr (IsF32<T>::value) direct = D == Dp;
   float m = -__builtin_inff(), l = 0.0f;
-  for (int64_t j = lo; j < hi; ++j) {
-    const float* kp = kr;
-    const float* vp = vr;
-    if (direct) {
-      kp = reinterpret_cast<const float*>(kbase + j * a.ks.s);
-      vp = reinterpret_cast<const float*>(vbase + j * a.vs.s);
-    } else {
-      load_f32(kbase + j * a.ks.s, kr, D);
-      load_f32(vbase + j * a.vs.s, vr, D);
+  for (int64_t j0 = lo; j0 < hi; j0 += kBK) {
+    const int64_t nk = min_i64(kBK, hi - j0), nkv = round16(nk) / kLanes;
+    float mx = m;
+    for (int64_t j = 0; j < nk; ++j) {
+      const float* kp = kr;
+      if (direct)
+        kp = reinterpret_cast<const float*>(kbase + (j0 + j) * a.ks.s);
+      else
+        load_f32(kbase + (j0 + j) * a.ks.s, kr, D);
+      vf dot = vf{};
+      for (int64_t v = 0; v < nv; ++v) dot = vfma(vload(q + v * kLanes), vload(kp + v * kLanes), dot);
+      sc[j] = hsum(dot) * c.scale;
+      mx = sc[j] > mx ? sc[j] : mx;
     }
-    vf dot = vf{};
-    for (int64_t v = 0; v < nv; ++v) dot = vfma(vload(q + v * kLanes), vload(kp + v * kLanes), dot);
-    const float s = hsum(dot) * c.scale;
-    const float mn = s > m ? s : m;
-    vf t = vf{};
-    t[0] = m - mn;  // -inf at the first key: alpha 0
-    t[1] = s - mn;
-    const vf e = vexp(t);
-    const float alpha = e[0], p = e[1];
-    m = mn;
-    l = l * alpha + p;
-    const vf va = vsplat(alpha), vpj = vsplat(p);
-    for (int64_t v = 0; v < nv; ++v) {
-      float* ap = acc + v * kLanes;
-      vstore(ap, vfma(vpj, vload(vp + v * kLanes), vload(ap) * va));
+    fill(sc + nk, nkv * kLanes - nk, -__builtin_inff());
+    const vf msafe = vsplat(mx == -__builtin_inff() ? 0.0f : mx);
+    const vf alpha = vexp(vsplat(m) - msafe);
+    vf sum = vf{};
+    for (int64_t v = 0; v < nkv; ++v) {
+      const vf e = vexp(vload(sc + v * kLanes) - msafe);
+      vstore(sc + v * kLanes, e);
+      sum += e;
+    }
+    m = mx;
+    l = l * alpha[0] + hsum(sum);
+    for (int64_t v = 0; v < nv; ++v) vstore(acc + v * kLanes, vload(acc + v * kLanes) * alpha);
+    for (int64_t j = 0; j < nk; ++j) {
+      const float* vp = vr;
+      if (direct)
+        vp = reinterpret_cast<const float*>(vbase + (j0 + j) * a.vs.s);
+      else
+        load_f32(vbase + (j0 + j) * a.vs.s, vr, D);
+      const vf pj = vsplat(sc[j]);
+      for (int64_t v = 0; v < nv; ++v) {
+        float* ap = acc + v * kLanes;
+        vstore(ap, vfma(pj, vload(vp + v * kLanes), vload(ap)));
+      }
     }
   }
-  const float inv = 1.0f / l;  // l >= 1: the largest score contributes exp(0)
+  const float inv = 1.0f / l;  // l >= 1 for finite scores: the largest contributes exp(0)
   for (int64_t d = 0; d < D; ++d) acc[d] *= inv;
   a.lse[(b * g.Hq + h) * g.Sq + i0] = m + __builtin_logf(l);
   store_f32(acc, static_cast<T*>(a.out) + b * a.os.b + h * a.os.h + i0 * a.os.s, D);
