@@ -33,16 +33,18 @@ bool fwd_single_query(const cpu::AttentionFwdArgs& a, const Geometry& g, int64_t
   load_f32(qbase + i0 * a.qs.s, q, D);
   bool direct = false;
   if constexpr (IsF32<T>::value) direct = D == Dp;
+  // Row j of a key or value head as float32: in place, or converted into `buf`.
+  const auto row_f32 = [&](const T* base, int64_t stride, int64_t j, float* buf) -> const float* {
+    if (direct) return reinterpret_cast<const float*>(base + j * stride);
+    load_f32(base + j * stride, buf, D);
+    return buf;
+  };
   float m = -__builtin_inff(), l = 0.0f;
   for (int64_t j0 = lo; j0 < hi; j0 += kBK) {
     const int64_t nk = min_i64(kBK, hi - j0), nkv = round16(nk) / kLanes;
     float mx = m;
     for (int64_t j = 0; j < nk; ++j) {
-      const float* kp = kr;
-      if (direct)
-        kp = reinterpret_cast<const float*>(kbase + (j0 + j) * a.ks.s);
-      else
-        load_f32(kbase + (j0 + j) * a.ks.s, kr, D);
+      const float* kp = row_f32(kbase, a.ks.s, j0 + j, kr);
       vf dot = vf{};
       for (int64_t v = 0; v < nv; ++v) dot = vfma(vload(q + v * kLanes), vload(kp + v * kLanes), dot);
       sc[j] = hsum(dot) * c.scale;
@@ -61,11 +63,7 @@ bool fwd_single_query(const cpu::AttentionFwdArgs& a, const Geometry& g, int64_t
     l = l * alpha[0] + hsum(sum);
     for (int64_t v = 0; v < nv; ++v) vstore(acc + v * kLanes, vload(acc + v * kLanes) * alpha);
     for (int64_t j = 0; j < nk; ++j) {
-      const float* vp = vr;
-      if (direct)
-        vp = reinterpret_cast<const float*>(vbase + (j0 + j) * a.vs.s);
-      else
-        load_f32(vbase + (j0 + j) * a.vs.s, vr, D);
+      const float* vp = row_f32(vbase, a.vs.s, j0 + j, vr);
       const vf pj = vsplat(sc[j]);
       for (int64_t v = 0; v < nv; ++v) {
         float* ap = acc + v * kLanes;
