@@ -61,8 +61,16 @@ _registry: dict[str, dict[str, Implementation]] = {}
 _AUTO_ORDER = {"cpu": ("cpp", "reference"), "cuda": ("triton", "cuda", "reference")}
 
 
+# resolve()'s answers per (op, device type, dtype, requested): every op call resolves its backend,
+# and the probes behind a fresh answer (the extension's entry points, Triton's presence) cost tens
+# of microseconds each time while what they report is fixed for the process. Only answers are
+# kept (an error is raised afresh each time); registering an implementation clears them.
+_resolved: dict[tuple[str, str, torch.dtype, str], str] = {}
+
+
 def register(op: str, impl: Implementation) -> None:
     _registry.setdefault(op, {})[impl.backend] = impl
+    _resolved.clear()
 
 
 def registered_ops() -> list[str]:
@@ -155,7 +163,10 @@ def _serves(impl: Implementation, device_type: str, dtype: torch.dtype) -> str |
 
 def resolve(op: str, device: torch.device, dtype: torch.dtype, requested: str = "auto") -> str:
     """The concrete backend that runs ``op`` for tensors on ``device`` of ``dtype``."""
-    chosen = _pick(op, device.type, dtype, requested)
+    key = (op, device.type, dtype, requested)
+    chosen = _resolved.get(key)
+    if chosen is None:
+        chosen = _resolved[key] = _pick(op, device.type, dtype, requested)
     if os.environ.get("LLMKERNELS_LOG") == "1":
         _log_choice(op, chosen, requested, device.type, dtype)
     return chosen

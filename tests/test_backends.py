@@ -158,3 +158,23 @@ def test_probes_check_that_the_extension_holds_the_family():
     assert not present
     if _native.extension() is not None:
         assert why == "llmkernels._C was built without the imaginary kernels (no_such_kernel_cpu)"
+
+
+def test_resolve_remembers_answers_not_errors_and_register_forgets_them():
+    """resolve() keeps each (op, device, dtype, requested) answer (the per-call path), raises a
+    missing backend afresh every time, and a newly registered implementation is seen at once."""
+    cpu = torch.device("cpu")
+    first = backends.resolve("rms_norm", cpu, torch.float32, "auto")
+    assert backends.resolve("rms_norm", cpu, torch.float32, "auto") == first
+    assert backends._resolved[("rms_norm", "cpu", torch.float32, "auto")] == first
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="cuda"):
+            backends.resolve("rms_norm", cpu, torch.float32, "cuda")
+    saved = dict(backends._registry["rms_norm"])
+    try:
+        backends.register("rms_norm", backends.Implementation("cuda", ("cpu",), (torch.float32,), lambda _: (True, "test")))
+        assert not backends._resolved
+        assert backends.resolve("rms_norm", cpu, torch.float32, "cuda") == "cuda"
+    finally:
+        backends._registry["rms_norm"] = saved
+        backends._resolved.clear()

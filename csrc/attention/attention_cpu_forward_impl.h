@@ -3,6 +3,81 @@
 // Scratch: qt (D x BQ), st (BK x BQ), ot (D x BQ), kf (BK x D), vf (BK x D), row (Dp), then the
 // kDot path's P pairs ((BK / 2) x BQ).
 
+// One query row against its keys (decoding, one query per head): the tiled path below would fill
+// 1 of its 16 query lanes and pay a fixed cost per task (zeroing the D x BQ query and output tiles,
+// 16-lane products per key block) far above the work of a few dozen keys. Here the lanes run along
+// the head dimension: per chunk of up to kBK keys, a dot product per key, the exponentials of the
+// chunk 16 at a time (vexp, as the tiled path's), then an axpy per key. Only for scores without
+// softcap or ALiBi whose visible keys form one range that needs no per-element mask (a lone query
+// sees a contiguous range); returns false, leaving the task to the tiled path, otherwise.
+// Scratch: 4 x Dp + kBK floats.
+template <typename T>
+bool fwd_single_query(const cpu::AttentionFwdArgs& a, const Geometry& g, int64_t b, int64_t h,
+                      int64_t i0, const T* qbase, const T* kbase, const T* vbase, float* scratch) {
+  const ScoreCtx c = score_ctx(a.p, b, h);
+  int64_t lo, hi;
+  key_range(g, i0, i0 + 1, &lo, &hi);
+  if (lo >= hi || !tile_unmasked(g, i0, i0 + 1, lo, hi, c.kpm_row)) return false;
+  const int64_t D = g.D, Dp = g.Dp, nv = Dp / kLanes;
+  float* q = scratch;
+  float* acc = q + Dp;
+  float* kr = acc + Dp;
+  float* vr = kr + Dp;
+  float* sc = vr + Dp;  // the chunk's scores, then its exponentials
+  // Rows are read into zero-padded buffers (no read past a row's D elements); fp32 rows of a
+  // multiple of 16 elements are read in place.
+  fill(q + D, Dp - D, 0.0f);
+  fill(kr + D, Dp - D, 0.0f);
+  fill(vr + D, Dp - D, 0.0f);
+  fill(acc, Dp, 0.0f);
+  load_f32(qbase + i0 * a.qs.s, q, D);
+  bool direct = false;
+  if constexpr (IsF32<T>::value) direct = D == Dp;
+  // Row j of a key or value head as float32: in place, or converted into `buf`.
+  const auto row_f32 = [&](const T* base, int64_t stride, int64_t j, float* buf) -> const float* {
+    if (direct) return reinterpret_cast<const float*>(base + j * stride);
+    load_f32(base + j * stride, buf, D);
+    return buf;
+  };
+  float m = -__builtin_inff(), l = 0.0f;
+  for (int64_t j0 = lo; j0 < hi; j0 += kBK) {
+    const int64_t nk = min_i64(kBK, hi - j0), nkv = round16(nk) / kLanes;
+    float mx = m;
+    for (int64_t j = 0; j < nk; ++j) {
+      const float* kp = row_f32(kbase, a.ks.s, j0 + j, kr);
+      vf dot = vf{};
+      for (int64_t v = 0; v < nv; ++v) dot = vfma(vload(q + v * kLanes), vload(kp + v * kLanes), dot);
+      sc[j] = hsum(dot) * c.scale;
+      mx = sc[j] > mx ? sc[j] : mx;
+    }
+    fill(sc + nk, nkv * kLanes - nk, -__builtin_inff());
+    const vf msafe = vsplat(mx == -__builtin_inff() ? 0.0f : mx);
+    const vf alpha = vexp(vsplat(m) - msafe);
+    vf sum = vf{};
+    for (int64_t v = 0; v < nkv; ++v) {
+      const vf e = vexp(vload(sc + v * kLanes) - msafe);
+      vstore(sc + v * kLanes, e);
+      sum += e;
+    }
+    m = mx;
+    l = l * alpha[0] + hsum(sum);
+    for (int64_t v = 0; v < nv; ++v) vstore(acc + v * kLanes, vload(acc + v * kLanes) * alpha);
+    for (int64_t j = 0; j < nk; ++j) {
+      const float* vp = row_f32(vbase, a.vs.s, j0 + j, vr);
+      const vf pj = vsplat(sc[j]);
+      for (int64_t v = 0; v < nv; ++v) {
+        float* ap = acc + v * kLanes;
+        vstore(ap, vfma(pj, vload(vp + v * kLanes), vload(ap)));
+      }
+    }
+  }
+  const float inv = 1.0f / l;  // l >= 1 for finite scores: the largest contributes exp(0)
+  for (int64_t d = 0; d < D; ++d) acc[d] *= inv;
+  a.lse[(b * g.Hq + h) * g.Sq + i0] = m + __builtin_logf(l);
+  store_f32(acc, static_cast<T*>(a.out) + b * a.os.b + h * a.os.h + i0 * a.os.s, D);
+  return true;
+}
+
 // kDot (bf16 at the avx512bf16 level, even head_dim and key row stride): both products run on
 // vdpbf16ps with q, the keys and the values read as bf16 pairs and P rounded to bf16.
 template <typename T, bool kCap, bool kAlibi, bool kDot>
@@ -29,6 +104,9 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
   const T* qbase = static_cast<const T*>(a.q) + b * a.qs.b + h * a.qs.h;
   const T* kbase = static_cast<const T*>(a.k) + b * a.ks.b + hk * a.ks.h;
   const T* vbase = static_cast<const T*>(a.v) + b * a.vs.b + hk * a.vs.h;
+  if constexpr (!kCap && !kAlibi && !kDot) {
+    if (nq == 1 && fwd_single_query<T>(a, g, b, h, i0, qbase, kbase, vbase, scratch)) return;
+  }
 
   if constexpr (kDot) {
     const int64_t Dh = D / 2;

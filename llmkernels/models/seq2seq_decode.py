@@ -113,24 +113,25 @@ def beam_search(model, src, src_mask=None, beam: int = 4, length_penalty: float 
     lengths = torch.zeros(rows, dtype=torch.long, device=device)
     first_row = (torch.arange(batch, device=device) * beam)[:, None]
     # A sentence's best `beam` continuations are among the best `beam` tokens of each of its rows:
-    # those are ranked (log-probability = logit - logsumexp) rather than the whole vocabulary
-    # normalised, masked and ranked at every step (four passes over (rows, vocab) instead of two).
+    # only those are ranked across the beams. The log-probabilities come from one fused
+    # log_softmax whose top tokens are the logits' own (a logsumexp beside a topk of the logits
+    # ran five passes over (rows, vocab) instead of three: ~a fifth of that part of a step).
     width = min(beam, c.tgt_vocab_size)
     # An ended hypothesis's candidates: end-of-sequence at no cost, then none.
     ended = torch.full((width,), float("-inf"), device=device)
     ended[0] = 0.0
     for _ in range(max_len):
-        logits = stepper.logits(prefix)
-        best, candidates = logits.topk(width, dim=-1)
-        logp = torch.where(finished[:, None], ended, best - torch.logsumexp(logits, dim=-1, keepdim=True))
+        best, candidates = torch.log_softmax(stepper.logits(prefix), dim=-1).topk(width, dim=-1)
+        logp = torch.where(finished[:, None], ended, best)
         candidates = candidates.masked_fill(finished[:, None], c.eos_id)
         top, index = (scores.reshape(rows, 1) + logp).view(batch, beam * width).topk(beam, dim=-1)
         origin = (first_row + torch.div(index, width, rounding_mode="floor")).view(-1)
         token = candidates.view(batch, beam * width).gather(1, index).view(-1)
         stepper.reorder(origin)
         prefix = torch.cat((prefix[origin], token[:, None]), dim=1)
-        lengths = lengths[origin] + (~finished[origin]).long()
-        finished = finished[origin] | (token == c.eos_id)
+        moved = finished[origin]
+        lengths = lengths[origin] + (~moved).long()
+        finished = moved | (token == c.eos_id)
         scores = top
         if bool(finished.all()):
             break

@@ -30,13 +30,20 @@ class KVCache:
     def __len__(self):
         return self.length
 
+    def _view(self, stored):
+        if stored is None:
+            return None
+        if self.max_len is None:
+            return stored
+        return stored[:, :self.length].transpose(1, 2)
+
     @property
     def k(self):
-        return None if self._k is None else self._k[:, :, :self.length]
+        return self._view(self._k)
 
     @property
     def v(self):
-        return None if self._v is None else self._v[:, :, :self.length]
+        return self._view(self._v)
 
     def append(self, k, v):
         """Store k and v (batch, heads_kv, new, head_dim); returns the keys and values of every position so far."""
@@ -50,11 +57,13 @@ class KVCache:
             if end > self.max_len:
                 raise ValueError(f"the cache holds {self.length} of max_len {self.max_len} positions; cannot append {k.shape[2]}")
             if self._k is None:
-                size = (k.shape[0], k.shape[1], self.max_len)
-                self._k = k.new_zeros(size + (k.shape[3],))
-                self._v = v.new_zeros(size + (v.shape[3],))
-            self._k[:, :, self.length:end] = k
-            self._v[:, :, self.length:end] = v
+                # Stored (batch, max_len, heads_kv, head_dim): a row's first `length` positions are
+                # one contiguous block, so reorder() copies each row in one piece (the kernels read
+                # the (batch, heads_kv, length, head_dim) view through its strides, no copy).
+                self._k = k.new_zeros((k.shape[0], self.max_len) + k.shape[1:2] + k.shape[3:])
+                self._v = v.new_zeros((v.shape[0], self.max_len) + v.shape[1:2] + v.shape[3:])
+            self._k[:, self.length:end] = k.transpose(1, 2)
+            self._v[:, self.length:end] = v.transpose(1, 2)
         self.length = end
         return self.k, self.v
 
@@ -71,7 +80,6 @@ class KVCache:
         # buffers and swap, so a step allocates nothing (fresh pages cost more than the copy on a CPU).
         if self._spare is None:
             self._spare = (torch.empty_like(self._k), torch.empty_like(self._v))
-        stored = slice(0, self.length)
         for old, new in zip((self._k, self._v), self._spare):
-            torch.index_select(old[:, :, stored], 0, index, out=new[:, :, stored])
+            torch.index_select(old[:, :self.length], 0, index, out=new[:, :self.length])
         self._spare, (self._k, self._v) = (self._k, self._v), self._spare

@@ -61,6 +61,10 @@ CASES = [  # (batch, hq, hk, sq, sk, dim, options)
     (2, 8, 2, 1, 37, 32, {"causal": True}),
     (1, 4, 1, 1, 70, 64, {"softcap": 5.0, "kpm": True}),
     (1, 6, 3, 1, 20, 16, {"window": (5, 0), "causal": True}),  # a window: not packed
+    # One query per task (no GQA group to pack): the CPU kernel's single-query path, lanes along
+    # head_dim; several key blocks, and a head_dim that is no multiple of 16 (zero-padded rows).
+    (3, 4, 4, 1, 133, 64, {"causal": True}),
+    (2, 3, 3, 1, 29, 40, {"scale": 0.3}),
 ]
 
 

@@ -8,12 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from llmkernels import backends
-from llmkernels.ops.attention.arguments import check_options, check_qkv, normalize_window
+from llmkernels.ops.attention.arguments import normalize_window
 from llmkernels.ops.common.autocast import autocast_inputs
+from llmkernels.ops.common.checks import check_tensor, check_tensor_types
 
 
 def _options(q, scale, window, softcap):
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    # A q without a head_dim gets any scale: the op refuses that q before the scale is used.
+    scale = 1.0 / math.sqrt(q.shape[-1] if q.dim() else 1) if scale is None else float(scale)
     window_left, window_right = normalize_window(window)
     softcap = 0.0 if softcap in (None, 0, 0.0) else float(softcap)
     return scale, window_left, window_right, softcap
@@ -34,9 +36,11 @@ def attention(q, k, v, *, causal=False, scale=None, window=(-1, -1), softcap=Non
     """
     if isinstance(q, torch.Tensor):
         q, k, v = autocast_inputs(q.device.type, q, k, v)
-    check_qkv(q, k, v)
+    # The op runs check_qkv and check_options; here only what its schema would refuse first.
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor(name, t)
+    check_tensor_types(alibi_slopes=alibi_slopes, key_padding_mask=key_padding_mask)
     scale, window_left, window_right, softcap = _options(q, scale, window, softcap)
-    check_options(q, k, scale, window_left, window_right, softcap, alibi_slopes, key_padding_mask)
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool; got {causal!r}")
     out, lse = torch.ops.llmkernels.attention(

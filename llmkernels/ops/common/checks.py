@@ -23,6 +23,17 @@ def check_tensor(name: str, value, *, ndims: tuple[int, ...] | None = None, dtyp
         raise ValueError(f"{name} must have dtype in ({names}); got {value.dtype}")
 
 
+def check_tensor_types(**arguments) -> None:
+    """What a public wrapper checks before it calls its op: that each named argument is a tensor
+    (or None where the value given is None). The op validates everything else itself, with the same
+    messages; checking it in the wrapper too ran every check twice a call (value checks included).
+    Only the types come first, because the op's schema would refuse a non-tensor before the op
+    runs, with torch's message instead of one naming the argument."""
+    for name, value in arguments.items():
+        if value is not None and not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
+
+
 def check_same_device(name: str, value: torch.Tensor, reference_name: str, reference: torch.Tensor):
     if value.device != reference.device:
         raise ValueError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from llmkernels import backends
-from llmkernels.ops.cross_entropy.arguments import check_arguments
+from llmkernels.ops.common.checks import check_tensor_types
 from llmkernels.ops.cross_entropy.inplace import InplaceCrossEntropy
 
 
@@ -55,7 +55,8 @@ def cross_entropy(
         raise TypeError(f"ignore_index must be an int; got {ignore_index!r}")
     softcap = None if softcap in (None, 0, 0.0) else float(softcap)
     logits, rows_target, row_shape = _flatten(input, target)
-    check_arguments(logits, rows_target, weight, reduction, float(label_smoothing), float(z_loss), softcap, ignore_index)
+    # The op runs arguments.check_arguments (the target's values included); only the types here.
+    check_tensor_types(weight=weight)
     backend = backends.requested_backend()
     arguments = (logits, rows_target, weight, ignore_index, reduction, float(label_smoothing), float(z_loss), softcap, backend)
     if not isinstance(inplace_backward, bool):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from llmkernels import backends
-from llmkernels.ops.linear_cross_entropy.arguments import check_accum_dtype, check_arguments
+from llmkernels.ops.common.checks import check_tensor, check_tensor_types
+from llmkernels.ops.linear_cross_entropy.arguments import check_accum_dtype
 
 
 def linear_cross_entropy(
@@ -39,10 +40,12 @@ def linear_cross_entropy(
     softcap = None if softcap in (None, 0, 0.0) else float(softcap)
     row_shape = input.shape[:-1]
     rows_input = input.reshape(-1, input.shape[-1])
+    check_tensor("target", target)
     if target.shape != row_shape:
         raise ValueError(f"target must have shape {tuple(row_shape)} (input's leading dims); got {tuple(target.shape)}")
     rows_target = target.reshape(-1)
-    check_arguments(rows_input, linear_weight, linear_bias, rows_target, weight, reduction, float(label_smoothing), float(z_loss), softcap, ignore_index)
+    # The op runs arguments.check_arguments (the target's values included); only the types here.
+    check_tensor_types(linear_bias=linear_bias, weight=weight)
     compute_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (rows_input, linear_weight, linear_bias)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from llmkernels import backends
+from llmkernels.ops.common.checks import check_tensor, check_tensor_types
 from llmkernels.ops.rms_norm import arguments
 
 
@@ -20,6 +21,9 @@ def rms_norm(x, weight, eps=1e-6, *, residual=None):
     stream and the normalised input of its sublayer, in one pass). The backward gives x and
     residual the same gradient and reduces the weight's gradient deterministically.
     """
-    arguments.check_all(x, residual, weight, eps)
+    # The op runs arguments.check_all; here only what its schema would refuse first.
+    check_tensor("x", x)
+    check_tensor_types(residual=residual, weight=weight)
+    arguments.check_eps(eps)
     y, h, _ = torch.ops.llmkernels.rms_norm(x, residual, weight, eps, backends.requested_backend())
     return y if residual is None else (y, h)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from llmkernels import backends
-from llmkernels.ops.rotary import arguments
+from llmkernels.ops.common.checks import check_tensor, check_tensor_types
 
 
 def _check_flags(**flags) -> None:
@@ -53,7 +53,11 @@ def rotary_embedding(x, cos, sin, position_ids=None, *, interleaved=False, inpla
     permitting: a leaf that requires grad cannot be changed in place).
     """
     _check_flags(interleaved=interleaved, inplace=inplace)
-    arguments.check_all(x, None, cos, sin, position_ids)
+    # The op runs arguments.check_all; here only what its schema would refuse first.
+    check_tensor("x", x)
+    check_tensor("cos", cos)
+    check_tensor("sin", sin)
+    check_tensor_types(position_ids=position_ids)
     _check_tables_need_no_grad(cos, sin)
     backend = backends.requested_backend()
     if not inplace:
@@ -71,7 +75,11 @@ def apply_rotary(q, k, cos, sin, position_ids=None, *, interleaved=False):
     Returns the rotated (q, k).
     """
     _check_flags(interleaved=interleaved)
-    arguments.check_all(q, k, cos, sin, position_ids)
+    check_tensor("q", q)
+    check_tensor("k", k)
+    check_tensor("cos", cos)
+    check_tensor("sin", sin)
+    check_tensor_types(position_ids=position_ids)
     _check_tables_need_no_grad(cos, sin)
     backend = backends.requested_backend()
     return torch.ops.llmkernels.apply_rotary(q, k, cos, sin, position_ids, interleaved, backend)

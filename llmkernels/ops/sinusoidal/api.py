@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from llmkernels import backends
-from llmkernels.ops.common.checks import is_finite_number, is_symbolic
+from llmkernels.ops.common.checks import check_tensor, check_tensor_types, is_finite_number, is_symbolic
 from llmkernels.ops.sinusoidal import reference
-from llmkernels.ops.sinusoidal.arguments import check_arguments
 
 
 def _check_base(base) -> float:
@@ -40,6 +39,8 @@ def add_sinusoidal_position_encoding(x, position_ids=None, *, base=10000.0, scal
     base = _check_base(base)
     if isinstance(scale, bool) or not (isinstance(scale, (int, float)) or is_symbolic(scale)) or not is_finite_number(scale):
         raise ValueError(f"scale must be a finite number; got {scale!r}")
-    check_arguments(x, position_ids, base, float(scale))
+    # The op runs arguments.check_arguments; here only what its schema would refuse first.
+    check_tensor("x", x)
+    check_tensor_types(position_ids=position_ids)
     backend = backends.requested_backend()
     return torch.ops.llmkernels.add_sinusoidal_position_encoding(x, position_ids, base, float(scale), backend)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 
 from llmkernels import backends
+from llmkernels.ops.common.checks import check_tensor, check_tensor_types
 from llmkernels.ops.swiglu import arguments
+
+
+def _check_types(gate, up) -> None:
+    """The ops run arguments.check_inputs; here only what their schema would refuse first."""
+    check_tensor(arguments.first_name(up), gate)
+    check_tensor_types(up=up)
 
 
 def swiglu(gate, up=None):
@@ -23,13 +30,13 @@ def swiglu(gate, up=None):
     the result has the inputs' dtype. Only the inputs are kept for the backward. Dtype-preserving
     under autocast (no cast: the inputs' dtype is the output's).
     """
-    arguments.check_inputs(gate, up)
+    _check_types(gate, up)
     return torch.ops.llmkernels.swiglu(gate, up, backends.requested_backend())
 
 
 def geglu(gate, up=None, approximate="none"):
     """gelu(gate) * up, fused: ``swiglu`` with gelu for silu (the same two forms, layouts, dtypes,
     saved tensors and autocast behaviour). ``approximate`` is F.gelu's: "none" (erf) or "tanh"."""
-    arguments.check_inputs(gate, up)
+    _check_types(gate, up)
     arguments.gelu_activation(approximate)
     return torch.ops.llmkernels.geglu(gate, up, approximate, backends.requested_backend())
