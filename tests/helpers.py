@@ -62,9 +62,12 @@ def skip_unless_present(op: str, device: str, backend: str, dtype: torch.dtype) 
         pytest.skip(f"{backend} does not run on {device}")
 
 
-def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None):
+def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None,
+                        terms: float = 1.0):
     """The table's tolerances relative to the tensor's own scale (max |expected|, at least 1): for
-    gradients that sum many rounded terms, where an element near zero has no meaningful rtol."""
-    scale = expected.double().abs().max().clamp_min(1.0) if expected.numel() else 1.0
+    gradients that sum many rounded terms, where an element near zero has no meaningful rtol.
+    ``terms``, where given, is the size of the terms the elements are formed from when they can
+    cancel far below them (rms_norm's dx): rounding is relative to those, not to the result."""
+    scale = expected.double().abs().max().clamp_min(max(terms, 1.0)) if expected.numel() else 1.0
     tol = TOLERANCES[dtype or actual.dtype]
     torch.testing.assert_close(actual.double() / scale, expected.double() / scale, **tol)

@@ -108,14 +108,16 @@ def _count() -> None:
     EXAMPLES[os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]] += 1
 
 
-def check(call: Callable, args: dict, backend: str, *, compare_output=None):
+def check(call: Callable, args: dict, backend: str, *, compare_output=None, gradient_terms=None):
     """``call(**args)`` on ``backend`` against ``call`` on the reference, outputs and (for the
     arguments marked ``grad``) gradients. float32 inputs are held to the reference in float64.
     fp16/bf16 inputs are held to the reference on the same inputs (float32 math): the kernels round
     intermediate results to the input dtype at the points the contract names (attention's output
     before the backward's rowsum(dO * O), the fused losses' logits chunks), as flash kernels do
     and as tests/ops holds them. ``compare_output(i, got, expected, kwargs)`` may take over an
-    output's comparison (returns True when it did)."""
+    output's comparison (returns True when it did). ``gradient_terms(kwargs)`` may name, per
+    argument, the size of the terms its gradient is formed from where they can cancel (see
+    tests/helpers.py assert_close_scaled); the gradients are of a sum weighted by 0.5 to 1.5."""
     _count()
     low = [a.base.dtype for a in args.values() if isinstance(a, Arg) and a.base.dtype in (torch.float16, torch.bfloat16)]
     runs = []
@@ -145,8 +147,9 @@ def check(call: Callable, args: dict, backend: str, *, compare_output=None):
                                        msg=lambda m: f"output {i}: {m}")
         else:
             assert torch.equal(g, e.to(g.dtype)), f"output {i}"
+    terms = gradient_terms(kwargs) if gradient_terms is not None else {}
     for name, g in got_grads.items():
-        assert_close_scaled(g, expected_grads[name], dtype=args[name].base.dtype)
+        assert_close_scaled(g, expected_grads[name], dtype=args[name].base.dtype, terms=terms.get(name, 1.0))
 
 
 def _gradients(outputs, leaves: dict) -> dict:
