@@ -30,8 +30,14 @@ def test_threads_give_the_serial_results_on_their_own_backends():
         with llmkernels.use_backend(backend):
             serial[op, backend] = cases[op]()
     failures, start = [], threading.Barrier(THREADS)
+    # Each thread its own copy of the inputs (the same seed, the same values): threads whose graphs
+    # share a leaf can deadlock inside torch 2.13 itself (one thread holds the GIL in an autograd
+    # Function's apply and waits for the leaf's autograd lock, which another holds while it waits
+    # for the GIL to create the leaf's grad accumulator), whatever the ops.
+    own_cases = [_cases() for _ in range(THREADS)]
 
     def worker(index):
+        cases = own_cases[index]
         try:
             start.wait()
             for round_ in range(ROUNDS):
