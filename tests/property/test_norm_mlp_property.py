@@ -49,3 +49,22 @@ def _dx_terms(kwargs, eps) -> dict:
             repeats = max(1, view.numel() // max(1, view.untyped_storage().nbytes() // view.element_size()))
             terms[name] = rstd * 1.5 * w * repeats
     return terms
+
+
+@pytest.mark.parametrize("op", ["swiglu", "geglu"])
+@pytest.mark.parametrize("backend", backends_of("swiglu"))
+@given(data=st.data())
+def test_gated_units(op, backend, data):
+    dtype = begin(op, backend, data)
+    hidden = data.draw(st.sampled_from([1, 2, 7, 16, 33]))
+    leading = (data.draw(sizes_or_empty), data.draw(sizes))
+    scale = data.draw(st.sampled_from([1.0, 4.0, 30.0]))
+    options = {} if op == "swiglu" else {"approximate": data.draw(st.sampled_from(["none", "tanh"]))}
+    fn = getattr(llmkernels, op)
+    if data.draw(st.booleans()):  # packed [gate | up]
+        args = {"gate": data.draw(tensors(leading + (2 * hidden,), dtype, grad=True, scale=scale))}
+        check(lambda gate: fn(gate, **options), args, backend)
+    else:
+        args = {"gate": data.draw(tensors(leading + (hidden,), dtype, grad=True, scale=scale)),
+                "up": data.draw(tensors(leading + (hidden,), dtype, grad=True))}
+        check(lambda gate, up: fn(gate, up, **options), args, backend)
