@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import llmkernels
 
@@ -71,3 +72,17 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, dtype: tor
     scale = expected.double().abs().max().clamp_min(max(terms, 1.0)) if expected.numel() else 1.0
     tol = TOLERANCES[dtype or actual.dtype]
     torch.testing.assert_close(actual.double() / scale, expected.double() / scale, **tol)
+
+
+class CastCounter(TorchDispatchMode):
+    """Counts the dtype conversions (aten._to_copy, aten.copy_) of tensors with ``numel`` elements
+    dispatched inside it: how a test sees that a fused path runs no cast kernel of its own."""
+
+    def __init__(self, numel: int):
+        super().__init__()
+        self.numel, self.casts = numel, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default) and args[0].numel() == self.numel:
+            self.casts += 1
+        return func(*args, **(kwargs or {}))

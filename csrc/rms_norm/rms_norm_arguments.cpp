@@ -13,10 +13,15 @@
 namespace llmkernels {
 namespace {
 
-// A (rows, D) operand with the first one's shape, dtype and device, rows readable as arrays.
+// A (rows, D) operand with the first one's shape and device, rows readable as arrays; its dtype
+// is the first one's on CUDA (one dtype per kernel), any floating one on CPU (see rms_norm.h).
 void check_rows_like(const at::Tensor& t, const char* name, const at::Tensor& first) {
   LLMK_CHECK_DEVICE(t, name, first.device());
-  LLMK_CHECK_DTYPE(t, name, first.scalar_type());
+  if (first.device().type() == at::kCPU) {
+    LLMK_CHECK_FLOATING(t, name);
+  } else {
+    LLMK_CHECK_DTYPE(t, name, first.scalar_type());
+  }
   LLMK_CHECK_SHAPE(t, name, first.sizes());
   LLMK_CHECK_LAST_DIM_CONTIGUOUS(t, name);
 }
@@ -99,6 +104,7 @@ RmsNormBackwardCall rms_norm_backward_call(const at::Tensor& grad_y,
                                            const at::Tensor& inp,
                                            const std::optional<at::Tensor>& weight,
                                            const at::Tensor& rstd, at::Tensor& dx,
+                                           const std::optional<at::Tensor>& dresidual,
                                            const std::optional<at::Tensor>& dweight,
                                            at::DeviceType device_type) {
   check_first_rows(inp, "inp", device_type);
@@ -112,8 +118,17 @@ RmsNormBackwardCall rms_norm_backward_call(const at::Tensor& grad_y,
   check_rows_output(dx, "dx", inp,
                     {{&grad_y, "grad_y"}, {gh, "grad_h"}, {&inp, "inp"}, {w, "weight"},
                      {&rstd, "rstd"}});
+  const at::Tensor* dres = dresidual.has_value() ? &*dresidual : nullptr;
+  if (dres != nullptr) {
+    LLMK_CHECK_ARG(device_type == at::kCPU, "dresidual",
+                   "is not supported by the CUDA kernels (they write dx only)");
+    check_rows_output(*dres, "dresidual", inp,
+                      {{&grad_y, "grad_y"}, {gh, "grad_h"}, {&inp, "inp"}, {w, "weight"},
+                       {&rstd, "rstd"}, {&dx, "dx"}});
+  }
   check_vector(dweight, "dweight", dim, inp.device());
   if (dweight.has_value()) {
+    if (dres != nullptr) check_disjoint(*dweight, "dweight", *dres, "dresidual");
     check_disjoint(*dweight, "dweight", dx, "dx");
     check_disjoint(*dweight, "dweight", inp, "inp");
     check_disjoint(*dweight, "dweight", grad_y, "grad_y");
@@ -133,6 +148,10 @@ RmsNormBackwardCall rms_norm_backward_call(const at::Tensor& grad_y,
   p.rstd = rstd.data_ptr<float>();
   p.dx = dx.data_ptr();
   p.dx_stride = dx.stride(0);
+  if (dres != nullptr) {
+    p.dresidual = dres->data_ptr();
+    p.dresidual_stride = dres->stride(0);
+  }
   p.rows = rows;
   p.dim = dim;
   p.block_rows = rms_norm_block_rows(rows);

@@ -34,6 +34,7 @@ RmsNormBackwardCall rms_norm_backward_call(const at::Tensor& grad_y,
                                            const at::Tensor& inp,
                                            const std::optional<at::Tensor>& weight,
                                            const at::Tensor& rstd, at::Tensor& dx,
+                                           const std::optional<at::Tensor>& dresidual,
                                            const std::optional<at::Tensor>& dweight,
                                            at::DeviceType device_type);
 

@@ -63,28 +63,37 @@ void rms_norm_forward_cpu(const at::Tensor& x, const std::optional<at::Tensor>& 
   const RmsNormForwardParams p =
       rms_norm_forward_params(x, residual, weight, y, h, rstd, eps, at::kCPU);
   if (p.rows == 0) return;
-  const cpu::ElemType dtype = cpu::elem_type(x.scalar_type());
+  const cpu::ElemType x_type = cpu::elem_type(x.scalar_type());
+  const cpu::RmsNormForwardTypes types{
+      x_type, residual.has_value() ? cpu::elem_type(residual->scalar_type()) : x_type,
+      h.has_value() ? cpu::elem_type(h->scalar_type()) : x_type, cpu::elem_type(y.scalar_type())};
   const cpu::RmsNormForwardFn fn = forward_variant(cpu::selected_isa());
   parallel_with_scratch(p.rows, std::max<int64_t>(1, kTaskElements / p.dim), p.dim, 1,
                         [&](int64_t begin, int64_t end, float* scratch) {
-                          fn(p, dtype, begin, end, scratch);
+                          fn(p, types, begin, end, scratch);
                         });
 }
 
 void rms_norm_backward_cpu(const at::Tensor& grad_y, const std::optional<at::Tensor>& grad_h,
                            const at::Tensor& inp, const std::optional<at::Tensor>& weight,
                            const at::Tensor& rstd, at::Tensor& dx,
+                           const std::optional<at::Tensor>& dresidual,
                            const std::optional<at::Tensor>& dweight) {
-  const RmsNormBackwardCall call =
-      rms_norm_backward_call(grad_y, grad_h, inp, weight, rstd, dx, dweight, at::kCPU);
+  const RmsNormBackwardCall call = rms_norm_backward_call(grad_y, grad_h, inp, weight, rstd, dx,
+                                                          dresidual, dweight, at::kCPU);
   const RmsNormBackwardParams& p = call.params;
   if (p.rows == 0) return;
   const int64_t blocks = (p.rows + p.block_rows - 1) / p.block_rows;
-  const cpu::ElemType dtype = cpu::elem_type(inp.scalar_type());
+  const cpu::ElemType inp_type = cpu::elem_type(inp.scalar_type());
+  const cpu::ElemType dx_type = cpu::elem_type(dx.scalar_type());
+  const cpu::RmsNormBackwardTypes types{
+      cpu::elem_type(grad_y.scalar_type()),
+      grad_h.has_value() ? cpu::elem_type(grad_h->scalar_type()) : inp_type, inp_type, dx_type,
+      dresidual.has_value() ? cpu::elem_type(dresidual->scalar_type()) : dx_type};
   const cpu::RmsNormBackwardFn fn = backward_variant(cpu::selected_isa());
   parallel_with_scratch(blocks, std::max<int64_t>(1, kTaskElements / (p.block_rows * p.dim)),
                         p.dim, 2, [&](int64_t begin, int64_t end, float* scratch) {
-                          fn(p, dtype, begin, end, scratch);
+                          fn(p, types, begin, end, scratch);
                         });
   if (p.partial == nullptr) return;
   // The partials summed in block order for every column: the same bits for any thread split.

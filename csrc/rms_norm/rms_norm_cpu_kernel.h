@@ -10,24 +10,33 @@
 namespace llmkernels {
 namespace cpu {
 
+// Each operand's element type: the kernels convert every operand on its own, so x (bf16) and
+// residual (float32) may differ, and y may be written in a narrower dtype than h (see rms_norm.h).
+struct RmsNormForwardTypes {
+  ElemType x, residual, h, y;
+};
+struct RmsNormBackwardTypes {
+  ElemType grad_y, grad_h, inp, dx, dresidual;
+};
+
 // Forward of rows [row_begin, row_end); backward of the row blocks [block_begin, block_end).
 // `scratch` holds float32 copies of the rows a task reads, each padded to whole vectors: one row
 // of (dim + 15) / 16 * 16 floats for the forward, two for the backward. (No inline function
 // here: this header is also compiled inside the per-ISA regions, see isa_begin.h.)
 // Each variant below is the same code compiled for one ISA level.
-using RmsNormForwardFn = void (*)(const RmsNormForwardParams&, ElemType dtype, int64_t row_begin,
-                                  int64_t row_end, float* scratch);
-using RmsNormBackwardFn = void (*)(const RmsNormBackwardParams&, ElemType dtype,
+using RmsNormForwardFn = void (*)(const RmsNormForwardParams&, const RmsNormForwardTypes& types,
+                                  int64_t row_begin, int64_t row_end, float* scratch);
+using RmsNormBackwardFn = void (*)(const RmsNormBackwardParams&, const RmsNormBackwardTypes& types,
                                    int64_t block_begin, int64_t block_end, float* scratch);
 
 }  // namespace cpu
 
 #define LLMK_RMS_NORM_VARIANT(ns)                                                          \
   namespace ns {                                                                           \
-  void rms_norm_forward_rows(const RmsNormForwardParams&, cpu::ElemType, int64_t, int64_t,   \
-                             float*);                                                      \
-  void rms_norm_backward_blocks(const RmsNormBackwardParams&, cpu::ElemType, int64_t, int64_t, \
-                                float*);                                                   \
+  void rms_norm_forward_rows(const RmsNormForwardParams&, const cpu::RmsNormForwardTypes&,  \
+                             int64_t, int64_t, float*);                                    \
+  void rms_norm_backward_blocks(const RmsNormBackwardParams&, const cpu::RmsNormBackwardTypes&, \
+                                int64_t, int64_t, float*);                                 \
   }
 LLMK_RMS_NORM_VARIANT(cpu_generic)
 LLMK_RMS_NORM_VARIANT(cpu_avx2)

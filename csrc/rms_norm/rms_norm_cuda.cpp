@@ -49,9 +49,10 @@ void rms_norm_forward_cuda(const at::Tensor& x, const std::optional<at::Tensor>&
 void rms_norm_backward_cuda(const at::Tensor& grad_y, const std::optional<at::Tensor>& grad_h,
                             const at::Tensor& inp, const std::optional<at::Tensor>& weight,
                             const at::Tensor& rstd, at::Tensor& dx,
+                            const std::optional<at::Tensor>& dresidual,
                             const std::optional<at::Tensor>& dweight) {
-  const RmsNormBackwardCall call =
-      rms_norm_backward_call(grad_y, grad_h, inp, weight, rstd, dx, dweight, at::kCUDA);
+  const RmsNormBackwardCall call = rms_norm_backward_call(grad_y, grad_h, inp, weight, rstd, dx,
+                                                          dresidual, dweight, at::kCUDA);
   check_columns(call.params.dim, "inp");
   if (call.params.rows == 0) return;
   const c10::cuda::CUDAGuard guard(inp.device());

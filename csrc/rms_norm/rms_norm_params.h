@@ -35,6 +35,8 @@ struct RmsNormBackwardParams {
   const float* rstd;
   void* dx;
   int64_t dx_stride;
+  void* dresidual;  // null, or a second copy of dx in residual's dtype (CPU kernels only)
+  int64_t dresidual_stride;
   // (blocks, dim) float32 scratch, or null (no weight gradient): block b sums the rows
   // [b * block_rows, (b + 1) * block_rows); dweight (dim,) receives their sum in block order.
   float* partial;

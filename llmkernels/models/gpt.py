@@ -38,15 +38,18 @@ class Block(nn.Module):
         self.mlp = SwiGLUMLP(config.d_model, config.mlp_hidden, ops=config.ops)
 
     def forward(self, x, positions, cache: KVCache | None, residual=None, key_padding_mask=None):
+        # Under autocast the norms write y in the projections' dtype (and h, the stream, in float32)
+        # in one pass: no cast kernels either way, forward or backward.
+        feed = self.attn_norm.projection_dtype(x)
         if residual is None:  # the first block: the stream is the embedding itself
-            normed, residual = self.attn_norm(x), x
+            normed, residual = self.attn_norm(x, out_dtype=feed), x
         else:
-            normed, residual = self.attn_norm(x, residual=residual)
+            normed, residual = self.attn_norm(x, residual=residual, out_dtype=feed)
         # The norms' outputs are kept for the projections' weight gradients as recipes (normalise
         # the saved stream again), not as tensors: see RMSNorm.feeding_projections.
         with self.attn_norm.feeding_projections(normed, residual) as normed:
             attended = self.attn(normed, position_ids=positions, kv_cache=cache, key_padding_mask=key_padding_mask)
-        normed, residual = self.mlp_norm(attended, residual=residual)
+        normed, residual = self.mlp_norm(attended, residual=residual, out_dtype=feed)
         with self.mlp_norm.feeding_projections(normed, residual) as normed:
             return self.mlp(normed), residual
 
@@ -113,7 +116,8 @@ class GPT(nn.Module):
         """One preallocated cache per layer, ``max_seq_len`` long, for sampling under no_grad."""
         return [KVCache(self.config.max_seq_len) for _ in self.blocks]
 
-    def _hidden(self, idx, caches: list[KVCache] | None = None):
+    def _hidden(self, idx, caches: list[KVCache] | None = None, out_dtype=None):
+        """The final norm's output (``out_dtype``, default the stream's dtype) for token ids idx."""
         c = self.config
         seq = idx.shape[1]
         start = len(caches[0]) if caches else 0
@@ -131,11 +135,14 @@ class GPT(nn.Module):
                 x, residual = checkpoint(block, x, positions, None, residual, use_reentrant=False)
             else:
                 x, residual = block(x, positions, caches[layer] if caches else None, residual)
-        return self.norm(x) if residual is None else self.norm(x, residual=residual)[0]
+        if residual is None:
+            return self.norm(x, out_dtype=out_dtype)
+        return self.norm(x, residual=residual, out_dtype=out_dtype)[0]
 
     def forward(self, idx, targets=None, ignore_index: int = -100):
         """Mean next-token loss when ``targets`` (batch, seq) is given, else the last position's logits."""
-        hidden = self._hidden(idx)
+        # The head and the loss read the final norm's output in the autocast dtype: written so.
+        hidden = self._hidden(idx, out_dtype=self.norm.projection_dtype(self.lm_head.weight))
         if targets is None:
             return self.lm_head(hidden[:, -1])
         return self.loss(hidden, targets, ignore_index)

@@ -16,9 +16,11 @@ from llmkernels.nn import recompute, torch_baseline
 
 
 class RMSNorm(torch.nn.Module):
-    """``forward(x, residual=None)``: y = RMSNorm(h) * weight with h = x (+ residual); returns y,
-    or ``(y, h)`` when ``residual`` is given (h is the block's new residual stream). x and
-    residual of different dtypes are promoted first, as ``x + residual`` would be."""
+    """``forward(x, residual=None, *, out_dtype=None)``: y = RMSNorm(h) * weight with h = x
+    (+ residual); returns y, or ``(y, h)`` when ``residual`` is given (h is the block's new
+    residual stream). x and residual may differ in dtype: h has the dtype ``x + residual`` would
+    have. y has ``out_dtype`` (default h's dtype): ``projection_dtype`` names the one the
+    projections reading y would cast it to, so the norm writes it so in the same pass."""
 
     def __init__(self, normalized_shape: int, eps: float = 1e-6, *, ops: str = "llmkernels", device=None, dtype=None):
         super().__init__()
@@ -31,14 +33,22 @@ class RMSNorm(torch.nn.Module):
         self.eps = eps
         self.weight = torch.nn.Parameter(torch.ones(normalized_shape, device=device, dtype=dtype))
 
-    def forward(self, x, residual=None):
+    def forward(self, x, residual=None, *, out_dtype=None):
         if self.ops == "torch":
-            return torch_baseline.rms_norm(x, self.weight, self.eps, residual)
-        if residual is not None and residual.dtype != x.dtype:
-            # As x + residual would: a bf16 sublayer output (autocast) onto a float32 stream.
-            common = torch.promote_types(x.dtype, residual.dtype)
-            x, residual = x.to(common), residual.to(common)
-        return llmkernels.rms_norm(x, self.weight, self.eps, residual=residual)
+            out = torch_baseline.rms_norm(x, self.weight, self.eps, residual)
+            if out_dtype is None:
+                return out
+            return out.to(out_dtype) if residual is None else (out[0].to(out_dtype), out[1])
+        return llmkernels.rms_norm(x, self.weight, self.eps, residual=residual, out_dtype=out_dtype)
+
+    def projection_dtype(self, x):
+        """The dtype the projections reading this norm's output of ``x`` would cast it to (the
+        autocast dtype of x's device), or None where they take it as it is (no autocast, or
+        ``ops="torch"``, whose baseline lets each projection cast on its own)."""
+        device = x.device.type
+        if self.ops == "torch" or not torch.is_autocast_enabled(device) or not x.is_floating_point():
+            return None
+        return torch.get_autocast_dtype(device)
 
     @contextlib.contextmanager
     def feeding_projections(self, y, h):
@@ -46,21 +56,21 @@ class RMSNorm(torch.nn.Module):
         and, while inside, makes their saves of it keep a recipe that normalises the saved ``h``
         again (the backward already holds h and the weight) instead of a second tensor of h's size.
 
-        Under autocast ``y`` is cast once to the autocast dtype here: each projection would cast it
+        Under autocast ``y`` should already have ``projection_dtype`` (``forward(...,
+        out_dtype=...)``); one of another dtype is cast once here: each projection would cast it
         again, and save its own copy. ``ops="torch"`` yields ``y`` as it is (the baseline)."""
         if self.ops == "torch":
             yield y
             return
-        device = y.device.type
-        cast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-        cast = cast if cast is not None and cast != y.dtype and y.is_floating_point() else None
-        feed = y.to(cast) if cast is not None else y
+        cast = self.projection_dtype(y)
+        feed = y.to(cast) if cast is not None and cast != y.dtype else y
         backend, h_kept, weight = backends.requested_backend(), h.detach(), self.weight.detach()
 
         def normalised_again():
+            # The float32 result rounded once into feed's dtype: the same bits as the forward's y
+            # (or its cast), which normalised this same stored h.
             with llmkernels.use_backend(backend):
-                again = llmkernels.rms_norm(h_kept, weight, self.eps)
-            return again.to(cast) if cast is not None else again
+                return llmkernels.rms_norm(h_kept, weight, self.eps, out_dtype=feed.dtype)
 
         with recompute.saved(feed, normalised_again, (h, self.weight)):
             yield feed

@@ -5,6 +5,7 @@ import torch
 
 import llmkernels
 from llmkernels import nn
+from tests.helpers import CastCounter
 
 
 @pytest.mark.parametrize("with_residual", [False, True])
@@ -67,3 +68,34 @@ def test_mixed_dtypes_promote_as_the_torch_path_does():
     assert h.dtype == want_h.dtype == torch.float32 and y.dtype == want_y.dtype
     torch.testing.assert_close(h, want_h)
     torch.testing.assert_close(y, want_y, rtol=1e-5, atol=1e-5)
+
+
+def test_out_dtype_in_both_ops_modes_and_projection_dtype():
+    ours, base = nn.RMSNorm(24), nn.RMSNorm(24, ops="torch")
+    x, stream = torch.randn(3, 24, dtype=torch.bfloat16), torch.randn(3, 24)
+    (y, h), (want_y, want_h) = ours(x, stream, out_dtype=torch.bfloat16), base(x, stream, out_dtype=torch.bfloat16)
+    assert y.dtype == want_y.dtype == torch.bfloat16 and h.dtype == want_h.dtype == torch.float32
+    torch.testing.assert_close(y, want_y)
+    assert ours(stream, out_dtype=torch.float16).dtype == base(stream, out_dtype=torch.float16).dtype == torch.float16
+    assert ours.projection_dtype(stream) is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ours.projection_dtype(stream) == torch.bfloat16
+        assert base.projection_dtype(stream) is None  # the baseline lets each projection cast
+        assert ours.projection_dtype(torch.ones(3, dtype=torch.int64)) is None
+
+
+@pytest.mark.skipif("cpp" not in llmkernels.available_backends("cpu", "rms_norm"), reason="cpp not built")
+def test_bf16_gpt_step_casts_no_activation_of_the_stream():
+    # The norms read bf16 sublayer outputs beside the float32 stream and write bf16 y for the
+    # projections and the loss in one pass, forward and backward: no cast of a stream-sized tensor.
+    from llmkernels.models import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(d_model=48, n_layer=2, n_head=4, n_kv_head=2, vocab_size=97, max_seq_len=32, mlp_hidden=80))
+    idx = torch.randint(0, 97, (3, 19))
+    counter = CastCounter(3 * 19 * 48)
+    with counter:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(idx, idx.roll(-1, dims=1))
+        loss.backward()
+    assert torch.isfinite(loss) and counter.casts == 0

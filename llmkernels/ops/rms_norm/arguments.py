@@ -14,14 +14,25 @@ def check_eps(eps) -> None:
         raise ValueError(f"eps must be a finite number > 0; got {eps!r}")
 
 
-def check_like_x(name: str, value, x: torch.Tensor) -> None:
-    """A tensor that must match x in shape, dtype and device (residual, the gradients)."""
-    check_tensor(name, value)
+def check_like_x(name: str, value, x: torch.Tensor, *, same_dtype: bool = True, x_name: str = "x") -> None:
+    """A tensor that must match x in shape and device, and in dtype unless ``same_dtype`` is
+    False (then any floating dtype: residual, grad_y)."""
+    check_tensor(name, value, dtypes=None if same_dtype else FLOAT_DTYPES)
     if value.shape != x.shape:
-        raise ValueError(f"{name} must have x's shape {tuple(x.shape)}; got {tuple(value.shape)}")
-    if value.dtype != x.dtype:
-        raise ValueError(f"{name} must have x's dtype {x.dtype}; got {value.dtype}")
-    check_same_device(name, value, "x", x)
+        raise ValueError(f"{name} must have {x_name}'s shape {tuple(x.shape)}; got {tuple(value.shape)}")
+    if same_dtype and value.dtype != x.dtype:
+        raise ValueError(f"{name} must have {x_name}'s dtype {x.dtype}; got {value.dtype}")
+    check_same_device(name, value, x_name, x)
+
+
+def check_dtype_arg(name: str, dtype) -> None:
+    """An optional output dtype (out_dtype, the backward's dx_dtype/dresidual_dtype)."""
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{name} must be None or a torch.dtype; got {type(dtype).__name__}")
+    if dtype is not None and dtype not in FLOAT_DTYPES:
+        raise ValueError(
+            f"{name} must be None or one of {', '.join(str(d) for d in FLOAT_DTYPES)}; got {dtype!r}"
+        )
 
 
 def check_weight(weight, x: torch.Tensor) -> None:
@@ -43,9 +54,10 @@ def check_input(name: str, x) -> None:
         raise ValueError(f"{name} must have a last dimension of at least 1; got shape {tuple(x.shape)}")
 
 
-def check_all(x, residual, weight, eps) -> None:
+def check_all(x, residual, weight, eps, out_dtype=None) -> None:
     check_input("x", x)
     if residual is not None:
-        check_like_x("residual", residual, x)
+        check_like_x("residual", residual, x, same_dtype=False)
     check_weight(weight, x)
     check_eps(eps)
+    check_dtype_arg("out_dtype", out_dtype)

@@ -5,6 +5,8 @@ scaled output; the second re-reads the row from cache, or the h this program jus
 Backward: one program per block of rows (the fixed partition of ``block_rows``), which writes dx
 for each of its rows and accumulates grad_y * xhat into its block's float32 partial row; a second
 kernel sums the partial rows in block order per column, so the weight gradient is deterministic.
+Every operand is loaded and stored in its own pointer's dtype (x bf16 beside a float32 residual,
+y narrower than h), and the backward can store dx twice, in x's and in residual's dtype.
 """
 
 from __future__ import annotations
@@ -68,9 +70,10 @@ def _rms_norm_forward_kernel(
 
 @triton.jit
 def _rms_norm_backward_kernel(
-    gy_ptr, gh_ptr, inp_ptr, w_ptr, rstd_ptr, dx_ptr, partial_ptr, rows, dim, rows_per_block,
-    sgy, sgh, sinp, sdx,
-    HAS_GRAD_H: tl.constexpr, HAS_WEIGHT: tl.constexpr, WEIGHT_GRAD: tl.constexpr, BLOCK: tl.constexpr,
+    gy_ptr, gh_ptr, inp_ptr, w_ptr, rstd_ptr, dx_ptr, dres_ptr, partial_ptr, rows, dim, rows_per_block,
+    sgy, sgh, sinp, sdx, sdres,
+    HAS_GRAD_H: tl.constexpr, HAS_WEIGHT: tl.constexpr, WEIGHT_GRAD: tl.constexpr,
+    HAS_DRESIDUAL: tl.constexpr, BLOCK: tl.constexpr,
 ):
     block = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
@@ -102,6 +105,8 @@ def _rms_norm_backward_kernel(
                 if HAS_GRAD_H:
                     dx += tl.load(gh_ptr + row * sgh + c, mask=mask, other=0.0).to(tl.float32)
                 tl.store(dx_ptr + row * sdx + c, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+                if HAS_DRESIDUAL:
+                    tl.store(dres_ptr + row * sdres + c, dx.to(dres_ptr.dtype.element_ty), mask=mask)
                 if WEIGHT_GRAD:
                     # Each column of the partial row belongs to one lane of this program: a plain
                     # read-modify-write, in row order.
@@ -131,8 +136,9 @@ def rms_norm_forward(x, residual, weight, y, h, rstd, eps):
         HAS_RESIDUAL=has_residual, HAS_WEIGHT=weight is not None, BLOCK=block, num_warps=warps(block),
     )
 
-def rms_norm_backward(grad_y, grad_h, inp, weight, rstd, dx, dweight):
-    """Same contract as csrc/rms_norm/rms_norm.h: dx and, when given, dweight written in place."""
+def rms_norm_backward(grad_y, grad_h, inp, weight, rstd, dx, dresidual, dweight):
+    """Same contract as csrc/rms_norm/rms_norm.h: dx and, when given, dresidual and dweight
+    written in place."""
     rows, dim = inp.shape
     block = block_columns(dim)
     per_block = block_rows(rows)
@@ -140,11 +146,12 @@ def rms_norm_backward(grad_y, grad_h, inp, weight, rstd, dx, dweight):
     weight_grad = dweight is not None
     partial = torch.zeros((blocks, dim) if weight_grad else (1,), dtype=torch.float32, device=inp.device)
     gh = grad_h if grad_h is not None else grad_y
+    dres = dresidual if dresidual is not None else dx
     _rms_norm_backward_kernel[(blocks,)](
-        grad_y, gh, inp, weight if weight is not None else rstd, rstd, dx, partial, rows, dim, per_block,
-        grad_y.stride(0), gh.stride(0), inp.stride(0), dx.stride(0),
+        grad_y, gh, inp, weight if weight is not None else rstd, rstd, dx, dres, partial, rows, dim, per_block,
+        grad_y.stride(0), gh.stride(0), inp.stride(0), dx.stride(0), dres.stride(0),
         HAS_GRAD_H=grad_h is not None, HAS_WEIGHT=weight is not None, WEIGHT_GRAD=weight_grad,
-        BLOCK=block, num_warps=warps(block),
+        HAS_DRESIDUAL=dresidual is not None, BLOCK=block, num_warps=warps(block),
     )
     if weight_grad:
         _rms_norm_sum_partials_kernel[(triton.cdiv(dim, SUM_BLOCK),)](partial, dweight, blocks, dim, BLOCK=SUM_BLOCK)
