@@ -7,10 +7,13 @@
 // The workspace beyond per-thread scratch is lse/delta (two floats a query), float32 dk/dv
 // accumulators only where the outputs cannot be their own, and dq partials only with key chunks.
 //
-// With BwdDot (bf16, avx512bf16 level) S, dP and dv run on vdpbf16ps: q, dout, the key and value
-// rows as bf16 pairs, P rounded to bf16, float32 accumulation. dS stays float32 and dk, dq keep
-// the float32 FMA products: dS rounded to bf16 misses the 1e-2 tolerance on dq, dk for sharp
-// softmaxes, and a (hi, lo) bf16 split of dS measured slower than FMA here.
+// With BwdDot (bf16, avx512bf16 level) all five products run on vdpbf16ps (twice the multiply-adds
+// of a float32 FMA per instruction): q, dout, the key and value rows as bf16 pairs, P and dS
+// rounded to bf16 (nearest even), float32 accumulation, as GPU flash kernels do. Rounding dS costs
+// dq, dk at most ~4e-3 of the tensor's scale against the float32-math spec: emulated in float64
+// over 300 draws of the tests' sharpest case (33 x 70 x 128, scale 0.3), the worst dq, dk error
+// with the bf16 output rounding was 6.2e-3 of the 1e-2 tolerance; with sharper scores (q, k ~ 10x)
+// it stayed below 3.5e-3 (the (hi, lo) split that the float32 products need costs as much as FMA).
 
 // Pass 1: lse and delta = rowsum(dout * out) of one query block. Scratch: two rows of Dp.
 template <typename T>
@@ -46,10 +49,10 @@ void bwd_prep_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch)
 // One query block's operands of pass 2, built in the task's scratch when the block is visited
 // (no copy of q or dout the size of the inputs). Without BwdDot q_t / do_t hold (D, BQ) float32
 // and q_r / do_r (BQ, Dp) float32 rows. With it q_t / do_t hold (ceil(D / 2), BQ) bf16 pairs
-// along d and do_r (BQ / 2, Dp) pairs along the queries; q_r stays float32 rows (dk's product
-// keeps dS in float32). Zero padding elsewhere. `drow`: one row of Dp.
+// along d and q_r / do_r (BQ / 2, Dp) pairs along the queries (the B operands of dk, dv). Zero
+// padding elsewhere.
 struct QueryTile {
-  float *q_t, *do_t, *q_r, *do_r, *drow;
+  float *q_t, *do_t, *q_r, *do_r;
 };
 
 template <typename T>
@@ -62,18 +65,16 @@ void load_query_tile(const cpu::AttentionBwdArgs& a, const Geometry& g, int64_t 
   uint32_t* qv = reinterpret_cast<uint32_t*>(t.q_t);
   uint32_t* dov = reinterpret_cast<uint32_t*>(t.do_t);
   uint32_t* dop = reinterpret_cast<uint32_t*>(t.do_r);
-  fill(t.q_r, kBQ * Dp, 0.0f);
+  uint32_t* qp = reinterpret_cast<uint32_t*>(t.q_r);
   if constexpr (kDot) {
     const int64_t Dh = (D + 1) / 2;
     for (int64_t e = 0; e < Dh * kBQ; ++e) qv[e] = dov[e] = 0u;
-    for (int64_t e = 0; e < kBQ / 2 * Dp; ++e) dop[e] = 0u;
+    for (int64_t e = 0; e < kBQ / 2 * Dp; ++e) dop[e] = qp[e] = 0u;
   } else {
+    fill(t.q_r, kBQ * Dp, 0.0f);
     fill(t.do_r, kBQ * Dp, 0.0f);
   }
   for (int64_t r = 0; r < nq; ++r) {
-    float* qrow = t.q_r + r * Dp;
-    float* drow = kDot ? t.drow : t.do_r + r * Dp;  // kDot: do_r holds pairs, not rows
-    load_f32(qbase + (i0 + r) * a.qs.s, qrow, D);
     if constexpr (kDot) {
       const uint16_t* qs = reinterpret_cast<const uint16_t*>(qbase + (i0 + r) * a.qs.s);
       const uint16_t* ds = reinterpret_cast<const uint16_t*>(dobase + (i0 + r) * a.dos.s);
@@ -83,8 +84,12 @@ void load_query_tile(const cpu::AttentionBwdArgs& a, const Geometry& g, int64_t 
         qv[(d / 2) * kBQ + r] |= static_cast<uint32_t>(qs[d]) << dsh;
         dov[(d / 2) * kBQ + r] |= static_cast<uint32_t>(ds[d]) << dsh;
         dop[(r / 2) * Dp + d] |= static_cast<uint32_t>(ds[d]) << rsh;
+        qp[(r / 2) * Dp + d] |= static_cast<uint32_t>(qs[d]) << rsh;
       }
     } else {
+      float* qrow = t.q_r + r * Dp;
+      float* drow = t.do_r + r * Dp;
+      load_f32(qbase + (i0 + r) * a.qs.s, qrow, D);
       load_f32(dobase + (i0 + r) * a.dos.s, drow, D);
       for (int64_t d = 0; d < D; ++d) {
         t.q_t[d * kBQ + r] = qrow[d];
@@ -101,12 +106,15 @@ void load_query_tile(const cpu::AttentionBwdArgs& a, const Geometry& g, int64_t 
 }
 
 // Pass 2 scratch (attention_scratch_floats and, for bf16, attention_key_cache_floats in the
-// glue count it): kf, vf (BK x D), pt, dpt, tt (BK x BQ), pb (BK x BQ bf16), row (Dp), the query tile
-// (q_t, do_t: D x BQ; q_r, do_r: BQ x Dp; drow: Dp), dqacc (D x BQ, the block's dq^T over the
-// chunk's keys) and, with BwdDot, key_cache: every key block of the chunk as a KeyTile's operands.
+// glue count it): kf, vf (BK x D), pt, dpt, tt (BK x BQ), row (Dp), dqacc (D x BQ, the block's
+// dq^T over the chunk's keys), the query tile (q_t, do_t: D x BQ; q_r, do_r: BQ x Dp), the bf16
+// operands of BwdDot (pb, dsb: P and dS as BK x BQ bf16 rows, pairs along the queries; dsk: dS as
+// BK / 2 x BQ pairs of consecutive keys) and, with BwdDot, key_cache: every key block of the
+// chunk as a KeyTile's operands.
 struct BwdKvScratch {
   float *kf, *vbuf, *pt, *dpt, *tt, *row, *dqacc, *key_cache;
-  uint16_t* pb;
+  uint16_t *pb, *dsb;
+  uint32_t* dsk;
   QueryTile qt;
 };
 
@@ -123,14 +131,16 @@ LLMK_ALWAYS_INLINE BwdKvScratch bwd_kv_scratch(float* scratch, int64_t D, int64_
   w.qt.do_t = w.qt.q_t + D * kBQ;
   w.qt.q_r = w.qt.do_t + D * kBQ;
   w.qt.do_r = w.qt.q_r + kBQ * Dp;
-  w.qt.drow = w.qt.do_r + kBQ * Dp;
-  w.pb = reinterpret_cast<uint16_t*>(w.qt.drow + Dp);
-  w.key_cache = reinterpret_cast<float*>(w.pb + kBK * kBQ);
+  w.pb = reinterpret_cast<uint16_t*>(w.qt.do_r + kBQ * Dp);
+  w.dsb = w.pb + kBK * kBQ;
+  w.dsk = reinterpret_cast<uint32_t*>(w.dsb + kBK * kBQ);
+  w.key_cache = reinterpret_cast<float*>(w.dsk + kBK / 2 * kBQ);
   return w;
 }
 
-// One key block's operands. Float32 rows k (dq's product; S's too without kDot) and v; with kDot
-// the key and value rows as bf16 pairs along d (k2, v2: (nk, ceil(D / 2))).
+// One key block's operands. Without kDot float32 rows k and v; with it the key and value rows
+// as bf16 pairs along d (k2, v2: (nk, ceil(D / 2))) and the keys as bf16 pairs of consecutive
+// keys (kk: (ceil(nk / 2), D), dq's product; the second half 0 past nk).
 struct KeyTile {
   const float* k;
   int64_t ldk;
@@ -138,6 +148,7 @@ struct KeyTile {
   int64_t ldv;
   const uint32_t* k2;
   const uint32_t* v2;
+  const uint32_t* kk;
 };
 
 // kDot: key block j0's operands into `dst` (cpu::attention_key_cache_floats(D, 1) floats), once
@@ -161,8 +172,14 @@ LLMK_ALWAYS_INLINE void convert_key_block(const cpu::AttentionBwdArgs& a, const 
                         (two ? static_cast<uint32_t>(vrow[2 * dp + 1]) << 16 : 0u);
     }
   }
-  float* kr = reinterpret_cast<float*>(vp + kBK * Dh);
-  for (int64_t j = 0; j < nk; ++j) load_f32(kbase + (j0 + j) * a.ks.s, kr + j * D, D);
+  uint32_t* kk = vp + kBK * Dh;
+  for (int64_t jp = 0; jp < (nk + 1) / 2; ++jp) {
+    const uint16_t* k0 = reinterpret_cast<const uint16_t*>(kbase + (j0 + 2 * jp) * a.ks.s);
+    const bool two = 2 * jp + 1 < nk;
+    const uint16_t* k1 = two ? reinterpret_cast<const uint16_t*>(kbase + (j0 + 2 * jp + 1) * a.ks.s) : k0;
+    for (int64_t d = 0; d < D; ++d)
+      kk[jp * D + d] = static_cast<uint32_t>(k0[d]) | (two ? static_cast<uint32_t>(k1[d]) << 16 : 0u);
+  }
 }
 
 template <typename T, bool kDot>
@@ -176,8 +193,7 @@ LLMK_ALWAYS_INLINE KeyTile key_tile(const cpu::AttentionBwdArgs& a, const BwdKvS
         reinterpret_cast<const uint32_t*>(w.key_cache + cached_block * cpu::attention_key_cache_floats(D, 1));
     t.k2 = kp;
     t.v2 = kp + kBK * Dh;
-    t.k = reinterpret_cast<const float*>(t.v2 + kBK * Dh);
-    t.ldk = D;
+    t.kk = t.v2 + kBK * Dh;
   } else {
     t.k = tile_rows(kbase + j0 * a.ks.s, a.ks.s, nk, D, w.kf, &t.ldk);
     t.v = tile_rows(vbase + j0 * a.vs.s, a.vs.s, nk, D, w.vbuf, &t.ldv);
@@ -211,29 +227,54 @@ LLMK_ALWAYS_INLINE void bwd_kv_tile(const cpu::AttentionBwdArgs& a, const Geomet
     gemm<false>(nk, N, Dh, kt.v2, Dh, 1, reinterpret_cast<const uint32_t*>(dot), kBQ, w.dpt, kBQ);
   else
     gemm<false>(nk, N, D, kt.v, kt.ldv, 1, dot, kBQ, w.dpt, kBQ);
-  for (int64_t v = 0; v < nv; ++v) {
-    const vf lv = vload(lq + v * kLanes), dv = vload(dl + v * kLanes);
-    for (int64_t j = 0; j < nk; ++j) {
-      float* sp = w.pt + j * kBQ + v * kLanes;
-      float* dp = w.dpt + j * kBQ + v * kLanes;
-      const vf pv = vexp(vload(sp) - lv);
-      if constexpr (kDot) store_bf16_row(w.pb + j * kBQ + v * kLanes, pv);
-      else vstore(sp, pv);
-      vf ds = pv * (vload(dp) - dv);
-      if (kCap) {
-        const vf th = vload(w.tt + j * kBQ + v * kLanes);
-        ds = ds * (1.0f - th * th);
+  if constexpr (kDot) {
+    // P and dS as bf16: rows (pairs along the queries) for dv and dk, and dS as pairs of
+    // consecutive keys for dq (the second half 0 past nk, as the keys' pairs).
+    for (int64_t v = 0; v < nv; ++v) {
+      const vf lv = vload(lq + v * kLanes), dv = vload(dl + v * kLanes);
+      for (int64_t j = 0; j < nk; j += 2) {
+        vf ds[2] = {vf{}, vf{}};
+        for (int64_t u = 0; u < 2 && j + u < nk; ++u) {
+          const int64_t e = (j + u) * kBQ + v * kLanes;
+          const vf pv = vexp(vload(w.pt + e) - lv);
+          store_bf16_row(w.pb + e, pv);
+          ds[u] = pv * (vload(w.dpt + e) - dv);
+          if (kCap) {
+            const vf th = vload(w.tt + e);
+            ds[u] = ds[u] * (1.0f - th * th);
+          }
+          store_bf16_row(w.dsb + e, ds[u]);
+        }
+        vstore(reinterpret_cast<float*>(w.dsk + (j / 2) * kBQ + v * kLanes),
+               (vf)pack_bf16_pair(ds[0], ds[1]));
       }
-      vstore(dp, ds);
     }
-  }
-  if constexpr (kDot)
-    gemm<true>(nk, Dp, (nq + 1) / 2, reinterpret_cast<const uint32_t*>(w.pb), kBQ / 2, 1,
+    const int64_t nqp = (nq + 1) / 2, nkp = (nk + 1) / 2;
+    gemm<true>(nk, Dp, nqp, reinterpret_cast<const uint32_t*>(w.pb), kBQ / 2, 1,
                reinterpret_cast<const uint32_t*>(dor), Dp, dvacc, Dp);
-  else
+    gemm<true>(nk, Dp, nqp, reinterpret_cast<const uint32_t*>(w.dsb), kBQ / 2, 1,
+               reinterpret_cast<const uint32_t*>(qr), Dp, dkacc, Dp);
+    gemm<true>(D, N, nkp, kt.kk, 1, D, w.dsk, kBQ, w.dqacc, kBQ);
+  } else {
+    for (int64_t v = 0; v < nv; ++v) {
+      const vf lv = vload(lq + v * kLanes), dv = vload(dl + v * kLanes);
+      for (int64_t j = 0; j < nk; ++j) {
+        float* sp = w.pt + j * kBQ + v * kLanes;
+        float* dp = w.dpt + j * kBQ + v * kLanes;
+        const vf pv = vexp(vload(sp) - lv);
+        vstore(sp, pv);
+        vf ds = pv * (vload(dp) - dv);
+        if (kCap) {
+          const vf th = vload(w.tt + j * kBQ + v * kLanes);
+          ds = ds * (1.0f - th * th);
+        }
+        vstore(dp, ds);
+      }
+    }
     gemm<true>(nk, Dp, nq, w.pt, kBQ, 1, dor, Dp, dvacc, Dp);
-  gemm<true>(nk, Dp, nq, w.dpt, kBQ, 1, qr, Dp, dkacc, Dp);
-  gemm<true>(D, N, nk, kt.k, 1, kt.ldk, w.dpt, kBQ, w.dqacc, kBQ);
+    gemm<true>(nk, Dp, nq, w.dpt, kBQ, 1, qr, Dp, dkacc, Dp);
+    gemm<true>(D, N, nk, kt.k, 1, kt.ldk, w.dpt, kBQ, w.dqacc, kBQ);
+  }
 }
 
 // dq rows [i0, i0 + nq) of (b, h) = scale * acc^T (acc: D x BQ), in the output's dtype.
