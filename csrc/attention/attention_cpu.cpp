@@ -50,10 +50,10 @@ constexpr int64_t kBK = cpu::kAttnBlockK;
 // and attention_cpu_backward_impl.h).
 int64_t attention_scratch_floats(int64_t head_dim) {
   const int64_t dp = (head_dim + 15) / 16 * 16;
-  // The backward's key pass is the largest: kf, vf (BK x D), pt, dpt, tt (BK x BQ), pb
-  // (BK x BQ bf16), two rows, the query tile (q_t, do_t, dqacc: D x BQ; q_r, do_r: BQ x Dp); its
-  // bf16 key cache comes on top (attention_key_cache_floats).
-  return 2 * kBK * dp + 3 * kBK * kBQ + kBK * kBQ / 2 + 2 * dp + 5 * kBQ * dp + 64;
+  // The backward's key pass is the largest: kf, vf (BK x D), pt, dpt, tt (BK x BQ), pb, dsb
+  // (BK x BQ bf16 each), dsk (BK / 2 x BQ pairs), a row, the query tile (q_t, do_t, dqacc: D x BQ;
+  // q_r, do_r: BQ x Dp); its bf16 key cache comes on top (attention_key_cache_floats).
+  return 2 * kBK * dp + 4 * kBK * kBQ + kBK * kBQ / 2 + dp + 5 * kBQ * dp + 64;
 }
 
 // Multiply-adds a thread should have before another one is woken: entering a parallel region

@@ -105,9 +105,18 @@ void gemm(int64_t M, int64_t N, int64_t K, const TA* A, int64_t sr, int64_t sk, 
 // Two float32 rows -> one row of bf16 pairs (lo from `a`, hi from `b`), round-to-nearest-even;
 // the values are finite here (probabilities and their gradients).
 LLMK_ALWAYS_INLINE vu pack_bf16_pair(const vf& a, const vf& b) {
+#if LLMK_ISA_LEVEL >= 3
+  // vcvtne2ps2bf16 (the same rounding; denormals flush to 0) puts a's 16 results below b's;
+  // vpermw interleaves them into pairs.
+  const __m512i both = (__m512i)_mm512_cvtne2ps_pbh((__m512)b, (__m512)a);
+  const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return (vu)_mm512_permutexvar_epi16(pairs, both);
+#else
   const vu ua = (vu)a, ub = (vu)b;
   const vu ra = ua + 0x7FFFu + ((ua >> 16) & 1u), rb = ub + 0x7FFFu + ((ub >> 16) & 1u);
   return (ra >> 16) | (rb & 0xFFFF0000u);
+#endif
 }
 
 template <typename T>
@@ -125,11 +134,15 @@ struct BwdDot {
   static constexpr bool value = LLMK_ISA_LEVEL >= 3 && IsBf16<T>::value;
 };
 
-// One float32 vector -> 16 consecutive bf16 (same rounding as pack_bf16_pair); a vpmovdw at the
-// avx512bf16 level, the only one that calls it.
+// One float32 vector -> 16 consecutive bf16 (same rounding as pack_bf16_pair): vcvtneps2bf16 at
+// the avx512bf16 level, the only one that calls it (the fallback keeps other levels compiling).
 LLMK_ALWAYS_INLINE void store_bf16_row(uint16_t* dst, const vf& a) {
+#if LLMK_ISA_LEVEL >= 3
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), (__m256i)_mm512_cvtneps_pbh((__m512)a));
+#else
   typedef uint16_t vh __attribute__((vector_size(kLanes * sizeof(uint16_t))));
   const vu ua = (vu)a;
   const vh h = __builtin_convertvector((ua + 0x7FFFu + ((ua >> 16) & 1u)) >> 16, vh);
   __builtin_memcpy(dst, &h, sizeof h);
+#endif
 }

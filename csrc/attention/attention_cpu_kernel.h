@@ -18,9 +18,10 @@ constexpr int64_t kAttnBlockQ = 64;
 constexpr int64_t kAttnBlockK = 64;
 
 // Floats the backward's bf16 key cache takes for `key_blocks` key blocks: each block's k and v
-// rows as bf16 pairs along the head dim, then its k rows in float32 (attention_cpu_backward_impl.h).
+// rows as bf16 pairs along the head dim, then its k as bf16 pairs of consecutive keys
+// (kAttnBlockK / 2 x head_dim; attention_cpu_backward_impl.h).
 constexpr int64_t attention_key_cache_floats(int64_t head_dim, int64_t key_blocks) {
-  return key_blocks * kAttnBlockK * (2 * ((head_dim + 1) / 2) + head_dim);
+  return key_blocks * (kAttnBlockK * 2 * ((head_dim + 1) / 2) + kAttnBlockK / 2 * head_dim);
 }
 
 struct AttentionParams {

@@ -10,7 +10,7 @@
 //
 // The parts, in dependency order: attention_cpu_gemm_impl.h (tile products),
 // attention_cpu_tiles_impl.h (geometry, masks, scores), attention_cpu_forward_impl.h,
-// attention_cpu_backward_impl.h.
+// attention_cpu_operands_impl.h (the backward's tile operands), attention_cpu_backward_impl.h.
 #include "attention_cpu_kernel.h"
 
 namespace llmkernels {
@@ -23,6 +23,7 @@ namespace {
 #include "attention_cpu_gemm_impl.h"
 #include "attention_cpu_tiles_impl.h"
 #include "attention_cpu_forward_impl.h"
+#include "attention_cpu_operands_impl.h"
 #include "attention_cpu_backward_impl.h"
 
 }  // namespace

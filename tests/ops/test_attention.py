@@ -57,6 +57,11 @@ CASES = [  # (batch, hq, hk, sq, sk, dim, options)
     # shared operands (bf16 value pairs, the backward's key cache) and their edges.
     (1, 4, 2, 130, 133, 64, {"causal": True}),
     (2, 2, 1, 129, 67, 32, {}),
+    # Causal at the diagonal: the CPU backward splits such tiles in two half tiles (keys from 32 on
+    # are masked for the first 32 queries), here with odd halves and with Sq > Sk (the masked
+    # quadrant off the diagonal).
+    (1, 2, 1, 101, 101, 40, {"causal": True}),
+    (1, 2, 2, 140, 120, 16, {"causal": True}),
     # Decoding: one query per head, its GQA group packed into one query block (ops/attention/decode.py).
     (2, 8, 2, 1, 37, 32, {"causal": True}),
     (1, 4, 1, 1, 70, 64, {"softcap": 5.0, "kpm": True}),
