@@ -179,3 +179,21 @@ def test_the_caches_are_not_reordered_after_the_last_step():
         del model.start_decoding
     assert tokens == beam_search(model, src, mask, beam=3, max_len=6, cache=False)
     assert len(reorders) == (len(state) - 1) * len(model.decoder)  # len(state): the steps run
+
+
+def test_the_first_step_runs_one_row_per_sentence_then_the_beams():
+    """The beams start identical: the first step decodes each sentence once, the next ones every beam;
+    a beam wider than the vocabulary still decodes (its extra beams start at -inf)."""
+    model = tiny(init_std=0.3)
+    src, mask, _ = batch()
+    rows = []
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    try:
+        tokens = beam_search(model, src, mask, beam=3, max_len=6)
+    finally:
+        hook.remove()
+    assert rows[0] == len(src) and set(rows[1:]) == {3 * len(src)}
+    assert tokens == beam_search(model, src, mask, beam=3, max_len=6, cache=False)
+    wide = beam_search(model, src, mask, beam=VOCAB + 3, max_len=6)
+    assert wide == beam_search(model, src, mask, beam=VOCAB + 3, max_len=6, cache=False)
+    assert all(model.config.eos_id not in t and len(t) <= 6 for t in wide)
