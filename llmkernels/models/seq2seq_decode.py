@@ -8,7 +8,8 @@ give the same tokens.
 
 Beam search keeps ``beam`` hypotheses per sentence, ranked by their summed log-probability; a
 hypothesis that has ended stays in its beam and only extends by end-of-sequence at no cost, so
-every row steps in lockstep (one batched forward per step). The best finished hypothesis is chosen
+every row steps in lockstep (one batched forward per step; the first runs one row per sentence,
+whose beams are still identical). The best finished hypothesis is chosen
 with GNMT's length penalty, score / ((5 + length) / 6) ** length_penalty (0: none). With
 ``beam=1`` it is greedy decoding.
 """
@@ -21,32 +22,43 @@ import torch
 class _Stepper:
     """The next-token logits of each row's prefix, with the caches or by recomputing the prefix.
 
-    ``memory`` has a row per sentence, the decoder ``rows`` consecutive rows per sentence (its
-    beams). The caches keep the sentence's cross-attention keys/values once for all its rows; the
-    recomputing baseline, as a decoder without caches does, copies the encoder output per row and
-    projects it again at every step."""
+    ``memory`` has a row per sentence, and so has the decoder until the first ``advance`` gives
+    each sentence its rows (its beams). The caches keep the sentence's cross-attention keys/values
+    once for all its rows; the recomputing baseline, as a decoder without caches does, copies the
+    encoder output per row and projects it again at every step.
 
-    def __init__(self, model, memory, mask, max_len: int, cache: bool, rows: int = 1):
-        if cache:
-            self.state = model.start_decoding(memory, mask, max_len)
-        else:
-            self.state = None
-            if rows > 1:
-                memory = memory.repeat_interleave(rows, dim=0)
-                mask = None if mask is None else mask.repeat_interleave(rows, dim=0)
+    ``advance(origin, token)`` moves to the next step: row r continues row ``origin[r]`` with
+    ``token[r]``. With the caches the step needs only the new tokens, and the caches' reorder is
+    deferred to the next ``logits`` call, so the step after the last one (the longest cache)
+    copies nothing; the baseline rebuilds the whole prefix, which it runs again."""
+
+    def __init__(self, model, memory, mask, max_len: int, cache: bool, bos: int):
+        self.tokens = torch.full((memory.shape[0], 1), bos, dtype=torch.long, device=memory.device)
+        self._pending = None
+        self.state = model.start_decoding(memory, mask, max_len) if cache else None
         self.model, self.memory, self.mask = model, memory, mask
 
-    def logits(self, prefix):
+    def logits(self):
         if self.state is not None:
-            hidden = self.model.decode_hidden(prefix[:, -1:], None, state=self.state)
+            if self._pending is not None:
+                self.state.reorder(self._pending)
+                self._pending = None
+            hidden = self.model.decode_hidden(self.tokens, None, state=self.state)
         else:
-            hidden = self.model.decode_hidden(prefix, self.memory, self.mask)
+            hidden = self.model.decode_hidden(self.tokens, self.memory, self.mask)
         return self.model.lm_head(hidden[:, -1]).float()
 
-    def reorder(self, rows):
+    def advance(self, origin, token):
         if self.state is not None:
-            self.state.reorder(rows)
-        # Without a cache there is nothing per row but the memory, which beams of a sentence share.
+            self._pending = origin
+            self.tokens = token[:, None]
+            return
+        if origin is not None and origin.shape[0] != self.memory.shape[0]:
+            # Rows added (a sentence's beams): the baseline's encoder output follows them. Later
+            # steps move rows only within a sentence, whose rows hold the same memory.
+            self.memory = self.memory[origin]
+            self.mask = None if self.mask is None else self.mask[origin]
+        self.tokens = torch.cat((self.tokens if origin is None else self.tokens[origin], token[:, None]), dim=1)
 
 
 def _prepare(model, src, src_mask, max_len):
@@ -75,17 +87,18 @@ def greedy(model, src, src_mask=None, max_len: int | None = None, cache: bool = 
     """The most likely next token at each step; returns each sentence's target ids (no start/end tokens)."""
     c = model.config
     memory, mask, max_len = _prepare(model, src, src_mask, max_len)
-    stepper = _Stepper(model, memory, mask, max_len + 1, cache)
-    prefix = torch.full((src.shape[0], 1), c.bos_id, dtype=torch.long, device=src.device)
+    stepper = _Stepper(model, memory, mask, max_len + 1, cache, c.bos_id)
     finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+    steps = []
     for _ in range(max_len):
-        nxt = stepper.logits(prefix).argmax(dim=-1)
+        nxt = stepper.logits().argmax(dim=-1)
         nxt = nxt.masked_fill(finished, c.eos_id)
-        prefix = torch.cat((prefix, nxt[:, None]), dim=1)
+        steps.append(nxt)
+        stepper.advance(None, nxt)
         finished |= nxt == c.eos_id
         if bool(finished.all()):
             break
-    return _trim(prefix[:, 1:], c.eos_id)
+    return _trim(torch.stack(steps, dim=1), c.eos_id)
 
 
 def length_penalty_factor(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -104,13 +117,8 @@ def beam_search(model, src, src_mask=None, beam: int = 4, length_penalty: float 
     c = model.config
     batch, device = src.shape[0], src.device
     memory, mask, max_len = _prepare(model, src, src_mask, max_len)
-    stepper = _Stepper(model, memory, mask, max_len + 1, cache, beam)
+    stepper = _Stepper(model, memory, mask, max_len + 1, cache, c.bos_id)
     rows = batch * beam
-    prefix = torch.full((rows, 1), c.bos_id, dtype=torch.long, device=device)
-    scores = torch.full((batch, beam), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # the beams start identical: only the first one extends at the first step
-    finished = torch.zeros(rows, dtype=torch.bool, device=device)
-    lengths = torch.zeros(rows, dtype=torch.long, device=device)
     first_row = (torch.arange(batch, device=device) * beam)[:, None]
     # A sentence's best `beam` continuations are among the best `beam` tokens of each of its rows:
     # only those are ranked across the beams. The log-probabilities come from one fused
@@ -120,21 +128,51 @@ def beam_search(model, src, src_mask=None, beam: int = 4, length_penalty: float 
     # An ended hypothesis's candidates: end-of-sequence at no cost, then none.
     ended = torch.full((width,), float("-inf"), device=device)
     ended[0] = 0.0
-    for _ in range(max_len):
-        best, candidates = torch.log_softmax(stepper.logits(prefix), dim=-1).topk(width, dim=-1)
+    # The first step: a sentence's beams would all hold the start token alone, so one row per
+    # sentence runs, and its best `width` tokens start the beams (what ranking `beam` identical
+    # rows, all but one at -inf, chooses), any beams beyond the vocabulary at -inf.
+    top, token = torch.log_softmax(stepper.logits(), dim=-1).topk(width, dim=-1)
+    scores = torch.full((batch, beam), float("-inf"), device=device)
+    scores[:, :width] = top
+    token = torch.cat((token, token.new_full((batch, beam - width), c.eos_id)), dim=1).view(-1)
+    origin = torch.arange(batch, device=device).repeat_interleave(beam)
+    stepper.advance(origin, token)
+    finished = token == c.eos_id
+    # Each step's (origin, token) per row: the hypotheses are read back once at the end, rather
+    # than each row's prefix and length gathered at every step.
+    history = [(origin, token)]
+    for _ in range(max_len - 1):
+        if bool(finished.all()):
+            break
+        best, candidates = torch.log_softmax(stepper.logits(), dim=-1).topk(width, dim=-1)
         logp = torch.where(finished[:, None], ended, best)
         candidates = candidates.masked_fill(finished[:, None], c.eos_id)
         top, index = (scores.reshape(rows, 1) + logp).view(batch, beam * width).topk(beam, dim=-1)
         origin = (first_row + torch.div(index, width, rounding_mode="floor")).view(-1)
         token = candidates.view(batch, beam * width).gather(1, index).view(-1)
-        stepper.reorder(origin)
-        prefix = torch.cat((prefix[origin], token[:, None]), dim=1)
-        moved = finished[origin]
-        lengths = lengths[origin] + (~moved).long()
-        finished = moved | (token == c.eos_id)
+        stepper.advance(origin, token)
+        history.append((origin, token))
+        finished = finished[origin] | (token == c.eos_id)
         scores = top
-        if bool(finished.all()):
-            break
-    normalised = scores / length_penalty_factor(lengths, length_penalty).view(batch, beam)
+    tokens = _read_back(history)
+    normalised = scores / length_penalty_factor(_lengths(tokens, c.eos_id), length_penalty).view(batch, beam)
     best = (first_row[:, 0] + normalised.argmax(dim=-1))
-    return _trim(prefix[best, 1:], c.eos_id)
+    return _trim(tokens[best], c.eos_id)
+
+
+def _read_back(history) -> torch.Tensor:
+    """(rows, steps): each final row's tokens, following its origins back from the last step."""
+    row = torch.arange(history[-1][0].shape[0], device=history[-1][0].device)
+    tokens = []
+    for origin, token in reversed(history):
+        tokens.append(token[row])
+        row = origin[row]
+    return torch.stack(tokens[::-1], dim=1)
+
+
+def _lengths(tokens: torch.Tensor, eos: int) -> torch.Tensor:
+    """Each hypothesis's length for the length penalty: its tokens up to and including its first
+    end-of-sequence (after which it only repeats it), or all of them when it has not ended."""
+    ended = tokens == eos
+    first = ended.int().argmax(dim=1)
+    return torch.where(ended.any(dim=1), first + 1, tokens.shape[1])

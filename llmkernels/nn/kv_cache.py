@@ -60,8 +60,10 @@ class KVCache:
                 # Stored (batch, max_len, heads_kv, head_dim): a row's first `length` positions are
                 # one contiguous block, so reorder() copies each row in one piece (the kernels read
                 # the (batch, heads_kv, length, head_dim) view through its strides, no copy).
-                self._k = k.new_zeros((k.shape[0], self.max_len) + k.shape[1:2] + k.shape[3:])
-                self._v = v.new_zeros((v.shape[0], self.max_len) + v.shape[1:2] + v.shape[3:])
+                # Uninitialised: nothing past `length` is ever read, so zeroing it would only
+                # cost a pass over the whole buffer.
+                self._k = k.new_empty((k.shape[0], self.max_len) + k.shape[1:2] + k.shape[3:])
+                self._v = v.new_empty((v.shape[0], self.max_len) + v.shape[1:2] + v.shape[3:])
             self._k[:, self.length:end] = k.transpose(1, 2)
             self._v[:, self.length:end] = v.transpose(1, 2)
         self.length = end

@@ -148,3 +148,52 @@ def test_the_encoder_output_is_projected_once_per_layer_when_decoding():
     calls.clear()
     assert beam_search(model, src, mask, beam=3, max_len=6, cache=False) == tokens
     assert len(calls) > len(model.decoder)  # the baseline projects it again at every step
+
+
+def test_beam_search_reads_the_hypotheses_back_from_each_steps_origins():
+    """Row r of a step continues row origin[r]; a hypothesis's length counts its first end token."""
+    from llmkernels.models.seq2seq_decode import _lengths, _read_back
+
+    history = [(torch.tensor([0, 0, 1]), torch.tensor([5, 6, 7])),
+               (torch.tensor([1, 0, 0]), torch.tensor([2, 8, 9])),
+               (torch.tensor([0, 2, 1]), torch.tensor([2, 3, 4]))]
+    tokens = _read_back(history)
+    assert tokens.tolist() == [[6, 2, 2], [5, 9, 3], [5, 8, 4]]
+    assert _lengths(tokens, eos=2).tolist() == [2, 3, 3]
+
+
+def test_the_caches_are_not_reordered_after_the_last_step():
+    """The reorder that follows a step is applied when the next step runs: the last one's never is."""
+    model = tiny(init_std=0.3)
+    src, mask, _ = batch()
+    reorders = []
+    original = KVCache.reorder
+    KVCache.reorder = lambda self, index: (reorders.append(1), original(self, index))[1]
+    with torch.no_grad():
+        state = model.start_decoding(model.encode(src, mask), mask)
+    model.start_decoding = lambda *args, **kwargs: state  # the search's own state, to read its length
+    try:
+        tokens = beam_search(model, src, mask, beam=3, max_len=6)
+    finally:
+        KVCache.reorder = original
+        del model.start_decoding
+    assert tokens == beam_search(model, src, mask, beam=3, max_len=6, cache=False)
+    assert len(reorders) == (len(state) - 1) * len(model.decoder)  # len(state): the steps run
+
+
+def test_the_first_step_runs_one_row_per_sentence_then_the_beams():
+    """The beams start identical: the first step decodes each sentence once, the next ones every beam;
+    a beam wider than the vocabulary still decodes (its extra beams start at -inf)."""
+    model = tiny(init_std=0.3)
+    src, mask, _ = batch()
+    rows = []
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    try:
+        tokens = beam_search(model, src, mask, beam=3, max_len=6)
+    finally:
+        hook.remove()
+    assert rows[0] == len(src) and set(rows[1:]) == {3 * len(src)}
+    assert tokens == beam_search(model, src, mask, beam=3, max_len=6, cache=False)
+    wide = beam_search(model, src, mask, beam=VOCAB + 3, max_len=6)
+    assert wide == beam_search(model, src, mask, beam=VOCAB + 3, max_len=6, cache=False)
+    assert all(model.config.eos_id not in t and len(t) <= 6 for t in wide)
