@@ -202,8 +202,12 @@ def rms_norm_backward_op(
     plan = _plan(chosen, inp.dtype, dtypes)
     if plan == "reference":
         dx, dresidual, dweight = reference.backward(grad_y, grad_h, inp, weight, rstd, weight_grad, dx_dtype, dresidual_dtype)
-        empty = _backward_outputs(inp, weight_grad, dx_dtype, dresidual_dtype)
-        return dx, (dresidual if dresidual is not None else empty[1]), (dweight if dweight is not None else empty[2])
+        # The outputs the reference leaves out (None) are the empty ones _backward_outputs gives.
+        if dresidual is None:
+            dresidual = inp.new_empty((0,))
+        if dweight is None:
+            dweight = inp.new_empty((0,), dtype=reference.compute_dtype(inp.dtype))
+        return dx, dresidual, dweight
     dx, dresidual, dweight = _backward_outputs(inp, weight_grad, dx_dtype, dresidual_dtype)
     if inp.numel():
         cast = plan == "cast"
