@@ -14,11 +14,14 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+import llmkernels
 from llmkernels.models.gpt_config import GPTConfig
+from llmkernels.nn import torch_baseline
 from llmkernels.nn import (
-    Attention, KVCache, LinearCrossEntropyLoss, RMSNorm, RotaryEmbedding, SinusoidalPositionEncoding, SwiGLUMLP,
+    Attention, KVCache, RMSNorm, RotaryEmbedding, SinusoidalPositionEncoding, SwiGLUMLP,
 )
 
 
@@ -68,14 +71,18 @@ def init_weights(model: nn.Module, std: float, n_layer: int) -> None:
 
 
 # The loss runs at the training step's memory peak (every activation is alive then), so its logits
-# buffer adds to that peak: about 2M logits (8 MB in float32) a chunk, but never under 256 rows (GEMMs
-# of fewer rows fall below the full GEMM's rate on a CPU). At the small preset's 8192-token vocab
-# the 1024-row default buffer (32 MB) lifted the peak RSS of training by ~20 MB.
-LOSS_CHUNK_LOGITS = 1 << 21
+# buffer adds to that peak: about 8 MB of logits a chunk (2M in float32, 4M in bf16 under autocast),
+# but never under 256 rows (GEMMs of fewer rows fall below the full GEMM's rate on a CPU). At the small
+# preset's 8192-token vocab the 1024-row default buffer (32 MB) lifted the peak RSS of training by
+# ~20 MB. Sized in bytes, not logits: under bf16 each chunk also adds its weight gradient into the
+# float32 sum with a conversion pass over the (vocab, d_model) matrix, so half as many chunks halve
+# those passes for the same buffer.
+LOSS_CHUNK_BYTES = 8 << 20
 
 
-def loss_chunk_rows(vocab_size: int) -> int:
-    return max(256, LOSS_CHUNK_LOGITS // vocab_size)
+def loss_chunk_rows(vocab_size: int, element_size: int = 4) -> int:
+    """Rows per loss chunk for logits of ``element_size`` bytes (the head's input dtype)."""
+    return max(256, LOSS_CHUNK_BYTES // (vocab_size * element_size))
 
 
 class GPT(nn.Module):
@@ -96,7 +103,6 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
-        self.criterion = LinearCrossEntropyLoss(ops=config.ops, chunk_size=loss_chunk_rows(config.vocab_size))
         # Set by the training loop (--checkpoint-activations): each block's activations are recomputed
         # in the backward instead of kept. A run-time choice, not part of the config or the weights.
         self.checkpoint_activations = False
@@ -148,11 +154,13 @@ class GPT(nn.Module):
         return self.loss(hidden, targets, ignore_index)
 
     def loss(self, hidden, targets, ignore_index: int = -100):
-        criterion = self.criterion
-        if ignore_index != criterion.ignore_index:  # rare: a loss module for this call only
-            criterion = LinearCrossEntropyLoss(ignore_index=ignore_index, ops=self.ops,
-                                               chunk_size=loss_chunk_rows(self.config.vocab_size))
-        return criterion(hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, targets.reshape(-1))
+        rows, flat_targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+        if self.ops == "torch":
+            return torch_baseline.cross_entropy(F.linear(rows, self.lm_head.weight), flat_targets, None, ignore_index,
+                                                "mean", 0.0, None)
+        # The fused loss, its chunk sized by the bytes of this call's logits (bf16 under autocast).
+        return llmkernels.linear_cross_entropy(rows, self.lm_head.weight, flat_targets, ignore_index=ignore_index,
+                                               chunk_size=loss_chunk_rows(self.config.vocab_size, rows.element_size()))
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, generator=None):

@@ -66,6 +66,47 @@ def test_matches_full_logits(device, backend, dtype, reduction, options, chunk_s
         _check(got, want, dtype)
 
 
+@pytest.mark.parametrize("device,backend,dtype", backend_cases("linear_cross_entropy", dtypes=(torch.bfloat16,)) + [pytest.param("cpu", "reference", torch.bfloat16, id="cpu-reference-bfloat16")])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_float32_master_weight_with_a_low_precision_input(device, backend, dtype, reduction):
+    """A float32 weight and bias with a bf16 input: the projection runs on the weight cast to bf16
+    (the specification: the reference on the cast weight), the weight and bias gradients come back
+    in float32, the input's in bf16."""
+    if backend != "reference":
+        skip_unless_present("linear_cross_entropy", device, backend, dtype)
+    rows, hidden, vocab = (23, 16, 50) if backend == "triton" else (97, 48, 1000)
+    x, w, b, t = _problem(rows, hidden, vocab, torch.float32, device)
+    x = x.to(dtype)
+    leaves = [x.clone().requires_grad_(True), w.clone().requires_grad_(True), b.clone().requires_grad_(True)]
+    with llmkernels.use_backend(backend):
+        loss = llmkernels.linear_cross_entropy(leaves[0], leaves[1], t, linear_bias=leaves[2], reduction=reduction, chunk_size=7)
+    ref = [p.detach().clone().requires_grad_(True) for p in (x, w, b)]
+    with llmkernels.use_backend("reference"):
+        expected = llmkernels.linear_cross_entropy(ref[0], ref[1].to(dtype), t, linear_bias=ref[2].to(dtype),
+                                                   reduction=reduction, chunk_size=7)
+    _check(loss, expected, dtype)
+    upstream = torch.randn_like(expected, dtype=torch.float64)
+    grads = torch.autograd.grad(loss, leaves, upstream.to(loss.dtype))
+    expected_grads = torch.autograd.grad(expected, ref, upstream.to(expected.dtype))
+    assert [g.dtype for g in grads] == [dtype, torch.float32, torch.float32]
+    for got, want in zip(grads, expected_grads):
+        _check(got, want, dtype)
+
+
+def test_autocast_passes_a_float32_weight_through():
+    """Under autocast the float32 weight is not cast outside the op: its gradient is the mixed call's,
+    bit for bit, with no cast node (and no bf16 copy of the weight) in the graph."""
+    x, w, _, t = _problem(40, 16, 64, torch.float32, bias=False)
+    w.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = llmkernels.linear_cross_entropy(x, w, t, chunk_size=16)
+    assert not any("ToCopy" in type(f).__name__ for f, _ in loss.grad_fn.next_functions if f is not None)
+    (autocast_grad,) = torch.autograd.grad(loss, (w,))
+    (mixed_grad,) = torch.autograd.grad(llmkernels.linear_cross_entropy(x.bfloat16(), w, t, chunk_size=16), (w,))
+    assert autocast_grad.dtype == torch.float32
+    assert torch.equal(autocast_grad, mixed_grad)
+
+
 def test_matches_torch_linear_cross_entropy_and_leading_dims():
     x, w, _, t = _problem(24, 16, 40, torch.float32, bias=False)
     x3, t2 = x.reshape(2, 12, 16), t.reshape(2, 12)
@@ -121,6 +162,8 @@ def test_opcheck_and_compile():
     [
         (lambda x, w, t: (x, w[:, :4], t), r"linear_weight must be \(vocab, 8\)"),
         (lambda x, w, t: (x, w.double(), t), "linear_weight must have input's dtype"),
+        (lambda x, w, t: (x.bfloat16(), w.half(), t), "linear_weight must have input's dtype"),
+        (lambda x, w, t: (x.float(), w.bfloat16(), t), "linear_weight must have input's dtype"),
         (lambda x, w, t: (x, w, t[:-1]), "target must have shape"),
         (lambda x, w, t: (x, w, t.float()), "class indices"),
         (lambda x, w, t: (x, w, t + 1000), "target values must lie"),

@@ -43,8 +43,12 @@ register_backends(OP, ce_rows.KERNELS)
 
 def _chunked_pass(backend, input, weight, bias, target, class_weight, ignore_index, label_smoothing, z_loss, softcap,
                   chunk, want_grads, ce_scale, z_scale, accumulate_fp32, row_upstream=None):
-    """One pass over row chunks: loss rows and lse, and (optionally) the three gradients."""
+    """One pass over row chunks: loss rows and lse, and (optionally) the three gradients. A float32
+    master weight (and bias) with a bf16/fp16 input is cast to the input's dtype once here; its
+    gradients are summed in float32 (``accumulate_fp32``) and returned as they are."""
     rows = input.shape[0]
+    weight = weight.to(input.dtype)
+    bias = None if bias is None else bias.to(input.dtype)
     loss_rows = torch.empty(rows, dtype=torch.float32, device=input.device)
     lse = torch.empty(rows, dtype=torch.float32, device=input.device)
 

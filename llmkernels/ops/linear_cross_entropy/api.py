@@ -21,8 +21,10 @@ def linear_cross_entropy(
     weight and bias gradients are summed in across chunks: float32 (the default; float64 weights
     always sum in float64) or the weight's own dtype. ``torch.float64`` with float32/bf16/fp16
     weights raises ``ValueError`` (each chunk's GEMM runs in the weight's dtype, so a float64 sum
-    would not give float64 gradients): pass float64 tensors for float64 math. Under autocast, input/weight/bias are cast to the
-    autocast dtype first (the GEMMs then run in it with float32 accumulation). ``options`` is
+    would not give float64 gradients): pass float64 tensors for float64 math. A float32 ``linear_weight``
+    (and bias) may come with a bf16/fp16 ``input``: the GEMMs run in the input's dtype (float32
+    accumulation inside) and the weight's gradient comes back in float32, summed across chunks in
+    float32. Under autocast the input is cast to the autocast dtype, and a float32 weight goes in so. ``options`` is
     accepted for torch's signature and ignored. Other options as in ``llmkernels.cross_entropy``.
     """
     del options  # torch's LinearCrossEntropyOptions: chunking is ours
@@ -34,9 +36,15 @@ def linear_cross_entropy(
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}")
     if torch.is_autocast_enabled(input.device.type):
+        # A float32 weight (and bias) goes in as it is: the op casts it for the GEMMs and returns its
+        # gradient in float32 (one cast pass less each way than autocast's cast and its backward, and
+        # the float32 sum of the chunks is not rounded to the autocast dtype on the way).
         dtype = torch.get_autocast_dtype(input.device.type)
-        input, linear_weight = input.to(dtype), linear_weight.to(dtype)
-        linear_bias = None if linear_bias is None else linear_bias.to(dtype)
+        input = input.to(dtype)
+        if linear_weight.dtype != torch.float32:
+            linear_weight = linear_weight.to(dtype)
+        if linear_bias is not None and linear_bias.dtype != linear_weight.dtype:
+            linear_bias = linear_bias.to(linear_weight.dtype)
     softcap = None if softcap in (None, 0, 0.0) else float(softcap)
     row_shape = input.shape[:-1]
     rows_input = input.reshape(-1, input.shape[-1])
