@@ -66,7 +66,8 @@ LLMK_ALWAYS_INLINE vf vmadd(const vf& a, const vf& b, const vf& c) {
 template <bool kFused = false>
 LLMK_ALWAYS_INLINE vf vexp_unclamped(const vf& xc) {
   const vf magic = vsplat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const vf fx = vmadd<kFused>(xc, vsplat(1.44269504088896341f), magic) - magic;
+  const vf shifted = vmadd<kFused>(xc, vsplat(1.44269504088896341f), magic);
+  const vf fx = shifted - magic;
   vf r = vmadd<kFused>(fx, vsplat(-0.693359375f), xc);
   r = vmadd<kFused>(fx, vsplat(2.12194440e-4f), r);
   vf p = vsplat(1.9875691500e-4f);
@@ -76,8 +77,10 @@ LLMK_ALWAYS_INLINE vf vexp_unclamped(const vf& xc) {
   p = vmadd<kFused>(p, r, vsplat(1.6666665459e-1f));
   p = vmadd<kFused>(p, r, vsplat(5.0000001201e-1f));
   const vf y = vmadd<kFused>(p, r * r, r) + 1.0f;
-  const vi k = __builtin_convertvector(fx, vi);  // in [-126, 128), or garbage for NaN (y is NaN)
-  const vf scale = (vf)((k + 127) << 23);
+  // 2^fx: fx in [-126, 128) is the low mantissa bits of `shifted` (1.5 * 2^23 + fx, whose own
+  // exponent and high bits the shift drops), so no float -> int conversion is needed. Garbage
+  // for NaN, where y is NaN.
+  const vf scale = (vf)(((vi)shifted + 127) << 23);
   return y * scale;
 }
 LLMK_ALWAYS_INLINE vf vexp(const vf& x) {

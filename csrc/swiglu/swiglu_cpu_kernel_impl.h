@@ -31,7 +31,7 @@ static_assert(kBlock % kLanes == 0, "a block is whole vectors");
 // generic level, without FMA, rounds twice where those round once (see vfma).
 LLMK_ALWAYS_INLINE vf vsigmoid(const vf& g) {
   const vf lo = vsplat(-87.3f), x = -g;
-  const vf e = vexp_unclamped<true>(vselect(x < lo, lo, x));
+  const vf e = vexp_unclamped<true>(lo > x ? lo : x);  // maxps(lo, x): a NaN x passes through
   return vselect(g < -88.0f, vf{}, 1.0f / (1.0f + e));
 }
 
