@@ -53,25 +53,41 @@ LLMK_ALWAYS_INLINE vf vfma(const vf& a, const vf& b, const vf& c) {
 // exp(x), float32, range reduction by ln 2 (Cody-Waite) and a degree-6 polynomial on
 // [-ln2/2, ln2/2] (Cephes expf: ~1 ulp). x < -87.3 (and -inf) gives 0 (denormal results flushed),
 // x > 88.3 is clamped (no inf from finite input); NaN stays NaN.
+//
+// vexp_unclamped(x) is the same without the clamps, for x in [-87.3, 88.3] (or NaN): callers
+// that bound x themselves, or discard the lanes outside, skip their compares and selects. With
+// kFused its products and sums are fused (vfma): ~10 fewer instructions, at most as many
+// roundings, and results bitwise alike per ISA level only (see vfma).
+template <bool kFused>
+LLMK_ALWAYS_INLINE vf vmadd(const vf& a, const vf& b, const vf& c) {
+  if constexpr (kFused) return vfma(a, b, c);
+  else return a * b + c;
+}
+template <bool kFused = false>
+LLMK_ALWAYS_INLINE vf vexp_unclamped(const vf& xc) {
+  const vf magic = vsplat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  const vf shifted = vmadd<kFused>(xc, vsplat(1.44269504088896341f), magic);
+  const vf fx = shifted - magic;
+  vf r = vmadd<kFused>(fx, vsplat(-0.693359375f), xc);
+  r = vmadd<kFused>(fx, vsplat(2.12194440e-4f), r);
+  vf p = vsplat(1.9875691500e-4f);
+  p = vmadd<kFused>(p, r, vsplat(1.3981999507e-3f));
+  p = vmadd<kFused>(p, r, vsplat(8.3334519073e-3f));
+  p = vmadd<kFused>(p, r, vsplat(4.1665795894e-2f));
+  p = vmadd<kFused>(p, r, vsplat(1.6666665459e-1f));
+  p = vmadd<kFused>(p, r, vsplat(5.0000001201e-1f));
+  const vf y = vmadd<kFused>(p, r * r, r) + 1.0f;
+  // 2^fx: fx in [-126, 128) is the low mantissa bits of `shifted` (1.5 * 2^23 + fx, whose own
+  // exponent and high bits the shift drops), so no float -> int conversion is needed. Garbage
+  // for NaN, where y is NaN.
+  const vf scale = (vf)(((vi)shifted + 127) << 23);
+  return y * scale;
+}
 LLMK_ALWAYS_INLINE vf vexp(const vf& x) {
   const vf lo = vsplat(-87.3f), hi = vsplat(88.3f);
-  const vi underflow = x < lo;
   vf xc = vselect(x < lo, lo, x);  // a NaN compares false: it passes through
   xc = vselect(xc > hi, hi, xc);
-  const vf magic = vsplat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const vf fx = (xc * 1.44269504088896341f + magic) - magic;
-  vf r = xc - fx * 0.693359375f;
-  r = r - fx * -2.12194440e-4f;
-  vf p = vsplat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const vf y = (p * (r * r) + r) + 1.0f;
-  const vi k = __builtin_convertvector(fx, vi);  // in [-126, 128), or garbage for NaN (y is NaN)
-  const vf scale = (vf)((k + 127) << 23);
-  return vselect(underflow, vf{}, y * scale);
+  return vselect(x < lo, vf{}, vexp_unclamped(xc));
 }
 
 // tanh(x): odd polynomial below |x| = 0.625 (Cephes tanhf), 1 - 2 / (exp(2|x|) + 1) above,
