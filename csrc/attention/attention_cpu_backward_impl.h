@@ -71,8 +71,15 @@ LLMK_ALWAYS_INLINE void bwd_kv_tile(const cpu::AttentionBwdArgs& a, const Geomet
     gemm<false>(nk, N, Dh, kt.k2, Dh, 1, reinterpret_cast<const uint32_t*>(qt), kBQ, w.pt, kBQ);
   else
     gemm<false>(nk, N, D, kt.k, kt.ldk, 1, qt, kBQ, w.pt, kBQ);
+  // Fused (scores_fused): pt keeps the raw q.k, the scale going into P's exponent.
+  const bool fused = scores_fused(kCap, kAlibi, a.p.scale);
   const bool mask = !tile_unmasked(g, i0, i0 + nq, j0, j0 + nk, c.kpm_row);
-  score_tile<kCap, kAlibi>(c, mask, w.pt, w.tt, nk, nv, i0, g.off, j0);
+  if (!fused || mask) {
+    ScoreCtx cm = c;
+    if (fused) cm.scale = 1.0f;  // only the masks are written
+    score_tile<kCap, kAlibi>(cm, mask, w.pt, w.tt, nk, nv, i0, g.off, j0);
+  }
+  const vf c2 = vsplat(fused ? a.p.scale * kLog2e : kLog2e);
   if constexpr (kDot)
     gemm<false>(nk, N, Dh, kt.v2, Dh, 1, reinterpret_cast<const uint32_t*>(dot), kBQ, w.dpt, kBQ);
   else
@@ -81,12 +88,12 @@ LLMK_ALWAYS_INLINE void bwd_kv_tile(const cpu::AttentionBwdArgs& a, const Geomet
     // P and dS as bf16: rows (pairs along the queries) for dv and dk, and dS as pairs of
     // consecutive keys for dq (the second half 0 past nk, as the keys' pairs).
     for (int64_t v = 0; v < nv; ++v) {
-      const vf lv = vload(lq + v * kLanes), dv = vload(dl + v * kLanes);
+      const vf lv = vload(lq + v * kLanes) * kLog2e, dv = vload(dl + v * kLanes);
       for (int64_t j = 0; j < nk; j += 2) {
         vf ds[2] = {vf{}, vf{}};
         for (int64_t u = 0; u < 2 && j + u < nk; ++u) {
           const int64_t e = (j + u) * kBQ + v * kLanes;
-          const vf pv = vexp(vload(w.pt + e) - lv);
+          const vf pv = vexp2_softmax(vfma(vload(w.pt + e), c2, -lv));
           store_bf16_row(w.pb + e, pv);
           ds[u] = pv * (vload(w.dpt + e) - dv);
           if (kCap) {
@@ -107,11 +114,11 @@ LLMK_ALWAYS_INLINE void bwd_kv_tile(const cpu::AttentionBwdArgs& a, const Geomet
     gemm<true>(D, N, nkp, kt.kk, 1, D, w.dsk, kBQ, dqacc, kBQ);
   } else {
     for (int64_t v = 0; v < nv; ++v) {
-      const vf lv = vload(lq + v * kLanes), dv = vload(dl + v * kLanes);
+      const vf lv = vload(lq + v * kLanes) * kLog2e, dv = vload(dl + v * kLanes);
       for (int64_t j = 0; j < nk; ++j) {
         float* sp = w.pt + j * kBQ + v * kLanes;
         float* dp = w.dpt + j * kBQ + v * kLanes;
-        const vf pv = vexp(vload(sp) - lv);
+        const vf pv = vexp2_softmax(vfma(vload(sp), c2, -lv));
         vstore(sp, pv);
         vf ds = pv * (vload(dp) - dv);
         if (kCap) {
@@ -145,10 +152,6 @@ LLMK_ALWAYS_INLINE void store_dq_rows(const cpu::AttentionBwdArgs& a, const Geom
 // block's dq over the chunk's keys goes straight to dq when there is one chunk, else to the
 // chunk's slot of dq_t (summed in chunk order by pass 3). Per key block, the contributions arrive
 // in (head, query block) order, and per query block in key block order: deterministic.
-// Half a key block: a multiple of 16 (query lanes) and of 2 (bf16 pairs), so that a half tile's
-// operands start at a vector and a pair.
-constexpr int64_t kHalf = kBK / 2;
-static_assert(kHalf % 16 == 0 && kBQ == kBK, "half tiles split both blocks at kHalf");
 
 template <typename T, bool kCap, bool kAlibi>
 void bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {

@@ -35,12 +35,18 @@ struct IsF32<float> {
 
 // With TA = uint32_t (avx512bf16 level only) A and B hold bf16 pairs along K (VNNI layout: each
 // 32-bit B lane is (B[2k][n], B[2k+1][n])), K counts pairs and the product is vdpbf16ps.
+// With kAcc and `cs`, C's vector column v is first multiplied by cs[v]: the forward's online-
+// softmax rescale of its output tile, done on the accumulators as they are loaded instead of as a
+// pass of its own (a load, a multiply and a store per element of the tile).
 template <typename TA, int R, int NV, bool kAcc>
 LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, int64_t ldb,
-                              float* C, int64_t ldc, int64_t K) {
+                              float* C, int64_t ldc, int64_t K, const vf* cs) {
   vf acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = kAcc ? vload(C + r * ldc + v * kLanes) : vf{};
+  if (kAcc && cs != nullptr)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = acc[r][v] * cs[v];
   const TA* a_rows[R];
   for (int r = 0; r < R; ++r) a_rows[r] = A + r * sr;
   for (int64_t k = 0; k < K; ++k) {
@@ -71,32 +77,34 @@ LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, 
 
 template <typename TA, int NV, bool kAcc>
 LLMK_ALWAYS_INLINE void micro_rows(int64_t rows, const TA* A, int64_t sr, int64_t sk, const TA* B,
-                                   int64_t ldb, float* C, int64_t ldc, int64_t K) {
+                                   int64_t ldb, float* C, int64_t ldc, int64_t K, const vf* cs) {
   switch (rows) {
-    case 1: micro<TA, 1, NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
-    case 2: micro<TA, (kMR >= 2 ? 2 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
-    case 3: micro<TA, (kMR >= 3 ? 3 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
-    default: micro<TA, (kMR >= 4 ? 4 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
+    case 1: micro<TA, 1, NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
+    case 2: micro<TA, (kMR >= 2 ? 2 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
+    case 3: micro<TA, (kMR >= 3 ? 3 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
+    default: micro<TA, (kMR >= 4 ? 4 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
   }
 }
 
+// `cs` (kAcc only): per vector column of C, the factor C is multiplied by before accumulating.
 template <bool kAcc, typename TA>
 void gemm(int64_t M, int64_t N, int64_t K, const TA* A, int64_t sr, int64_t sk, const TA* B,
-          int64_t ldb, float* C, int64_t ldc) {
+          int64_t ldb, float* C, int64_t ldc, const vf* cs = nullptr) {
   const int64_t nvec = N / kLanes;
   for (int64_t c0 = 0; c0 < nvec; c0 += kNV) {
     const int64_t nv = min_i64(kNV, nvec - c0);
     const TA* Bc = B + c0 * kLanes;
     float* Cc = C + c0 * kLanes;
+    const vf* csc = cs != nullptr ? cs + c0 : nullptr;
     for (int64_t r0 = 0; r0 < M; r0 += kMR) {
       const int64_t rows = min_i64(kMR, M - r0);
       const TA* Ar = A + r0 * sr;
       float* Cr = Cc + r0 * ldc;
       switch (nv) {
-        case 1: micro_rows<TA, 1, kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
-        case 2: micro_rows<TA, (kNV >= 2 ? 2 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
-        case 3: micro_rows<TA, (kNV >= 3 ? 3 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
-        default: micro_rows<TA, (kNV >= 4 ? 4 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
+        case 1: micro_rows<TA, 1, kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
+        case 2: micro_rows<TA, (kNV >= 2 ? 2 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
+        case 3: micro_rows<TA, (kNV >= 3 ? 3 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
+        default: micro_rows<TA, (kNV >= 4 ? 4 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
       }
     }
   }
