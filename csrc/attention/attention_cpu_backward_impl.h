@@ -30,11 +30,16 @@ void bwd_prep_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch)
   const T* obase = static_cast<const T*>(a.out) + b * a.os.b + h * a.os.h;
   const T* dobase = static_cast<const T*>(a.dout) + b * a.dos.b + h * a.dos.h;
   const float* lse = a.lse + (b * g.Hq + h) * g.Sq;
+  // Vector partial sums over d (a scalar chain over d took ~4% of the training shape's bf16
+  // backward); the rows' padding to Dp stays 0.
+  fill(orow + g.D, g.Dp - g.D, 0.0f);
+  fill(drow + g.D, g.Dp - g.D, 0.0f);
   for (int64_t r = 0; r < nq; ++r) {
     load_f32(dobase + (i0 + r) * a.dos.s, drow, g.D);
     load_f32(obase + (i0 + r) * a.os.s, orow, g.D);
-    float delta = 0.0f;
-    for (int64_t d = 0; d < g.D; ++d) delta += drow[d] * orow[d];
+    vf acc = vf{};
+    for (int64_t d = 0; d < g.Dp; d += kLanes) acc = vfma(vload(drow + d), vload(orow + d), acc);
+    const float delta = hsum(acc);
     const float lr = lse[i0 + r];
     const bool dead = lr == -__builtin_inff();
     lq[r] = dead ? __builtin_inff() : lr;

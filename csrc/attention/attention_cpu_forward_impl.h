@@ -7,7 +7,7 @@
 // 1 of its 16 query lanes and pay a fixed cost per task (zeroing the D x BQ query and output tiles,
 // 16-lane products per key block) far above the work of a few dozen keys. Here the lanes run along
 // the head dimension: per chunk of up to kBK keys, a dot product per key, the exponentials of the
-// chunk 16 at a time (vexp, as the tiled path's), then an axpy per key. Only for scores without
+// chunk 16 at a time (vexp), then an axpy per key. Only for scores without
 // softcap or ALiBi whose visible keys form one range that needs no per-element mask (a lone query
 // sees a contiguous range); returns false, leaving the task to the tiled path, otherwise.
 // Scratch: 4 x Dp + kBK floats.
@@ -185,11 +185,25 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
       alpha[v] = vexp2_softmax(m[v] * c2v - off2);
       m[v] = mx;
       vf sum = vf{};
-      for (int64_t j = 0; j < rows; ++j) {
-        float* sp = st + j * kBQ + v * kLanes;
-        const vf e = vexp2_softmax(vfma(vload(sp), c2v, -off2));
-        vstore(sp, e);
-        sum += e;
+      if constexpr (kDot) {
+        // Straight into P.V's operand, bf16 pairs of consecutive keys (0 past nk).
+        for (int64_t j = 0; j < rows; j += 2) {
+          const vf e0 = vexp2_softmax(vfma(vload(st + j * kBQ + v * kLanes), c2v, -off2));
+          const vf e1 = j + 1 < rows
+                            ? vexp2_softmax(vfma(vload(st + (j + 1) * kBQ + v * kLanes), c2v, -off2))
+                            : vf{};
+          sum += e0;
+          sum += e1;
+          const vu w = pack_bf16_pair(e0, e1);
+          __builtin_memcpy(pv + (j / 2) * kBQ + v * kLanes, &w, sizeof w);
+        }
+      } else {
+        for (int64_t j = 0; j < rows; ++j) {
+          float* sp = st + j * kBQ + v * kLanes;
+          const vf e = vexp2_softmax(vfma(vload(sp), c2v, -off2));
+          vstore(sp, e);
+          sum += e;
+        }
       }
       l[v] = l[v] * alpha[v] + sum;
     }
@@ -208,16 +222,8 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
       }
     };
     if constexpr (kDot) {
-      const vf zero = vf{};
-      for (int64_t jp = 0; jp < nkp; ++jp) {
+      for (int64_t jp = 0; jp < nkp && a.v_pairs == nullptr; ++jp) {  // else paired by the glue
         const bool two = 2 * jp + 1 < nk;
-        for (int64_t v = half && 2 * jp >= kHalf ? hv : 0; v < nv; ++v) {
-          const vf p0 = vload(st + 2 * jp * kBQ + v * kLanes);
-          const vf p1 = two ? vload(st + (2 * jp + 1) * kBQ + v * kLanes) : zero;
-          const vu w = pack_bf16_pair(p0, p1);
-          __builtin_memcpy(pv + jp * kBQ + v * kLanes, &w, sizeof w);
-        }
-        if (a.v_pairs != nullptr) continue;  // paired once by the glue
         const uint16_t* v0 = reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp) * a.vs.s);
         const uint16_t* v1 =
             reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp + (two ? 1 : 0)) * a.vs.s);
