@@ -110,13 +110,17 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
 
   if constexpr (kDot) {
     const int64_t Dh = D / 2;
-    for (int64_t r = 0; r < nq; ++r) {
-      uint32_t qrow[512];
-      __builtin_memcpy(qrow, qbase + (i0 + r) * a.qs.s, static_cast<uint64_t>(D) * 2);
+    if (Dh % 16 == 0) {
+      load_word_columns(reinterpret_cast<const char*>(qbase + i0 * a.qs.s), a.qs.s * 2, nq, Dh, qv);
+    } else {
+      for (int64_t r = 0; r < nq; ++r) {
+        uint32_t qrow[512];
+        __builtin_memcpy(qrow, qbase + (i0 + r) * a.qs.s, static_cast<uint64_t>(D) * 2);
       for (int64_t dp = 0; dp < Dh; ++dp) qv[dp * kBQ + r] = qrow[dp];
+      }
+      for (int64_t dp = 0; dp < Dh; ++dp)
+        for (int64_t r = nq; r < kBQ; ++r) qv[dp * kBQ + r] = 0u;
     }
-    for (int64_t dp = 0; dp < Dh; ++dp)
-      for (int64_t r = nq; r < kBQ; ++r) qv[dp * kBQ + r] = 0u;
   } else {
     for (int64_t r = 0; r < nq; ++r) {
       load_f32(qbase + (i0 + r) * a.qs.s, row, D);
@@ -248,17 +252,28 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
   __builtin_memcpy(lf, l, sizeof lf);
   T* obase = static_cast<T*>(a.out) + b * a.os.b + h * a.os.h;
   float* lse = a.lse + (b * g.Hq + h) * g.Sq;
+  // The output tile as rows, into kf (free after the key loop; kBQ x D floats) by 16 x 16 blocks.
+  const bool blocks = D % kLanes == 0;
+  if (blocks)
+    for (int64_t r0 = 0; r0 < nq; r0 += kLanes)
+      for (int64_t d0 = 0; d0 < D; d0 += kLanes)
+        transpose_words16(reinterpret_cast<const char*>(ot + d0 * kBQ + r0), kBQ * 4, kLanes,
+                          reinterpret_cast<uint32_t*>(kf + r0 * D + d0), D);
   for (int64_t r = 0; r < nq; ++r) {
     const float lr = lf[r];
+    float* orow = blocks ? kf + r * D : row;
     if (!(lr > 0.0f)) {
-      fill(row, D, 0.0f);
+      fill(orow, D, 0.0f);
       lse[i0 + r] = -__builtin_inff();
     } else {
       const float inv = 1.0f / lr;
-      for (int64_t d = 0; d < D; ++d) row[d] = ot[d * kBQ + r] * inv;
+      if (blocks)
+        for (int64_t d = 0; d < D; d += kLanes) vstore(orow + d, vload(orow + d) * inv);
+      else
+        for (int64_t d = 0; d < D; ++d) orow[d] = ot[d * kBQ + r] * inv;
       lse[i0 + r] = mf[r] * c2 * kLn2 + __builtin_logf(lr);
     }
-    store_f32(row, obase + (i0 + r) * a.os.s, D);
+    store_f32(orow, obase + (i0 + r) * a.os.s, D);
   }
 }
 
