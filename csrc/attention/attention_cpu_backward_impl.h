@@ -139,15 +139,22 @@ LLMK_ALWAYS_INLINE void bwd_kv_tile(const cpu::AttentionBwdArgs& a, const Geomet
   }
 }
 
-// dq rows [i0, i0 + nq) of (b, h) = scale * acc^T (acc: D x BQ), in the output's dtype.
+// dq rows [i0, i0 + nq) of (b, h) = scale * acc^T (acc: D x BQ), in the output's dtype; `buf`
+// (kBQ x D floats) takes acc as rows by 16 x 16 blocks when D is a multiple of 16.
 template <typename T>
 LLMK_ALWAYS_INLINE void store_dq_rows(const cpu::AttentionBwdArgs& a, const Geometry& g,
                                       int64_t bh, int64_t i0, int64_t nq, const float* acc,
-                                      float* row) {
+                                      float* row, float* buf) {
   T* dq = static_cast<T*>(a.dq) + (bh * g.Sq + i0) * g.D;
+  const bool blocks = g.D % kLanes == 0;
+  if (blocks) lanes_to_rows(acc, nq, g.D, buf);
   for (int64_t r = 0; r < nq; ++r) {
-    for (int64_t d = 0; d < g.D; ++d) row[d] = acc[d * kBQ + r] * a.p.scale;
-    store_f32(row, dq + r * g.D, g.D);
+    float* out = blocks ? buf + r * g.D : row;
+    if (blocks)
+      for (int64_t d = 0; d < g.D; d += kLanes) vstore(out + d, vload(out + d) * a.p.scale);
+    else
+      for (int64_t d = 0; d < g.D; ++d) out[d] = acc[d * kBQ + r] * a.p.scale;
+    store_f32(out, dq + r * g.D, g.D);
   }
 }
 
@@ -221,7 +228,7 @@ void bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
         }
       }
       if (a.num_chunks == 1) {
-        store_dq_rows<T>(a, g, bh, i0, nq, w.dqacc, w.row);
+        store_dq_rows<T>(a, g, bh, i0, nq, w.dqacc, w.row, w.kf);  // kf: free between key tiles
       } else {
         float* slot = a.dq_t + (chunk * g.B * g.Hq * g.nQb + blk) * D * kBQ;
         for (int64_t e = 0; e < D * kBQ; ++e) slot[e] = w.dqacc[e];
@@ -248,7 +255,7 @@ void bwd_kv_dispatch(const cpu::AttentionBwdArgs& a, int64_t task, float* scratc
 }
 
 // Pass 3 (only with more than one key chunk): dq of one query block = scale * (sum over
-// chunks, in chunk order). Scratch: acc (D x BQ), row (Dp).
+// chunks, in chunk order). Scratch: acc (D x BQ), row (Dp), store_dq_rows' buffer (BQ x D).
 template <typename T>
 void bwd_dq_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
   const Geometry g = geometry(a.p);
@@ -264,5 +271,5 @@ void bwd_dq_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
     const float* s2 = src + ch * chunk_stride;
     for (int64_t e = 0; e < tile; ++e) acc[e] += s2[e];
   }
-  store_dq_rows<T>(a, g, bh, i0, nq, acc, acc + tile);
+  store_dq_rows<T>(a, g, bh, i0, nq, acc, acc + tile, acc + tile + g.Dp);
 }

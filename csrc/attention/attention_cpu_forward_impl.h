@@ -254,11 +254,7 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
   float* lse = a.lse + (b * g.Hq + h) * g.Sq;
   // The output tile as rows, into kf (free after the key loop; kBQ x D floats) by 16 x 16 blocks.
   const bool blocks = D % kLanes == 0;
-  if (blocks)
-    for (int64_t r0 = 0; r0 < nq; r0 += kLanes)
-      for (int64_t d0 = 0; d0 < D; d0 += kLanes)
-        transpose_words16(reinterpret_cast<const char*>(ot + d0 * kBQ + r0), kBQ * 4, kLanes,
-                          reinterpret_cast<uint32_t*>(kf + r0 * D + d0), D);
+  if (blocks) lanes_to_rows(ot, nq, D, kf);
   for (int64_t r = 0; r < nq; ++r) {
     const float lr = lf[r];
     float* orow = blocks ? kf + r * D : row;

@@ -210,3 +210,12 @@ LLMK_ALWAYS_INLINE void load_word_columns(const char* src, int64_t stride, int64
       transpose_words16(s + w0 * 4, stride, rows, dst + w0 * kBQ + r0, kBQ);
   }
 }
+
+// A (D x kBQ) tile of query lanes (D a multiple of 16) as rows: buf[r * D + d] for the queries
+// r < round16(nq) (the forward's output, the backward's dq).
+LLMK_ALWAYS_INLINE void lanes_to_rows(const float* tile, int64_t nq, int64_t D, float* buf) {
+  for (int64_t r0 = 0; r0 < nq; r0 += 16)
+    for (int64_t d0 = 0; d0 < D; d0 += 16)
+      transpose_words16(reinterpret_cast<const char*>(tile + d0 * kBQ + r0), kBQ * 4, 16,
+                        reinterpret_cast<uint32_t*>(buf + r0 * D + d0), D);
+}
