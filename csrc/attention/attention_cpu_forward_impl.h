@@ -7,7 +7,7 @@
 // 1 of its 16 query lanes and pay a fixed cost per task (zeroing the D x BQ query and output tiles,
 // 16-lane products per key block) far above the work of a few dozen keys. Here the lanes run along
 // the head dimension: per chunk of up to kBK keys, a dot product per key, the exponentials of the
-// chunk 16 at a time (vexp, as the tiled path's), then an axpy per key. Only for scores without
+// chunk 16 at a time (vexp), then an axpy per key. Only for scores without
 // softcap or ALiBi whose visible keys form one range that needs no per-element mask (a lone query
 // sees a contiguous range); returns false, leaving the task to the tiled path, otherwise.
 // Scratch: 4 x Dp + kBK floats.
@@ -110,13 +110,17 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
 
   if constexpr (kDot) {
     const int64_t Dh = D / 2;
-    for (int64_t r = 0; r < nq; ++r) {
-      uint32_t qrow[512];
-      __builtin_memcpy(qrow, qbase + (i0 + r) * a.qs.s, static_cast<uint64_t>(D) * 2);
+    if (Dh % 16 == 0) {
+      load_word_columns(reinterpret_cast<const char*>(qbase + i0 * a.qs.s), a.qs.s * 2, nq, Dh, qv);
+    } else {
+      for (int64_t r = 0; r < nq; ++r) {
+        uint32_t qrow[512];
+        __builtin_memcpy(qrow, qbase + (i0 + r) * a.qs.s, static_cast<uint64_t>(D) * 2);
       for (int64_t dp = 0; dp < Dh; ++dp) qv[dp * kBQ + r] = qrow[dp];
+      }
+      for (int64_t dp = 0; dp < Dh; ++dp)
+        for (int64_t r = nq; r < kBQ; ++r) qv[dp * kBQ + r] = 0u;
     }
-    for (int64_t dp = 0; dp < Dh; ++dp)
-      for (int64_t r = nq; r < kBQ; ++r) qv[dp * kBQ + r] = 0u;
   } else {
     for (int64_t r = 0; r < nq; ++r) {
       load_f32(qbase + (i0 + r) * a.qs.s, row, D);
@@ -127,6 +131,13 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
   fill(ot, D * kBQ, 0.0f);
 
   const ScoreCtx c = score_ctx(p, b, h);
+  // Fused: st holds the raw q.k (scores_fused); else the final scores. Either way the exponent
+  // of a score u is u * c2 minus the row's base-2 offset (c2 > 0, so the max of u gives it).
+  const bool fused = scores_fused(kCap, kAlibi, p.scale);
+  ScoreCtx cm = c;
+  if (fused) cm.scale = 1.0f;  // score_tile then only writes the masks
+  const float c2 = fused ? p.scale * kLog2e : kLog2e;
+  const vf c2v = vsplat(c2);
   const vf neg_inf = vsplat(-__builtin_inff());
   vf m[kBQ / kLanes], l[kBQ / kLanes];
   for (int64_t v = 0; v < kBQ / kLanes; ++v) {
@@ -136,69 +147,103 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
 
   int64_t lo, hi;
   key_range(g, i0, i0 + nq, &lo, &hi);
-  if (lo < hi) {
-    for (int64_t kb = lo / kBK; kb <= (hi - 1) / kBK; ++kb) {
-      const int64_t j0 = kb * kBK, nk = min_i64(kBK, g.Sk - j0);
-      int64_t ldk, ldv;
+  for (int64_t j0 = lo / kBK * kBK; j0 < hi; j0 += kBK) {
+    // Keys from hi on are masked for every query of the block: not visited.
+    const int64_t nk = min_i64(kBK, hi - j0), nkp = (nk + 1) / 2;
+    // Causal, at the diagonal: keys from j0 + kHalf on are masked for the block's first
+    // kHalf queries (lanes). Those lanes stop at key kHalf in every product and in the
+    // softmax: a quarter of the diagonal tile's work (one tile in eight a head at S = 512).
+    const bool half = g.causal && nk > kHalf && nq > kHalf && j0 >= i0 + g.off;
+    const int64_t hv = kHalf / kLanes;  // the lanes' vectors that stop early
+    // The score tile: every query lane against keys [0, kHalf), then, when half, only the
+    // lanes from kHalf on against the rest.
+    int64_t ldk = 0, ldv = 0;
+    const float* kp = nullptr;
+    if constexpr (!kDot) kp = tile_rows(kbase + j0 * a.ks.s, a.ks.s, nk, D, kf, &ldk);
+    const auto scores = [&](int64_t jr, int64_t rows, int64_t lane) {
+      if constexpr (kDot)
+        gemm<false>(rows, N - lane, D / 2,
+                    reinterpret_cast<const uint32_t*>(kbase + (j0 + jr) * a.ks.s), a.ks.s / 2, 1,
+                    qv + lane, kBQ, st + jr * kBQ + lane, kBQ);
+      else
+        gemm<false>(rows, N - lane, D, kp + jr * ldk, ldk, 1, qt + lane, kBQ, st + jr * kBQ + lane,
+                    kBQ);
+      const bool mask = !tile_unmasked(g, i0 + lane, i0 + nq, j0 + jr, j0 + jr + rows, c.kpm_row);
+      if (!fused || mask)
+        score_tile<kCap, kAlibi>(cm, mask, st + jr * kBQ + lane, st + jr * kBQ + lane, rows,
+                                 nv - lane / kLanes, i0 + lane, g.off, j0 + jr);
+    };
+    if (half) {
+      scores(0, kHalf, 0);
+      scores(kHalf, nk - kHalf, kHalf);
+    } else {
+      scores(0, nk, 0);
+    }
+    // Online softmax, element-wise per query lane; alpha rescales the output tile in P.V's gemm.
+    vf alpha[kBQ / kLanes];
+    for (int64_t v = 0; v < nv; ++v) {
+      const int64_t rows = half && v < hv ? kHalf : nk;
+      vf mx = m[v];
+      for (int64_t j = 0; j < rows; ++j) mx = vmax(mx, vload(st + j * kBQ + v * kLanes));
+      const vf off2 = vselect(mx == neg_inf, vf{}, mx * c2v);
+      alpha[v] = vexp2_softmax(m[v] * c2v - off2);
+      m[v] = mx;
+      vf sum = vf{};
       if constexpr (kDot) {
-        gemm<false>(nk, N, D / 2, reinterpret_cast<const uint32_t*>(kbase + j0 * a.ks.s),
-                    a.ks.s / 2, 1, qv, kBQ, st, kBQ);
+        // Straight into P.V's operand, bf16 pairs of consecutive keys (0 past nk).
+        for (int64_t j = 0; j < rows; j += 2) {
+          const vf e0 = vexp2_softmax(vfma(vload(st + j * kBQ + v * kLanes), c2v, -off2));
+          const vf e1 = j + 1 < rows
+                            ? vexp2_softmax(vfma(vload(st + (j + 1) * kBQ + v * kLanes), c2v, -off2))
+                            : vf{};
+          sum += e0;
+          sum += e1;
+          const vu w = pack_bf16_pair(e0, e1);
+          __builtin_memcpy(pv + (j / 2) * kBQ + v * kLanes, &w, sizeof w);
+        }
       } else {
-        const float* kp = tile_rows(kbase + j0 * a.ks.s, a.ks.s, nk, D, kf, &ldk);
-        gemm<false>(nk, N, D, kp, ldk, 1, qt, kBQ, st, kBQ);
-      }
-      const bool mask = !tile_unmasked(g, i0, i0 + nq, j0, j0 + nk, c.kpm_row);
-      score_tile<kCap, kAlibi>(c, mask, st, st, nk, nv, i0, g.off, j0);
-      // Online softmax, element-wise per query lane.
-      vf alpha[kBQ / kLanes], msafe[kBQ / kLanes];
-      for (int64_t v = 0; v < nv; ++v) {
-        vf mx = m[v];
-        for (int64_t j = 0; j < nk; ++j) mx = vmax(mx, vload(st + j * kBQ + v * kLanes));
-        msafe[v] = vselect(mx == neg_inf, vf{}, mx);
-        alpha[v] = vexp(m[v] - msafe[v]);
-        m[v] = mx;
-        vf sum = vf{};
-        for (int64_t j = 0; j < nk; ++j) {
+        for (int64_t j = 0; j < rows; ++j) {
           float* sp = st + j * kBQ + v * kLanes;
-          const vf e = vexp(vload(sp) - msafe[v]);
+          const vf e = vexp2_softmax(vfma(vload(sp), c2v, -off2));
           vstore(sp, e);
           sum += e;
         }
-        l[v] = l[v] * alpha[v] + sum;
       }
-      for (int64_t d = 0; d < D; ++d)
-        for (int64_t v = 0; v < nv; ++v) {
-          float* op = ot + d * kBQ + v * kLanes;
-          vstore(op, vload(op) * alpha[v]);
-        }
+      l[v] = l[v] * alpha[v] + sum;
+    }
+    // ot = ot * alpha + V^T P, the early-stopping lanes over their keys only.
+    const float* vp = nullptr;
+    const auto values = [&](int64_t lane, int64_t keys) {
       if constexpr (kDot) {
-        const int64_t nkp = (nk + 1) / 2;
-        const vf zero = vf{};
-        for (int64_t jp = 0; jp < nkp; ++jp) {
-          const bool two = 2 * jp + 1 < nk;
-          for (int64_t v = 0; v < nv; ++v) {
-            const vf p0 = vload(st + 2 * jp * kBQ + v * kLanes);
-            const vf p1 = two ? vload(st + (2 * jp + 1) * kBQ + v * kLanes) : zero;
-            const vu w = pack_bf16_pair(p0, p1);
-            __builtin_memcpy(pv + jp * kBQ + v * kLanes, &w, sizeof w);
-          }
-          if (a.v_pairs != nullptr) continue;  // paired once by the glue
-          const uint16_t* v0 = reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp) * a.vs.s);
-          const uint16_t* v1 =
-              reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp + (two ? 1 : 0)) * a.vs.s);
-          const uint32_t hi_mask = two ? 0xFFFFFFFFu : 0u;
-          for (int64_t d = 0; d < D; ++d)
-            vv[jp * D + d] = static_cast<uint32_t>(v0[d]) |
-                             ((static_cast<uint32_t>(v1[d]) << 16) & hi_mask);
-        }
         const uint32_t* vt = vv;
         if (a.v_pairs != nullptr)  // j0 is a multiple of kBK, so its pairs start at pair j0 / 2
           vt = a.v_pairs + ((b * g.Hkv + hk) * ((g.Sk + 1) / 2) + j0 / 2) * D;
-        gemm<true>(D, N, nkp, vt, 1, D, pv, kBQ, ot, kBQ);
+        gemm<true>(D, (lane == 0 && half ? kHalf : N - lane), (keys + 1) / 2, vt, 1, D, pv + lane,
+                   kBQ, ot + lane, kBQ, alpha + lane / kLanes);
       } else {
-        const float* vp = tile_rows(vbase + j0 * a.vs.s, a.vs.s, nk, D, vbuf, &ldv);
-        gemm<true>(D, N, nk, vp, 1, ldv, st, kBQ, ot, kBQ);
+        gemm<true>(D, (lane == 0 && half ? kHalf : N - lane), keys, vp, 1, ldv, st + lane, kBQ,
+                   ot + lane, kBQ, alpha + lane / kLanes);
       }
+    };
+    if constexpr (kDot) {
+      for (int64_t jp = 0; jp < nkp && a.v_pairs == nullptr; ++jp) {  // else paired by the glue
+        const bool two = 2 * jp + 1 < nk;
+        const uint16_t* v0 = reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp) * a.vs.s);
+        const uint16_t* v1 =
+            reinterpret_cast<const uint16_t*>(vbase + (j0 + 2 * jp + (two ? 1 : 0)) * a.vs.s);
+        const uint32_t hi_mask = two ? 0xFFFFFFFFu : 0u;
+        for (int64_t d = 0; d < D; ++d)
+          vv[jp * D + d] = static_cast<uint32_t>(v0[d]) |
+                           ((static_cast<uint32_t>(v1[d]) << 16) & hi_mask);
+      }
+    } else {
+      vp = tile_rows(vbase + j0 * a.vs.s, a.vs.s, nk, D, vbuf, &ldv);
+    }
+    if (half) {
+      values(0, kHalf);
+      values(kHalf, nk);
+    } else {
+      values(0, nk);
     }
   }
 
@@ -207,17 +252,24 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
   __builtin_memcpy(lf, l, sizeof lf);
   T* obase = static_cast<T*>(a.out) + b * a.os.b + h * a.os.h;
   float* lse = a.lse + (b * g.Hq + h) * g.Sq;
+  // The output tile as rows, into kf (free after the key loop; kBQ x D floats) by 16 x 16 blocks.
+  const bool blocks = D % kLanes == 0;
+  if (blocks) lanes_to_rows(ot, nq, D, kf);
   for (int64_t r = 0; r < nq; ++r) {
     const float lr = lf[r];
+    float* orow = blocks ? kf + r * D : row;
     if (!(lr > 0.0f)) {
-      fill(row, D, 0.0f);
+      fill(orow, D, 0.0f);
       lse[i0 + r] = -__builtin_inff();
     } else {
       const float inv = 1.0f / lr;
-      for (int64_t d = 0; d < D; ++d) row[d] = ot[d * kBQ + r] * inv;
-      lse[i0 + r] = mf[r] + __builtin_logf(lr);
+      if (blocks)
+        for (int64_t d = 0; d < D; d += kLanes) vstore(orow + d, vload(orow + d) * inv);
+      else
+        for (int64_t d = 0; d < D; ++d) orow[d] = ot[d * kBQ + r] * inv;
+      lse[i0 + r] = mf[r] * c2 * kLn2 + __builtin_logf(lr);
     }
-    store_f32(row, obase + (i0 + r) * a.os.s, D);
+    store_f32(orow, obase + (i0 + r) * a.os.s, D);
   }
 }
 

@@ -35,12 +35,18 @@ struct IsF32<float> {
 
 // With TA = uint32_t (avx512bf16 level only) A and B hold bf16 pairs along K (VNNI layout: each
 // 32-bit B lane is (B[2k][n], B[2k+1][n])), K counts pairs and the product is vdpbf16ps.
+// With kAcc and `cs`, C's vector column v is first multiplied by cs[v]: the forward's online-
+// softmax rescale of its output tile, done on the accumulators as they are loaded instead of as a
+// pass of its own (a load, a multiply and a store per element of the tile).
 template <typename TA, int R, int NV, bool kAcc>
 LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, int64_t ldb,
-                              float* C, int64_t ldc, int64_t K) {
+                              float* C, int64_t ldc, int64_t K, const vf* cs) {
   vf acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = kAcc ? vload(C + r * ldc + v * kLanes) : vf{};
+  if (kAcc && cs != nullptr)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = acc[r][v] * cs[v];
   const TA* a_rows[R];
   for (int r = 0; r < R; ++r) a_rows[r] = A + r * sr;
   for (int64_t k = 0; k < K; ++k) {
@@ -71,32 +77,34 @@ LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, 
 
 template <typename TA, int NV, bool kAcc>
 LLMK_ALWAYS_INLINE void micro_rows(int64_t rows, const TA* A, int64_t sr, int64_t sk, const TA* B,
-                                   int64_t ldb, float* C, int64_t ldc, int64_t K) {
+                                   int64_t ldb, float* C, int64_t ldc, int64_t K, const vf* cs) {
   switch (rows) {
-    case 1: micro<TA, 1, NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
-    case 2: micro<TA, (kMR >= 2 ? 2 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
-    case 3: micro<TA, (kMR >= 3 ? 3 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
-    default: micro<TA, (kMR >= 4 ? 4 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K); break;
+    case 1: micro<TA, 1, NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
+    case 2: micro<TA, (kMR >= 2 ? 2 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
+    case 3: micro<TA, (kMR >= 3 ? 3 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
+    default: micro<TA, (kMR >= 4 ? 4 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
   }
 }
 
+// `cs` (kAcc only): per vector column of C, the factor C is multiplied by before accumulating.
 template <bool kAcc, typename TA>
 void gemm(int64_t M, int64_t N, int64_t K, const TA* A, int64_t sr, int64_t sk, const TA* B,
-          int64_t ldb, float* C, int64_t ldc) {
+          int64_t ldb, float* C, int64_t ldc, const vf* cs = nullptr) {
   const int64_t nvec = N / kLanes;
   for (int64_t c0 = 0; c0 < nvec; c0 += kNV) {
     const int64_t nv = min_i64(kNV, nvec - c0);
     const TA* Bc = B + c0 * kLanes;
     float* Cc = C + c0 * kLanes;
+    const vf* csc = cs != nullptr ? cs + c0 : nullptr;
     for (int64_t r0 = 0; r0 < M; r0 += kMR) {
       const int64_t rows = min_i64(kMR, M - r0);
       const TA* Ar = A + r0 * sr;
       float* Cr = Cc + r0 * ldc;
       switch (nv) {
-        case 1: micro_rows<TA, 1, kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
-        case 2: micro_rows<TA, (kNV >= 2 ? 2 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
-        case 3: micro_rows<TA, (kNV >= 3 ? 3 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
-        default: micro_rows<TA, (kNV >= 4 ? 4 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K); break;
+        case 1: micro_rows<TA, 1, kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
+        case 2: micro_rows<TA, (kNV >= 2 ? 2 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
+        case 3: micro_rows<TA, (kNV >= 3 ? 3 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
+        default: micro_rows<TA, (kNV >= 4 ? 4 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
       }
     }
   }
@@ -145,4 +153,69 @@ LLMK_ALWAYS_INLINE void store_bf16_row(uint16_t* dst, const vf& a) {
   const vh h = __builtin_convertvector((ua + 0x7FFFu + ((ua >> 16) & 1u)) >> 16, vh);
   __builtin_memcpy(dst, &h, sizeof h);
 #endif
+}
+
+// A 16 x 16 block of 32-bit words transposed: the 16 words at `src` + i * `stride` bytes (row i,
+// only rows i < `rows`; the others read as 0) become column i of dst (dst row c at dst + c * ldd).
+// The query tiles (rows of bf16 pairs along d -> d pairs x query lanes) and the forward's output
+// (D x query lanes -> rows) are such transposes; word by word they took ~10% of the bf16 forward's
+// time outside its tile products. Bits only: float payloads pass unchanged.
+LLMK_ALWAYS_INLINE void transpose_words16(const char* src, int64_t stride, int64_t rows,
+                                          uint32_t* dst, int64_t ldd) {
+  // The AVX-512 unpack/shuffle network written as vector shuffles (the intrinsics start from
+  // _mm512_undefined_ps, which GCC 12 reports as maybe-uninitialized); other levels lower the
+  // same shuffles their own way.
+  vu r[16], t[16];
+  for (int i = 0; i < 16; ++i) {
+    r[i] = vu{};
+    if (i < rows) __builtin_memcpy(&r[i], src + i * stride, sizeof r[i]);
+  }
+  for (int i = 0; i < 8; ++i) {  // per 128-bit lane: (row 2i, row 2i + 1) interleaved
+    t[2 * i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24,
+                                       9, 25, 12, 28, 13, 29);
+    t[2 * i + 1] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 18, 3, 19, 6, 22, 7, 23, 10,
+                                           26, 11, 27, 14, 30, 15, 31);
+  }
+  for (int g = 0; g < 4; ++g) {  // r[4g + e], lane L: rows 4g..4g+3 of word 4L + e
+    const vu a0 = t[4 * g], a1 = t[4 * g + 1], a2 = t[4 * g + 2], a3 = t[4 * g + 3];
+    r[4 * g] = __builtin_shufflevector(a0, a2, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    r[4 * g + 1] = __builtin_shufflevector(a0, a2, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    r[4 * g + 2] = __builtin_shufflevector(a1, a3, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    r[4 * g + 3] = __builtin_shufflevector(a1, a3, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+  }
+  for (int e = 0; e < 4; ++e) {  // word 4L + e gathers lane L of r[e], r[4 + e], r[8 + e], r[12 + e]
+    const vu lo01 = __builtin_shufflevector(r[e], r[4 + e], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    const vu hi01 = __builtin_shufflevector(r[e], r[4 + e], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    const vu lo23 = __builtin_shufflevector(r[8 + e], r[12 + e], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    const vu hi23 = __builtin_shufflevector(r[8 + e], r[12 + e], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    const vu w0 = __builtin_shufflevector(lo01, lo23, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const vu w1 = __builtin_shufflevector(lo01, lo23, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const vu w2 = __builtin_shufflevector(hi01, hi23, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const vu w3 = __builtin_shufflevector(hi01, hi23, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    __builtin_memcpy(dst + (0 + e) * ldd, &w0, sizeof w0);
+    __builtin_memcpy(dst + (4 + e) * ldd, &w1, sizeof w1);
+    __builtin_memcpy(dst + (8 + e) * ldd, &w2, sizeof w2);
+    __builtin_memcpy(dst + (12 + e) * ldd, &w3, sizeof w3);
+  }
+}
+
+// Rows [0, nq) of 32-bit words (row r at src + r * stride bytes, `words` of them, a multiple of
+// 16) as columns: dst[w * kBQ + r], rows nq..kBQ - 1 zero.
+LLMK_ALWAYS_INLINE void load_word_columns(const char* src, int64_t stride, int64_t nq,
+                                          int64_t words, uint32_t* dst) {
+  for (int64_t r0 = 0; r0 < kBQ; r0 += 16) {
+    const int64_t rows = max_i64(0, min_i64(16, nq - r0));
+    const char* s = rows > 0 ? src + r0 * stride : src;
+    for (int64_t w0 = 0; w0 < words; w0 += 16)
+      transpose_words16(s + w0 * 4, stride, rows, dst + w0 * kBQ + r0, kBQ);
+  }
+}
+
+// A (D x kBQ) tile of query lanes (D a multiple of 16) as rows: buf[r * D + d] for the queries
+// r < round16(nq) (the forward's output, the backward's dq).
+LLMK_ALWAYS_INLINE void lanes_to_rows(const float* tile, int64_t nq, int64_t D, float* buf) {
+  for (int64_t r0 = 0; r0 < nq; r0 += 16)
+    for (int64_t d0 = 0; d0 < D; d0 += 16)
+      transpose_words16(reinterpret_cast<const char*>(tile + d0 * kBQ + r0), kBQ * 4, 16,
+                        reinterpret_cast<uint32_t*>(buf + r0 * D + d0), D);
 }

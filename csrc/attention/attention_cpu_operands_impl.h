@@ -40,6 +40,10 @@ void load_query_pairs(const cpu::AttentionBwdArgs& a, const Geometry& g, const T
     }
   };
   const auto pair_cols = [&](const T* base, int64_t stride, uint32_t* dst) {
+    if (D % 32 == 0) {  // 16 x 16 word blocks
+      load_word_columns(reinterpret_cast<const char*>(row(base, stride, 0)), stride * 2, nq, Dh, dst);
+      return;
+    }
     for (int64_t r = 0; r < nq; ++r) {
       const uint16_t* x = row(base, stride, r);
       for (int64_t dp = 0; dp < D / 2; ++dp) {

@@ -2,6 +2,11 @@
 // forward and the backward: the problem geometry, which key (query) blocks a query (key) block
 // can see, whether a tile needs per-element masks, and the score transform of one tile.
 
+// Half a key block, where both passes split a causal diagonal tile: a multiple of 16 (query
+// lanes) and of 2 (bf16 pairs), so that a half tile's operands start at a vector and a pair.
+constexpr int64_t kHalf = kBK / 2;
+static_assert(kHalf % 16 == 0 && kBQ == kBK, "half tiles split both blocks at kHalf");
+
 struct Geometry {
   int64_t B, Hq, Hkv, Sq, Sk, D, Dp, nQb, nKb, off;
   int64_t wl, wr;  // < 0: unbounded
@@ -139,4 +144,51 @@ LLMK_ALWAYS_INLINE const float* tile_rows(const T* base, int64_t stride, int64_t
     *ld = D;
     return buf;
   }
+}
+
+// The softmax exponentials of both passes as 2^t, t = u * c - m2 by one FMA per element: with no
+// softcap or ALiBi and scale > 0, u is the raw q.k and c = scale * log2(e), so the tile needs no
+// pass of its own to apply the scale (score_tile runs only where a mask must be written), and
+// the row offset m2 (the running max, or lse) is in base 2 already. A degree-5 polynomial for 2^f
+// on [-1/2, 1/2] (weighted least squares, relative error 2e-7 in float32 Horner form) on FMAs:
+// about half the multiplies of vexp, whose argument reduction the base-2 form skips. With AVX-512
+// the rounding and the 2^n are one instruction each (vrndscaleps, vscalefps; ~11 vector operations
+// an element instead of ~16: the exponentials are most of the forward's work outside its tile
+// products). t = -inf (a masked score) gives 0, as does anything below -150; NaN stays NaN.
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2 = 0.693147180559945309f;
+
+LLMK_ALWAYS_INLINE vf exp2_poly(const vf& f) {
+  vf p = vsplat(1.3266970636323094e-3f);
+  p = vfma(p, f, vsplat(9.675459936261177e-3f));
+  p = vfma(p, f, vsplat(5.550742521882057e-2f));
+  p = vfma(p, f, vsplat(2.4022121727466583e-1f));
+  p = vfma(p, f, vsplat(6.931469440460205e-1f));
+  return vfma(p, f, vsplat(1.0000001192092896f));
+}
+
+LLMK_ALWAYS_INLINE vf vexp2_softmax(const vf& t) {
+#if LLMK_ISA_LEVEL >= 2
+  // -160: 2^-160 times p (< 1.5) rounds to 0 in vscalefps, which saturates large n to inf itself.
+  const vf tc = vselect(t < -160.0f, vsplat(-160.0f), t);  // a NaN compares false: it passes through
+  // The all-lanes mask forms: the plain ones start from _mm512_undefined_ps, which GCC 12 reports
+  // as maybe-uninitialized.
+  const __m512 n = _mm512_mask_roundscale_ps((__m512)tc, 0xFFFF, (__m512)tc,
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 p = (__m512)exp2_poly(tc - (vf)n);
+  return (vf)_mm512_mask_scalef_ps(p, 0xFFFF, p, n);
+#else
+  const vf lo = vsplat(-127.0f), hi = vsplat(127.0f);
+  vf tc = vselect(t < lo, lo, t);  // a NaN compares false: it passes through
+  tc = vselect(tc > hi, hi, tc);
+  const vf magic = vsplat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  const vf n = (tc + magic) - magic;
+  const vi k = __builtin_convertvector(n, vi);     // in [-127, 127] (garbage for NaN: p is NaN)
+  return exp2_poly(tc - n) * (vf)((k + 127) << 23);  // k = -127 gives the bits of 0
+#endif
+}
+
+// The factor of the raw scores in vexp2_softmax's exponent, and whether they are used raw.
+LLMK_ALWAYS_INLINE bool scores_fused(bool cap, bool alibi, float scale) {
+  return !cap && !alibi && scale > 0.0f;
 }

@@ -48,6 +48,18 @@ def test_attention_every_isa(forced_isa, dtype, causal):
 
 @pytest.mark.parametrize("forced_isa", LEVELS, indirect=True)
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_plain_scores_every_isa(forced_isa, dtype):
+    """No softcap or ALiBi: the kernel keeps raw q.k and folds the scale into 2^t's argument, and
+    head_dim 64 takes the 16 x 16 block transposes; 80 causal rows split the first block's diagonal
+    tile in halves, with a tail block of 16 queries."""
+    assert C.cpu_isa() == forced_isa
+    q = torch.randn(1, 4, 80, 64).to(dtype)
+    k, v = torch.randn(1, 2, 80, 64).to(dtype), torch.randn(1, 2, 80, 64).to(dtype)
+    _check_family(lambda a, b, c: llmkernels.attention(a, b, c, causal=True), [q, k, v], (0, 1, 2), dtype)
+
+
+@pytest.mark.parametrize("forced_isa", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_cross_entropy_every_isa(forced_isa, dtype):
     logits = (torch.randn(23, 301) * 3).to(dtype)
     target = torch.randint(0, 301, (23,))
