@@ -3,10 +3,13 @@ logits, ties ranked by the smaller id, the log-probabilities), the top-k rows wh
 tail is too small to take as a difference (Triton's exact tail pass), and the linear top-k ops on
 every backend."""
 
+import math
+
 import pytest
 import torch
 
 import llmkernels
+from llmkernels.ops.distillation import reference
 from tests.helpers import assert_close, assert_close_scaled, backend_cases, skip_unless_present
 from tests.ops.test_distillation_backends import _problem, _run
 
@@ -103,7 +106,11 @@ def test_a_teacher_whose_stored_mass_rounds_to_one_gives_finite_losses(backend, 
     assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
     expected, expected_grad = _run("reference", fn, student.double(), upstream)
     assert_close_scaled(loss, expected, torch.float32)
-    assert_close_scaled(grad, expected_grad, torch.float32)
+    # Each gradient element is p_i (log q_b - log r_b - KL): a difference of log-ratios as large as
+    # the tail's |log 2^-126| = 87.3, which float32 rounds to ~1e-5 whatever the order of operations
+    # (over 400 draws the float32 reference reached 2.8e-5 of the float64 one, the cpp kernel
+    # 1.8e-5): the table's rounding is relative to those terms, as for rms_norm's dx.
+    assert_close_scaled(grad, expected_grad, torch.float32, terms=-math.log(reference.TEACHER_TAIL_FLOOR))
     if beta == 1.0:  # the student's tail mass is what the reverse KL charges: ~q_tail * 87
         assert loss[0] > 10.0
 
