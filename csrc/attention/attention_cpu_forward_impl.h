@@ -116,7 +116,7 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
       for (int64_t r = 0; r < nq; ++r) {
         uint32_t qrow[512];
         __builtin_memcpy(qrow, qbase + (i0 + r) * a.qs.s, static_cast<uint64_t>(D) * 2);
-      for (int64_t dp = 0; dp < Dh; ++dp) qv[dp * kBQ + r] = qrow[dp];
+        for (int64_t dp = 0; dp < Dh; ++dp) qv[dp * kBQ + r] = qrow[dp];
       }
       for (int64_t dp = 0; dp < Dh; ++dp)
         for (int64_t r = nq; r < kBQ; ++r) qv[dp * kBQ + r] = 0u;

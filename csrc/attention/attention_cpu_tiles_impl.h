@@ -188,7 +188,7 @@ LLMK_ALWAYS_INLINE vf vexp2_softmax(const vf& t) {
 #endif
 }
 
-// The factor of the raw scores in vexp2_softmax's exponent, and whether they are used raw.
+// Whether the scores enter vexp2_softmax raw, their scale folded into its exponent's factor.
 LLMK_ALWAYS_INLINE bool scores_fused(bool cap, bool alibi, float scale) {
   return !cap && !alibi && scale > 0.0f;
 }
