@@ -93,6 +93,27 @@ def test_float32_master_weight_with_a_low_precision_input(device, backend, dtype
         _check(got, want, dtype)
 
 
+def test_the_float32_weight_gradient_summed_in_slices_is_the_whole_sum(monkeypatch):
+    """A bf16 chunk's weight gradient is added into the float32 sum a slice of rows at a time: with
+    slices of 7 rows (the last one short) every element receives the same additions in the same
+    order as with one slice, so the gradients are bitwise equal."""
+    from llmkernels.ops.common import chunked_linear
+
+    x, w, b, t = _problem(97, 48, 1000, torch.float32, "cpu")
+    x = x.to(torch.bfloat16)
+
+    def grads():
+        leaves = [x.clone().requires_grad_(True), w.clone().requires_grad_(True), b.clone().requires_grad_(True)]
+        loss = llmkernels.linear_cross_entropy(leaves[0], leaves[1], t, linear_bias=leaves[2], chunk_size=13)
+        return torch.autograd.grad(loss, leaves)
+
+    whole = grads()
+    monkeypatch.setattr(chunked_linear, "ACCUMULATE_ELEMENTS", 7 * 48)
+    sliced = grads()
+    for got, want in zip(sliced, whole):
+        assert torch.equal(got, want)
+
+
 def test_autocast_passes_a_float32_weight_through():
     """Under autocast the float32 weight is not cast outside the op: its gradient is the mixed call's,
     bit for bit, with no cast node (and no bf16 copy of the weight) in the graph."""

@@ -15,6 +15,12 @@ import torch
 # stays far below the plain path's (N, V) logits and gradient.
 CHUNK_ELEMENTS = 1 << 23
 
+# A bf16/fp16 chunk's weight gradient is added into the float32 sum this many elements at a time:
+# on a CPU, add_ of a bf16 tensor into a float32 one first converts the whole operand into a fresh
+# float32 temporary (12.6 MB a chunk at (V, H) = (8192, 384), fresh pages at a training step's
+# memory peak); slices of 4 MB keep it small enough for the allocator to reuse.
+ACCUMULATE_ELEMENTS = 1 << 20
+
 
 def rows_per_chunk(rows: int, classes: int, chunk_size: int, elements: int = CHUNK_ELEMENTS) -> int:
     """``chunk_size`` when given, else as many rows as hold about ``elements`` logits."""
@@ -28,6 +34,13 @@ def project(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     if bias is not None:
         return torch.addmm(bias, x, weight.t(), out=out)
     return torch.mm(x, weight.t(), out=out)
+
+
+def add_in_slices(total: torch.Tensor, part: torch.Tensor) -> None:
+    """total += part for (rows, cols) tensors of two dtypes, ``ACCUMULATE_ELEMENTS`` at a time."""
+    rows = max(1, ACCUMULATE_ELEMENTS // max(1, part.shape[1]))
+    for start in range(0, part.shape[0], rows):
+        total[start:start + rows].add_(part[start:start + rows])
 
 
 def chunked_linear(input, weight, bias, chunk: int, want_grads: bool, accumulate_fp32: bool,
@@ -49,6 +62,10 @@ def chunked_linear(input, weight, bias, chunk: int, want_grads: bool, accumulate
     # One logits buffer, reused by every chunk (a fresh (chunk, V) tensor per chunk makes the
     # allocator grow the heap chunk after chunk); the gradient overwrites the logits in place.
     logits_buffer = torch.empty(min(chunk, rows), classes, dtype=input.dtype, device=input.device)
+    # The weight gradient of a chunk when it is summed in another dtype: one buffer for every chunk.
+    part = None
+    if want_grads and grad_weight.dtype != input.dtype:
+        part = torch.empty(weight.shape, dtype=input.dtype, device=weight.device)
     for start in range(0, rows, chunk):
         stop = min(start + chunk, rows)
         x = input[start:stop]
@@ -64,8 +81,8 @@ def chunked_linear(input, weight, bias, chunk: int, want_grads: bool, accumulate
             else:
                 grad_weight.addmm_(grad.t(), x)
         else:  # bf16/fp16 GEMM (fp32 accumulation inside), summed across chunks in fp32
-            part = torch.mm(grad.t(), x)
-            grad_weight.copy_(part) if start == 0 else grad_weight.add_(part)
+            torch.mm(grad.t(), x, out=part)
+            grad_weight.copy_(part) if start == 0 else add_in_slices(grad_weight, part)
         if grad_bias is not None:
             grad_bias.add_(grad.sum(0, dtype=grad_bias.dtype))
     return grad_input, grad_weight, grad_bias
