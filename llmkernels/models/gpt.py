@@ -71,18 +71,20 @@ def init_weights(model: nn.Module, std: float, n_layer: int) -> None:
 
 
 # The loss runs at the training step's memory peak (every activation is alive then), so its logits
-# buffer adds to that peak: about 8 MB of logits a chunk (2M in float32, 4M in bf16 under autocast),
-# but never under 256 rows (GEMMs of fewer rows fall below the full GEMM's rate on a CPU). At the small
-# preset's 8192-token vocab the 1024-row default buffer (32 MB) lifted the peak RSS of training by
-# ~20 MB. Sized in bytes, not logits: under bf16 each chunk also adds its weight gradient into the
-# float32 sum with a conversion pass over the (vocab, d_model) matrix, so half as many chunks halve
-# those passes for the same buffer.
+# buffer adds to that peak: about 8 MB of logits a chunk (4M in bf16 under autocast), but never under
+# 512 rows: every chunk's GEMMs stream the whole (vocab, d_model) head weight, and at the small
+# preset's 256 float32 rows the forward GEMM ran at ~127 GFLOP/s inside the step against ~160-166
+# for 512 rows alone on the 2-core CPU (the float32 step's peak RSS did not move: 851-866 MB with
+# 512-row chunks against 857-879 with 256, fresh processes). At the small preset's 8192-token vocab
+# the 1024-row bf16 buffer (16 MB) lifted the bf16 peak by 12-22 MB. Sized in bytes, not logits:
+# under bf16 each chunk also adds its weight gradient into the float32 sum, so half as many chunks
+# halve those passes for the same buffer.
 LOSS_CHUNK_BYTES = 8 << 20
 
 
 def loss_chunk_rows(vocab_size: int, element_size: int = 4) -> int:
     """Rows per loss chunk for logits of ``element_size`` bytes (the head's input dtype)."""
-    return max(256, LOSS_CHUNK_BYTES // (vocab_size * element_size))
+    return max(512, LOSS_CHUNK_BYTES // (vocab_size * element_size))
 
 
 class GPT(nn.Module):
