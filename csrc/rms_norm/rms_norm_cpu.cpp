@@ -64,6 +64,7 @@ void weight_or_ones(Params& p, at::Tensor& ones) {
   ones = at::ones({p.dim}, at::kFloat);
   p.weight = ones.data_ptr<float>();
 }
+
 }  // namespace
 
 void rms_norm_forward_cpu(const at::Tensor& x, const std::optional<at::Tensor>& residual,
@@ -105,7 +106,8 @@ void rms_norm_backward_cpu(const at::Tensor& grad_y, const std::optional<at::Ten
       dresidual.has_value() ? cpu::elem_type(dresidual->scalar_type()) : dx_type};
   const cpu::RmsNormBackwardFn fn = backward_variant(cpu::selected_isa());
   parallel_with_scratch(blocks, std::max<int64_t>(1, kTaskElements / (p.block_rows * p.dim)),
-                        p.dim, cpu::kBackwardScratchRows, [&](int64_t begin, int64_t end, float* scratch) {
+                        p.dim, cpu::kBackwardScratchRows,
+                        [&](int64_t begin, int64_t end, float* scratch) {
                           fn(p, types, begin, end, scratch);
                         });
   if (p.partial == nullptr) return;

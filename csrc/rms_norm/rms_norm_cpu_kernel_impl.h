@@ -30,15 +30,9 @@ namespace {
 constexpr int64_t kBytes[3] = {4, 2, 2};
 
 // A float32 row is read where it lies; a narrower one is kept as float32 in scratch by the pass
-// that first reads it.
+// that first reads it. (float is the only 4-byte storage type: F16 and Bf16 hold 2.)
 template <typename T>
-struct IsF32 {
-  static constexpr bool value = false;
-};
-template <>
-struct IsF32<float> {
-  static constexpr bool value = true;
-};
+constexpr bool kIsF32 = sizeof(T) == sizeof(float);
 
 // The absent output of a pass (no dresidual): its stores vanish.
 struct NoOut {};
@@ -101,7 +95,7 @@ float square_row(const void* xv, const void*, void*, float* hf, int64_t dim) {
   const TX* x = static_cast<const TX*>(xv);
   return fixed_order_row_sum(dim, [&](int64_t i, auto lanes, vf& acc) {
     const vf v = lanes.load(x + i);
-    if (!IsF32<TX>::value) vstore(hf + i, v);
+    if (!kIsF32<TX>) vstore(hf + i, v);
     acc += v * v;
   });
 }
@@ -153,8 +147,8 @@ float dot_row(const void* inpv, const void* gyv, const float* w, float rstd, flo
   return fixed_order_row_sum(dim, [&](int64_t i, auto lanes, vf& acc) {
     const vf hv = lanes.load(inp + i);
     const vf d = lanes.load(gy + i);
-    if (!IsF32<TI>::value) vstore(hbuf + i, hv);
-    if (!IsF32<TG>::value) vstore(gbuf + i, d);
+    if (!kIsF32<TI>) vstore(hbuf + i, hv);
+    if (!kIsF32<TG>) vstore(gbuf + i, d);
     acc += (d * lanes.load(w + i)) * (hv * rstd);
   });
 }
