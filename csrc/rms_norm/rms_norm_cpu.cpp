@@ -7,6 +7,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/ones.h>
 
 #include "../common/cpu_elem_type.h"
 #include "../common/cpu_isa.h"
@@ -55,20 +56,31 @@ void parallel_with_scratch(int64_t n, int64_t grain, int64_t dim, int64_t rows_k
   });
 }
 
+// The kernels always scale by a weight (a multiply by 1 changes no bit): one loop per dtype
+// combination instead of two. `ones` keeps the stand-in alive for the call.
+template <typename Params>
+void weight_or_ones(Params& p, at::Tensor& ones) {
+  if (p.weight != nullptr) return;
+  ones = at::ones({p.dim}, at::kFloat);
+  p.weight = ones.data_ptr<float>();
+}
+
 }  // namespace
 
 void rms_norm_forward_cpu(const at::Tensor& x, const std::optional<at::Tensor>& residual,
                           const std::optional<at::Tensor>& weight, at::Tensor& y,
                           const std::optional<at::Tensor>& h, at::Tensor& rstd, double eps) {
-  const RmsNormForwardParams p =
-      rms_norm_forward_params(x, residual, weight, y, h, rstd, eps, at::kCPU);
+  RmsNormForwardParams p = rms_norm_forward_params(x, residual, weight, y, h, rstd, eps, at::kCPU);
   if (p.rows == 0) return;
+  at::Tensor ones;
+  weight_or_ones(p, ones);
   const cpu::ElemType x_type = cpu::elem_type(x.scalar_type());
   const cpu::RmsNormForwardTypes types{
       x_type, residual.has_value() ? cpu::elem_type(residual->scalar_type()) : x_type,
       h.has_value() ? cpu::elem_type(h->scalar_type()) : x_type, cpu::elem_type(y.scalar_type())};
   const cpu::RmsNormForwardFn fn = forward_variant(cpu::selected_isa());
-  parallel_with_scratch(p.rows, std::max<int64_t>(1, kTaskElements / p.dim), p.dim, 1,
+  parallel_with_scratch(p.rows, std::max<int64_t>(1, kTaskElements / p.dim), p.dim,
+                        cpu::kForwardScratchRows,
                         [&](int64_t begin, int64_t end, float* scratch) {
                           fn(p, types, begin, end, scratch);
                         });
@@ -79,10 +91,12 @@ void rms_norm_backward_cpu(const at::Tensor& grad_y, const std::optional<at::Ten
                            const at::Tensor& rstd, at::Tensor& dx,
                            const std::optional<at::Tensor>& dresidual,
                            const std::optional<at::Tensor>& dweight) {
-  const RmsNormBackwardCall call = rms_norm_backward_call(grad_y, grad_h, inp, weight, rstd, dx,
-                                                          dresidual, dweight, at::kCPU);
-  const RmsNormBackwardParams& p = call.params;
+  RmsNormBackwardCall call = rms_norm_backward_call(grad_y, grad_h, inp, weight, rstd, dx,
+                                                    dresidual, dweight, at::kCPU);
+  RmsNormBackwardParams& p = call.params;
   if (p.rows == 0) return;
+  at::Tensor ones;
+  weight_or_ones(p, ones);
   const int64_t blocks = (p.rows + p.block_rows - 1) / p.block_rows;
   const cpu::ElemType inp_type = cpu::elem_type(inp.scalar_type());
   const cpu::ElemType dx_type = cpu::elem_type(dx.scalar_type());
@@ -92,7 +106,8 @@ void rms_norm_backward_cpu(const at::Tensor& grad_y, const std::optional<at::Ten
       dresidual.has_value() ? cpu::elem_type(dresidual->scalar_type()) : dx_type};
   const cpu::RmsNormBackwardFn fn = backward_variant(cpu::selected_isa());
   parallel_with_scratch(blocks, std::max<int64_t>(1, kTaskElements / (p.block_rows * p.dim)),
-                        p.dim, 2, [&](int64_t begin, int64_t end, float* scratch) {
+                        p.dim, cpu::kBackwardScratchRows,
+                        [&](int64_t begin, int64_t end, float* scratch) {
                           fn(p, types, begin, end, scratch);
                         });
   if (p.partial == nullptr) return;

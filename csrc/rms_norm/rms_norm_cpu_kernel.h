@@ -20,9 +20,13 @@ struct RmsNormBackwardTypes {
 };
 
 // Forward of rows [row_begin, row_end); backward of the row blocks [block_begin, block_end).
-// `scratch` holds float32 copies of the rows a task reads, each padded to whole vectors: one row
-// of (dim + 15) / 16 * 16 floats for the forward, two for the backward. (No inline function
-// here: this header is also compiled inside the per-ISA regions, see isa_begin.h.)
+// `weight` is never null here (the glue passes ones for none). `scratch` holds a task's float32
+// rows, each padded to whole vectors ((dim + 15) / 16 * 16 floats): the float32 copies of the
+// rows it reads and the stages of streamed outputs, kForwardScratchRows / kBackwardScratchRows
+// of them. (No inline function here: this header is also compiled inside the per-ISA regions,
+// see isa_begin.h.)
+constexpr int64_t kForwardScratchRows = 2;
+constexpr int64_t kBackwardScratchRows = 5;
 // Each variant below is the same code compiled for one ISA level.
 using RmsNormForwardFn = void (*)(const RmsNormForwardParams&, const RmsNormForwardTypes& types,
                                   int64_t row_begin, int64_t row_end, float* scratch);
