@@ -167,15 +167,25 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
     int64_t ldk = 0, ldv = 0;
     const float* kp = nullptr;
     if constexpr (!kDot) kp = tile_rows(kbase + j0 * a.ks.s, a.ks.s, nk, D, kf, &ldk);
+    // With raw scores and no mask (the final scores as they are stored), the products fold the
+    // tile's row maxima into mxf; else the softmax takes them in a pass of its own.
+    float mxf[kBQ];
+    __builtin_memcpy(mxf, m, sizeof mxf);
+    bool maxed = fused;
     const auto scores = [&](int64_t jr, int64_t rows, int64_t lane) {
+      const bool mask = !tile_unmasked(g, i0 + lane, i0 + nq, j0 + jr, j0 + jr + rows, c.kpm_row);
+      float* cmax = nullptr;
+      if (fused && !mask)
+        cmax = mxf + lane;
+      else
+        maxed = false;
       if constexpr (kDot)
         gemm<false>(rows, N - lane, D / 2,
                     reinterpret_cast<const uint32_t*>(kbase + (j0 + jr) * a.ks.s), a.ks.s / 2, 1,
-                    qv + lane, kBQ, st + jr * kBQ + lane, kBQ);
+                    qv + lane, kBQ, st + jr * kBQ + lane, kBQ, nullptr, cmax);
       else
         gemm<false>(rows, N - lane, D, kp + jr * ldk, ldk, 1, qt + lane, kBQ, st + jr * kBQ + lane,
-                    kBQ);
-      const bool mask = !tile_unmasked(g, i0 + lane, i0 + nq, j0 + jr, j0 + jr + rows, c.kpm_row);
+                    kBQ, nullptr, cmax);
       if (!fused || mask)
         score_tile<kCap, kAlibi>(cm, mask, st + jr * kBQ + lane, st + jr * kBQ + lane, rows,
                                  nv - lane / kLanes, i0 + lane, g.off, j0 + jr);
@@ -191,7 +201,10 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
     for (int64_t v = 0; v < nv; ++v) {
       const int64_t rows = half && v < hv ? kHalf : nk;
       vf mx = m[v];
-      for (int64_t j = 0; j < rows; ++j) mx = vmax(mx, vload(st + j * kBQ + v * kLanes));
+      if (maxed)
+        mx = vload(mxf + v * kLanes);
+      else
+        for (int64_t j = 0; j < rows; ++j) mx = vmax(mx, vload(st + j * kBQ + v * kLanes));
       const vf off2 = vselect(mx == neg_inf, vf{}, mx * c2v);
       alpha[v] = vexp2_softmax(m[v] * c2v - off2);
       m[v] = mx;
