@@ -174,18 +174,23 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
     bool maxed = fused;
     const auto scores = [&](int64_t jr, int64_t rows, int64_t lane) {
       const bool mask = !tile_unmasked(g, i0 + lane, i0 + nq, j0 + jr, j0 + jr + rows, c.kpm_row);
-      float* cmax = nullptr;
-      if (fused && !mask)
-        cmax = mxf + lane;
-      else
-        maxed = false;
-      if constexpr (kDot)
-        gemm<false>(rows, N - lane, D / 2,
-                    reinterpret_cast<const uint32_t*>(kbase + (j0 + jr) * a.ks.s), a.ks.s / 2, 1,
-                    qv + lane, kBQ, st + jr * kBQ + lane, kBQ, nullptr, cmax);
-      else
-        gemm<false>(rows, N - lane, D, kp + jr * ldk, ldk, 1, qt + lane, kBQ, st + jr * kBQ + lane,
-                    kBQ, nullptr, cmax);
+      const bool fold = fused && !mask;
+      if (!fold) maxed = false;
+      float* sp = st + jr * kBQ + lane;
+      if constexpr (kDot) {
+        const uint32_t* kr = reinterpret_cast<const uint32_t*>(kbase + (j0 + jr) * a.ks.s);
+        if (fold)
+          gemm<false, true>(rows, N - lane, D / 2, kr, a.ks.s / 2, 1, qv + lane, kBQ, sp, kBQ,
+                            nullptr, mxf + lane);
+        else
+          gemm<false>(rows, N - lane, D / 2, kr, a.ks.s / 2, 1, qv + lane, kBQ, sp, kBQ);
+      } else {
+        if (fold)
+          gemm<false, true>(rows, N - lane, D, kp + jr * ldk, ldk, 1, qt + lane, kBQ, sp, kBQ,
+                            nullptr, mxf + lane);
+        else
+          gemm<false>(rows, N - lane, D, kp + jr * ldk, ldk, 1, qt + lane, kBQ, sp, kBQ);
+      }
       if (!fused || mask)
         score_tile<kCap, kAlibi>(cm, mask, st + jr * kBQ + lane, st + jr * kBQ + lane, rows,
                                  nv - lane / kLanes, i0 + lane, g.off, j0 + jr);

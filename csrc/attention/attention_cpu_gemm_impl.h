@@ -38,9 +38,10 @@ struct IsF32<float> {
 // With kAcc and `cs`, C's vector column v is first multiplied by cs[v]: the forward's online-
 // softmax rescale of its output tile, done on the accumulators as they are loaded instead of as a
 // pass of its own (a load, a multiply and a store per element of the tile).
-// With `cmax`, cmax[v] = vmax(cmax[v], max of C's rows in vector column v) as C is stored: the
-// forward's running row maximum from the registers, where a pass of its own loaded the tile again.
-template <typename TA, int R, int NV, bool kAcc>
+// With kMax, cmax[v] = vmax(cmax[v], max of C's rows in vector column v) as C is stored: the
+// forward's running row maximum from the registers, where a pass of its own loaded the tile again
+// (a template flag, so that every other product compiles as it did without it).
+template <typename TA, int R, int NV, bool kAcc, bool kMax>
 LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, int64_t ldb,
                               float* C, int64_t ldc, int64_t K, const vf* cs, float* cmax) {
   vf acc[R][NV];
@@ -75,7 +76,7 @@ LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, 
   }
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) vstore(C + r * ldc + v * kLanes, acc[r][v]);
-  if (cmax != nullptr)
+  if constexpr (kMax)
     for (int v = 0; v < NV; ++v) {
       vf mx = vload(cmax + v * kLanes);
       for (int r = 0; r < R; ++r) mx = vmax(mx, acc[r][v]);
@@ -83,21 +84,21 @@ LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, 
     }
 }
 
-template <typename TA, int NV, bool kAcc>
+template <typename TA, int NV, bool kAcc, bool kMax>
 LLMK_ALWAYS_INLINE void micro_rows(int64_t rows, const TA* A, int64_t sr, int64_t sk, const TA* B,
                                    int64_t ldb, float* C, int64_t ldc, int64_t K, const vf* cs,
                                    float* cmax) {
   switch (rows) {
-    case 1: micro<TA, 1, NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
-    case 2: micro<TA, (kMR >= 2 ? 2 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
-    case 3: micro<TA, (kMR >= 3 ? 3 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
-    default: micro<TA, (kMR >= 4 ? 4 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
+    case 1: micro<TA, 1, NV, kAcc, kMax>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
+    case 2: micro<TA, (kMR >= 2 ? 2 : 1), NV, kAcc, kMax>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
+    case 3: micro<TA, (kMR >= 3 ? 3 : 1), NV, kAcc, kMax>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
+    default: micro<TA, (kMR >= 4 ? 4 : 1), NV, kAcc, kMax>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
   }
 }
 
 // `cs` (kAcc only): per vector column of C, the factor C is multiplied by before accumulating.
-// `cmax` (N floats): folds in the column maxima of the C it stores (see micro).
-template <bool kAcc, typename TA>
+// kMax: `cmax` (N floats) folds in the column maxima of the C it stores (see micro).
+template <bool kAcc, bool kMax = false, typename TA>
 void gemm(int64_t M, int64_t N, int64_t K, const TA* A, int64_t sr, int64_t sk, const TA* B,
           int64_t ldb, float* C, int64_t ldc, const vf* cs = nullptr, float* cmax = nullptr) {
   const int64_t nvec = N / kLanes;
@@ -112,10 +113,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const TA* A, int64_t sr, int64_t sk, 
       const TA* Ar = A + r0 * sr;
       float* Cr = Cc + r0 * ldc;
       switch (nv) {
-        case 1: micro_rows<TA, 1, kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
-        case 2: micro_rows<TA, (kNV >= 2 ? 2 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
-        case 3: micro_rows<TA, (kNV >= 3 ? 3 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
-        default: micro_rows<TA, (kNV >= 4 ? 4 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
+        case 1: micro_rows<TA, 1, kAcc, kMax>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
+        case 2: micro_rows<TA, (kNV >= 2 ? 2 : 1), kAcc, kMax>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
+        case 3: micro_rows<TA, (kNV >= 3 ? 3 : 1), kAcc, kMax>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
+        default: micro_rows<TA, (kNV >= 4 ? 4 : 1), kAcc, kMax>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
       }
     }
   }

@@ -170,10 +170,7 @@ LLMK_ALWAYS_INLINE vf exp2_poly(const vf& f) {
 LLMK_ALWAYS_INLINE vf vexp2_softmax(const vf& t) {
 #if LLMK_ISA_LEVEL >= 2
   // -160: 2^-160 times p (< 1.5) rounds to 0 in vscalefps, which saturates large n to inf itself.
-  // vmaxps returns its second operand when either is NaN: a NaN passes through (one instruction
-  // where a compare and a blend took two, in the innermost loop of both passes).
-  const __m512 lo = (__m512)vsplat(-160.0f);
-  const vf tc = (vf)_mm512_mask_max_ps(lo, 0xFFFF, lo, (__m512)t);
+  const vf tc = vselect(t < -160.0f, vsplat(-160.0f), t);  // a NaN compares false: it passes through
   // The all-lanes mask forms: the plain ones start from _mm512_undefined_ps, which GCC 12 reports
   // as maybe-uninitialized.
   const __m512 n = _mm512_mask_roundscale_ps((__m512)tc, 0xFFFF, (__m512)tc,
