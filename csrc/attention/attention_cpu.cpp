@@ -21,13 +21,12 @@ namespace {
 
 struct Variant {
   cpu::AttentionFwdFn fwd;
-  cpu::AttentionBwdFn prep, kv, dq;
+  cpu::AttentionBwdFn kv, dq;
 };
 
 #define LLMK_ATTENTION_VARIANT(ns)                                                    \
   Variant {                                                                           \
-    &ns::attention_fwd_task, &ns::attention_bwd_prep_task, &ns::attention_bwd_kv_task, \
-        &ns::attention_bwd_dq_task                                                    \
+    &ns::attention_fwd_task, &ns::attention_bwd_kv_task, &ns::attention_bwd_dq_task   \
   }
 
 Variant attention_variant(cpu::Isa isa) {
@@ -52,8 +51,9 @@ int64_t attention_scratch_floats(int64_t head_dim) {
   const int64_t dp = (head_dim + 15) / 16 * 16;
   // The backward's key pass is the largest: kf, vf (BK x D), pt, dpt, tt (BK x BQ), pb, dsb
   // (BK x BQ bf16 each), dsk (BK / 2 x BQ pairs), a row, the query tile (q_t, do_t, dqacc: D x BQ;
-  // q_r, do_r: BQ x Dp); its bf16 key cache comes on top (attention_key_cache_floats).
-  return 2 * kBK * dp + 4 * kBK * kBQ + kBK * kBQ / 2 + dp + 5 * kBQ * dp + 64;
+  // q_r, do_r: BQ x Dp), the block's lse and delta (BQ each); its bf16 key cache comes on top
+  // (attention_key_cache_floats).
+  return 2 * kBK * dp + 4 * kBK * kBQ + kBK * kBQ / 2 + dp + 5 * kBQ * dp + 2 * kBQ + 64;
 }
 
 // Multiply-adds a thread should have before another one is woken: entering a parallel region
@@ -190,13 +190,12 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
   const int64_t num_chunks = std::max<int64_t>(1, (n_kb + chunk_blocks - 1) / chunk_blocks);
 
   const int64_t dp = (D + 15) / 16 * 16;
-  const int64_t v_floats = q_blocks * kBQ;
   const int64_t partial_floats = num_chunks > 1 ? num_chunks * q_blocks * D * kBQ : 0;
   // dk and dv accumulate in place when they are float32 rows of Dp (contiguous: the op allocates them).
   const bool in_place = q.scalar_type() == at::kFloat && dp == D;
   const int64_t acc_floats = in_place ? 0 : 2 * B * Hkv * p.seq_k * dp;
   at::Tensor work =
-      at::empty({2 * v_floats + partial_floats + acc_floats}, q.options().dtype(at::kFloat));
+      at::empty({partial_floats + acc_floats}, q.options().dtype(at::kFloat));
   float* w = work.data_ptr<float>();
 
   cpu::AttentionBwdArgs a{};
@@ -209,10 +208,8 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
   a.dq = dq.data_ptr();
   a.dk = dk.data_ptr();
   a.dv = dv.data_ptr();
-  a.lse_q = w;
-  a.delta = a.lse_q + v_floats;
-  a.dq_t = num_chunks > 1 ? a.delta + v_floats : nullptr;
-  a.dk_acc = in_place ? dk.data_ptr<float>() : a.delta + v_floats + partial_floats;
+  a.dq_t = num_chunks > 1 ? w : nullptr;
+  a.dk_acc = in_place ? dk.data_ptr<float>() : w + partial_floats;
   a.dv_acc = in_place ? dv.data_ptr<float>() : a.dk_acc + B * Hkv * p.seq_k * dp;
   a.num_chunks = num_chunks;
   a.chunk_blocks = chunk_blocks;
@@ -225,7 +222,6 @@ void attention_backward_cpu(const at::Tensor& q, const at::Tensor& k, const at::
   const bool bf16_dot = q.scalar_type() == at::kBFloat16 && isa == cpu::Isa::avx512bf16;
   const int64_t key_cache = bf16_dot ? cpu::attention_key_cache_floats(D, chunk_blocks) : 0;
   const int64_t pass_work = attention_work(p);
-  run_tasks(q_blocks, B * Hq * p.seq_q * D, scratch, [&](int64_t t, float* s) { fn.prep(a, t, s); });
   run_tasks(num_chunks * B * Hkv, 2 * pass_work, scratch + key_cache,
             [&](int64_t t, float* s) { fn.kv(a, t, s); });
   if (num_chunks > 1)

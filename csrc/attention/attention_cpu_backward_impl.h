@@ -1,11 +1,13 @@
-// Backward of the attention CPU kernel (see attention_cpu_kernel_impl.h), up to three passes
-// whose tasks are independent (workspace layouts: attention_cpu_kernel.h):
-//   1. bwd_prep_task: lse and delta of one query block;
-//   2. bwd_kv_task:   dk, dv of one key chunk of one kv head, and that chunk's dq contribution
-//                     (dq itself when there is one chunk);
-//   3. bwd_dq_task:   dq of one query block, the chunks' contributions summed in chunk order.
-// The workspace beyond per-thread scratch is lse/delta (two floats a query), float32 dk/dv
-// accumulators only where the outputs cannot be their own, and dq partials only with key chunks.
+// Backward of the attention CPU kernel (see attention_cpu_kernel_impl.h), up to two passes whose
+// tasks are independent (workspace layouts: attention_cpu_kernel.h):
+//   1. bwd_kv_task: dk, dv of one key chunk of one kv head, and that chunk's dq contribution (dq
+//                   itself when there is one chunk);
+//   2. bwd_dq_task: dq of one query block, the chunks' contributions summed in chunk order.
+// The workspace beyond per-thread scratch is float32 dk/dv accumulators only where the outputs
+// cannot be their own, and dq partials only with key chunks. Each query block's lse and delta are
+// formed by the key pass as it visits the block (a pass of their own ran on one thread: below the
+// work that wakes a second, ~6% of the training shape's two-thread bf16 backward), once per key
+// chunk that sees the block (D multiply-adds a query against 5 * D per visible key).
 //
 // With BwdDot (bf16, avx512bf16 level) all five products run on vdpbf16ps (twice the multiply-adds
 // of a float32 FMA per instruction): q, dout, the key and value rows as bf16 pairs, P and dS
@@ -15,16 +17,11 @@
 // with the bf16 output rounding was 6.2e-3 of the 1e-2 tolerance; with sharper scores (q, k ~ 10x)
 // it stayed below 3.5e-3 (the (hi, lo) split that the float32 products need costs as much as FMA).
 
-// Pass 1: lse and delta = rowsum(dout * out) of one query block. Scratch: two rows of Dp.
+// The lse (lq: +inf where the row sees no key and on padding) and delta = rowsum(dout * out) (dl:
+// 0 there) of the query block [i0, i0 + nq) of (b, h). `scratch`: two rows of Dp.
 template <typename T>
-void bwd_prep_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
-  const Geometry g = geometry(a.p);
-  const int64_t blk = task;
-  const int64_t bh = blk / g.nQb, qb = blk % g.nQb;
-  const int64_t b = bh / g.Hq, h = bh % g.Hq;
-  const int64_t i0 = qb * kBQ, nq = min_i64(kBQ, g.Sq - i0);
-  float* lq = a.lse_q + blk * kBQ;
-  float* dl = a.delta + blk * kBQ;
+void block_lse_delta(const cpu::AttentionBwdArgs& a, const Geometry& g, int64_t b, int64_t h,
+                     int64_t i0, int64_t nq, float* lq, float* dl, float* scratch) {
   float* orow = scratch;
   float* drow = scratch + g.Dp;
   const T* obase = static_cast<const T*>(a.out) + b * a.os.b + h * a.os.h;
@@ -51,14 +48,14 @@ void bwd_prep_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch)
   }
 }
 
-// One tile of pass 2: queries [i0 + qo, i0 + nq) of the query block at i0 of head h (qo a
+// One tile of pass 1: queries [i0 + qo, i0 + nq) of the query block at i0 of head h (qo a
 // multiple of 16: the block's tile from lane qo on) against keys [j0, j0 + nk): S, P, dP, dS,
 // then dv += P^T.dout, dk += dS^T.q (rows of dkacc / dvacc, stride Dp) and the block's
 // dq^T += k^T.dS (its lanes from qo on).
 template <typename T, bool kCap, bool kAlibi, bool kDot>
 LLMK_ALWAYS_INLINE void bwd_kv_tile(const cpu::AttentionBwdArgs& a, const Geometry& g,
                                     const ScoreCtx& c, const KeyTile& kt, const BwdKvScratch& w,
-                                    int64_t blk, int64_t i0_block, int64_t nq_block, int64_t qo,
+                                    int64_t i0_block, int64_t nq_block, int64_t qo,
                                     int64_t j0, int64_t nk, float* dkacc, float* dvacc) {
   const int64_t D = g.D, Dp = g.Dp, Dh = (D + 1) / 2;
   const int64_t i0 = i0_block + qo, nq = nq_block - qo;
@@ -68,8 +65,8 @@ LLMK_ALWAYS_INLINE void bwd_kv_tile(const cpu::AttentionBwdArgs& a, const Geomet
   const float* dot = w.qt.do_t + qo;
   const float* qr = w.qt.q_r + (kDot ? qo / 2 : qo) * Dp;
   const float* dor = w.qt.do_r + (kDot ? qo / 2 : qo) * Dp;
-  const float* lq = a.lse_q + blk * kBQ + qo;
-  const float* dl = a.delta + blk * kBQ + qo;
+  const float* lq = w.lq + qo;
+  const float* dl = w.dl + qo;
   float* dqacc = w.dqacc + qo;
 
   if constexpr (kDot)
@@ -158,11 +155,11 @@ LLMK_ALWAYS_INLINE void store_dq_rows(const cpu::AttentionBwdArgs& a, const Geom
   }
 }
 
-// Pass 2, one task per (key chunk, b, kv head): every query block of the group's heads, in a
+// Pass 1, one task per (key chunk, b, kv head): every query block of the group's heads, in a
 // fixed order, against the chunk's key blocks that it sees. dk, dv of the chunk's keys accumulate
 // over the whole task in dk_acc / dv_acc (the float32 outputs themselves where they can be); the
 // block's dq over the chunk's keys goes straight to dq when there is one chunk, else to the
-// chunk's slot of dq_t (summed in chunk order by pass 3). Per key block, the contributions arrive
+// chunk's slot of dq_t (summed in chunk order by pass 2). Per key block, the contributions arrive
 // in (head, query block) order, and per query block in key block order: deterministic.
 
 template <typename T, bool kCap, bool kAlibi>
@@ -207,6 +204,7 @@ void bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
       jhi = min_i64(jhi, j_end);
       fill(w.dqacc, D * kBQ, 0.0f);
       if (jlo < jhi) {
+        block_lse_delta<T>(a, g, b, h, i0, nq, w.lq, w.dl, w.kf);  // kf: free until the key tiles
         load_query_tile<T>(a, g, b, h, i0, nq, w.qt);
         for (int64_t kb = jlo / kBK; kb <= (jhi - 1) / kBK; ++kb) {
           // Keys from jhi on are masked for every query of the block: not visited.
@@ -218,12 +216,12 @@ void bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
           // kHalf queries. Two half tiles skip that quadrant (a quarter of the tile's products;
           // ~4% of the training shape's causal backward, S = 512 and eight query blocks a head).
           if (g.causal && nk > kHalf && nq > kHalf && j0 >= i0 + g.off) {
-            bwd_kv_tile<T, kCap, kAlibi, kDot>(a, g, c, kt, w, blk, i0, nq, 0, j0, kHalf, dka, dva);
-            bwd_kv_tile<T, kCap, kAlibi, kDot>(a, g, c, shift_keys<kDot>(kt, kHalf, D), w, blk, i0,
+            bwd_kv_tile<T, kCap, kAlibi, kDot>(a, g, c, kt, w, i0, nq, 0, j0, kHalf, dka, dva);
+            bwd_kv_tile<T, kCap, kAlibi, kDot>(a, g, c, shift_keys<kDot>(kt, kHalf, D), w, i0,
                                                nq, kHalf, j0 + kHalf, nk - kHalf,
                                                dka + kHalf * Dp, dva + kHalf * Dp);
           } else {
-            bwd_kv_tile<T, kCap, kAlibi, kDot>(a, g, c, kt, w, blk, i0, nq, 0, j0, nk, dka, dva);
+            bwd_kv_tile<T, kCap, kAlibi, kDot>(a, g, c, kt, w, i0, nq, 0, j0, nk, dka, dva);
           }
         }
       }
@@ -254,7 +252,7 @@ void bwd_kv_dispatch(const cpu::AttentionBwdArgs& a, int64_t task, float* scratc
   });
 }
 
-// Pass 3 (only with more than one key chunk): dq of one query block = scale * (sum over
+// Pass 2 (only with more than one key chunk): dq of one query block = scale * (sum over
 // chunks, in chunk order). Scratch: acc (D x BQ), row (Dp), store_dq_rows' buffer (BQ x D).
 template <typename T>
 void bwd_dq_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {

@@ -38,9 +38,12 @@ struct IsF32<float> {
 // With kAcc and `cs`, C's vector column v is first multiplied by cs[v]: the forward's online-
 // softmax rescale of its output tile, done on the accumulators as they are loaded instead of as a
 // pass of its own (a load, a multiply and a store per element of the tile).
-template <typename TA, int R, int NV, bool kAcc>
+// With kMax, cmax[v] = vmax(cmax[v], max of C's rows in vector column v) as C is stored: the
+// forward's running row maximum from the registers, where a pass of its own loaded the tile again
+// (a template flag, so that every other product compiles as it did without it).
+template <typename TA, int R, int NV, bool kAcc, bool kMax>
 LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, int64_t ldb,
-                              float* C, int64_t ldc, int64_t K, const vf* cs) {
+                              float* C, int64_t ldc, int64_t K, const vf* cs, float* cmax) {
   vf acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = kAcc ? vload(C + r * ldc + v * kLanes) : vf{};
@@ -73,38 +76,47 @@ LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, 
   }
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) vstore(C + r * ldc + v * kLanes, acc[r][v]);
+  if constexpr (kMax)
+    for (int v = 0; v < NV; ++v) {
+      vf mx = vload(cmax + v * kLanes);
+      for (int r = 0; r < R; ++r) mx = vmax(mx, acc[r][v]);
+      vstore(cmax + v * kLanes, mx);
+    }
 }
 
-template <typename TA, int NV, bool kAcc>
+template <typename TA, int NV, bool kAcc, bool kMax>
 LLMK_ALWAYS_INLINE void micro_rows(int64_t rows, const TA* A, int64_t sr, int64_t sk, const TA* B,
-                                   int64_t ldb, float* C, int64_t ldc, int64_t K, const vf* cs) {
+                                   int64_t ldb, float* C, int64_t ldc, int64_t K, const vf* cs,
+                                   float* cmax) {
   switch (rows) {
-    case 1: micro<TA, 1, NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
-    case 2: micro<TA, (kMR >= 2 ? 2 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
-    case 3: micro<TA, (kMR >= 3 ? 3 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
-    default: micro<TA, (kMR >= 4 ? 4 : 1), NV, kAcc>(A, sr, sk, B, ldb, C, ldc, K, cs); break;
+    case 1: micro<TA, 1, NV, kAcc, kMax>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
+    case 2: micro<TA, (kMR >= 2 ? 2 : 1), NV, kAcc, kMax>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
+    case 3: micro<TA, (kMR >= 3 ? 3 : 1), NV, kAcc, kMax>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
+    default: micro<TA, (kMR >= 4 ? 4 : 1), NV, kAcc, kMax>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax); break;
   }
 }
 
 // `cs` (kAcc only): per vector column of C, the factor C is multiplied by before accumulating.
-template <bool kAcc, typename TA>
+// kMax: `cmax` (N floats) folds in the column maxima of the C it stores (see micro).
+template <bool kAcc, bool kMax = false, typename TA>
 void gemm(int64_t M, int64_t N, int64_t K, const TA* A, int64_t sr, int64_t sk, const TA* B,
-          int64_t ldb, float* C, int64_t ldc, const vf* cs = nullptr) {
+          int64_t ldb, float* C, int64_t ldc, const vf* cs = nullptr, float* cmax = nullptr) {
   const int64_t nvec = N / kLanes;
   for (int64_t c0 = 0; c0 < nvec; c0 += kNV) {
     const int64_t nv = min_i64(kNV, nvec - c0);
     const TA* Bc = B + c0 * kLanes;
     float* Cc = C + c0 * kLanes;
     const vf* csc = cs != nullptr ? cs + c0 : nullptr;
+    float* cmc = cmax != nullptr ? cmax + c0 * kLanes : nullptr;
     for (int64_t r0 = 0; r0 < M; r0 += kMR) {
       const int64_t rows = min_i64(kMR, M - r0);
       const TA* Ar = A + r0 * sr;
       float* Cr = Cc + r0 * ldc;
       switch (nv) {
-        case 1: micro_rows<TA, 1, kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
-        case 2: micro_rows<TA, (kNV >= 2 ? 2 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
-        case 3: micro_rows<TA, (kNV >= 3 ? 3 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
-        default: micro_rows<TA, (kNV >= 4 ? 4 : 1), kAcc>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc); break;
+        case 1: micro_rows<TA, 1, kAcc, kMax>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
+        case 2: micro_rows<TA, (kNV >= 2 ? 2 : 1), kAcc, kMax>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
+        case 3: micro_rows<TA, (kNV >= 3 ? 3 : 1), kAcc, kMax>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
+        default: micro_rows<TA, (kNV >= 4 ? 4 : 1), kAcc, kMax>(rows, Ar, sr, sk, Bc, ldb, Cr, ldc, K, csc, cmc); break;
       }
     }
   }

@@ -61,10 +61,8 @@ struct AttentionFwdArgs : AttentionInputs {
   const uint32_t* v_pairs;
 };
 
-// Backward workspaces, all float32, per query block `blk = (b * Hq + h) * nQb + qb`
-// (nQb = ceil(Sq / kAttnBlockQ), Dp = head_dim rounded up to 16):
-//   lse_q      (blk, kAttnBlockQ)      lse, +inf where the row sees no key and on padding
-//   delta      (blk, kAttnBlockQ)      rowsum(dout * out), 0 on padding
+// Backward workspaces, all float32 (nQb = ceil(Sq / kAttnBlockQ), Dp = head_dim rounded up to
+// 16, `blk = (b * Hq + h) * nQb + qb` a query block):
 //   dk_acc, dv_acc (B, Hkv, Sk, Dp)    dk, dv accumulators: dk, dv themselves when they are
 //                                      float32 and Dp == head_dim, else a workspace
 //   dq_t       (chunk, blk, D, kAttnBlockQ)  each key chunk's dq contribution (unscaled); only
@@ -80,8 +78,6 @@ struct AttentionBwdArgs : AttentionInputs {
   void* dv;              // (B, Hkv, Sk, D) contiguous
   float* dk_acc;
   float* dv_acc;
-  float* lse_q;
-  float* delta;
   float* dq_t;
   int64_t num_chunks;    // key chunks per (b, kv head): a function of the shape only
   int64_t chunk_blocks;  // key blocks per chunk
@@ -90,9 +86,9 @@ struct AttentionBwdArgs : AttentionInputs {
 // Task decoders (each task is independent of every other task of its pass, so any schedule gives
 // bitwise the same result):
 //   forward:   B * Hq * nQb tasks, one query block each (heaviest first when causal)
-//   bwd_prep:  B * Hq * nQb tasks: fills lse_q, delta
 //   bwd_kv:    num_chunks * B * Hkv tasks: dk, dv of the chunk's key blocks; dq of every query
-//              block over the chunk's keys (into dq, or its own dq_t slice), in a fixed order
+//              block over the chunk's keys (into dq, or its own dq_t slice), in a fixed order;
+//              each visited query block's lse and delta = rowsum(dout * out) are formed there
 //   bwd_dq:    B * Hq * nQb tasks, only with num_chunks > 1: dq = scale * sum over chunks (in
 //              chunk order) of dq_t
 // `scratch` is per-thread float32 memory of attention_scratch_floats(D) (see the glue).
@@ -104,7 +100,6 @@ using AttentionBwdFn = void (*)(const AttentionBwdArgs&, int64_t task, float* sc
 #define LLMK_ATTENTION_DECLARE_VARIANT(ns)                                              \
   namespace ns {                                                                       \
   void attention_fwd_task(const cpu::AttentionFwdArgs&, int64_t, float*);              \
-  void attention_bwd_prep_task(const cpu::AttentionBwdArgs&, int64_t, float*);         \
   void attention_bwd_kv_task(const cpu::AttentionBwdArgs&, int64_t, float*);           \
   void attention_bwd_dq_task(const cpu::AttentionBwdArgs&, int64_t, float*);           \
   }

@@ -34,12 +34,6 @@ void attention_fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scr
   });
 }
 
-void attention_bwd_prep_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
-  visit_elem_type(a.p.dtype, [&](auto type) {
-    bwd_prep_task<typename decltype(type)::type>(a, task, scratch);
-  });
-}
-
 void attention_bwd_kv_task(const cpu::AttentionBwdArgs& a, int64_t task, float* scratch) {
   visit_elem_type(a.p.dtype, [&](auto type) {
     bwd_kv_dispatch<typename decltype(type)::type>(a, task, scratch);
