@@ -18,7 +18,8 @@ CHUNK_ELEMENTS = 1 << 23
 # A bf16/fp16 chunk's weight gradient is added into the float32 sum this many elements at a time:
 # on a CPU, add_ of a bf16 tensor into a float32 one first converts the whole operand into a fresh
 # float32 temporary (12.6 MB a chunk at (V, H) = (8192, 384), fresh pages at a training step's
-# memory peak); slices of 4 MB keep it small enough for the allocator to reuse.
+# memory peak); slices of 4 MB keep it small enough for the allocator to reuse. CUDA casts the
+# operand as it adds (no temporary): one add there.
 ACCUMULATE_ELEMENTS = 1 << 20
 
 
@@ -37,7 +38,10 @@ def project(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
 
 
 def add_in_slices(total: torch.Tensor, part: torch.Tensor) -> None:
-    """total += part for (rows, cols) tensors of two dtypes, ``ACCUMULATE_ELEMENTS`` at a time."""
+    """total += part for (rows, cols) tensors of two dtypes, ``ACCUMULATE_ELEMENTS`` at a time on a CPU."""
+    if total.device.type != "cpu":
+        total.add_(part)
+        return
     rows = max(1, ACCUMULATE_ELEMENTS // max(1, part.shape[1]))
     for start in range(0, part.shape[0], rows):
         total[start:start + rows].add_(part[start:start + rows])
