@@ -52,6 +52,16 @@ def relative(paths):
     return sorted(os.path.relpath(p, ROOT) for p in paths)
 
 
+def object_name_clashes(sources):
+    """Sources that would compile to the same object file. torch's ninja build names each object
+    after its source path without the suffix, so x_cuda.cpp and x_cuda.cu both become x_cuda.o and
+    the whole CUDA build fails ('multiple rules generate ...'), leaving only the Python package."""
+    by_object = {}
+    for path in sources:
+        by_object.setdefault(os.path.splitext(path)[0], []).append(path)
+    return [paths for paths in by_object.values() if len(paths) > 1]
+
+
 def extension_modules():
     """The _C extension and its build command, or ([], {}) for a pure-Python build."""
     if env_flag("LLMKERNELS_NO_EXTENSION"):
@@ -111,6 +121,9 @@ def extension_modules():
         macros.append(("LLMK_WITH_CUDA", None))
         archs = ";".join(arch_list)
         sources = cpu_sources + cuda_glue + cuda_kernels
+        clashes = object_name_clashes(relative(sources))
+        if clashes:
+            raise SystemExit(f"llmkernels: these sources would compile to one object file each: {clashes}; rename one")
         ext_cls = cpp_extension.CUDAExtension
     else:
         ext_cls = cpp_extension.CppExtension

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import llmkernels
+from llmkernels import _native
 
 # Max |a - b| <= atol + rtol * |b|, against a float64 reference.
 TOLERANCES = {
@@ -56,6 +59,10 @@ def skip_unless_present(op: str, device: str, backend: str, dtype: torch.dtype) 
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     if backend not in llmkernels.available_backends(device, op):
+        if backend in ("cpp", "cuda") and os.environ.get("LLMKERNELS_REQUIRE_EXTENSION") == "1" \
+                and not _native.build_info()["built"]:
+            # CI and the GPU check build the extension: its absence is a failed build, not a skip.
+            pytest.fail(f"{backend} is missing because the extension was not built: {_native.build_info().get('reason')}")
         pytest.skip(f"{backend} not present on {device}")
     if backend == "triton" and device == "cpu" and dtype == torch.bfloat16:
         pytest.skip("the Triton interpreter refuses bf16 (tested separately)")

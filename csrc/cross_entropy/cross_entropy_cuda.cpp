@@ -1,7 +1,7 @@
 // Torch glue for the cross-entropy CUDA kernel: device guard, current stream, dtype dispatch
 // (argument checks: cross_entropy_arguments.h). Built only with -DLLMK_WITH_CUDA (setup.py on a
-// CUDA torch); the kernel is cross_entropy_cuda.cu. Target values are not range-checked here
-// (that would read device memory on the host); see cross_entropy_cuda.cu for what a bad one does.
+// CUDA torch); the kernel is cross_entropy_kernels.cu. Target values are not range-checked here
+// (that would read device memory on the host); see cross_entropy_kernels.cu for what a bad one does.
 #ifdef LLMK_WITH_CUDA
 
 #include <ATen/core/Tensor.h>

@@ -1,5 +1,5 @@
 // Launcher for the cross-entropy CUDA row kernel: raw pointers, a stream. Plain C++ (no torch, no
-// device code) so both cross_entropy_cuda.cu and the torch glue cross_entropy_cuda.cpp include it.
+// device code) so both cross_entropy_kernels.cu and the torch glue cross_entropy_cuda.cpp include it.
 // Semantics are those of cross_entropy.h.
 #pragma once
 #include <cstdint>
@@ -26,7 +26,7 @@ struct CrossEntropyCudaParams {
   double ce_scale = 1.0, z_scale = 1.0;
 };
 
-// T is float, __half or __nv_bfloat16 (explicitly instantiated in cross_entropy_cuda.cu).
+// T is float, __half or __nv_bfloat16 (explicitly instantiated in cross_entropy_kernels.cu).
 // Returns the launch error, if any; nothing is synchronised.
 template <typename T>
 cudaError_t launch_cross_entropy(const CrossEntropyCudaParams& params, cudaStream_t stream);

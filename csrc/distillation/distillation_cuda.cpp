@@ -1,7 +1,7 @@
 // Torch glue for the distillation CUDA kernel: device guard, current stream, dtype dispatch
 // (argument checks: distillation_arguments.h). Built only with -DLLMK_WITH_CUDA (setup.py on a
-// CUDA torch); the kernel is distillation_cuda.cu. Target values are not range-checked here
-// (that would read device memory on the host); see distillation_cuda.cu for what a bad one does.
+// CUDA torch); the kernel is distillation_kernels.cu. Target values are not range-checked here
+// (that would read device memory on the host); see distillation_kernels.cu for what a bad one does.
 #ifdef LLMK_WITH_CUDA
 
 #include <ATen/core/Tensor.h>

@@ -1,4 +1,4 @@
-// Block-wide helpers of the distillation CUDA kernels (distillation_cuda.cu, distillation_topk_cuda.cu):
+// Block-wide helpers of the distillation CUDA kernels (distillation_kernels.cu, distillation_topk_cuda.cu):
 // one copy. No torch headers. Included inside namespace llmkernels { namespace { ... } } of each
 // .cu file, after cuda_convert.cuh; kThreads threads a block.
 #pragma once

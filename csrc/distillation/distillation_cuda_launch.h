@@ -1,5 +1,5 @@
 // Launcher for the distillation CUDA row kernel: raw pointers, a stream. Plain C++ (no torch, no
-// device code) so both distillation_cuda.cu and the torch glue distillation_cuda.cpp include it.
+// device code) so both distillation_kernels.cu and the torch glue distillation_cuda.cpp include it.
 // Semantics are those of distillation.h.
 #pragma once
 #include <cstdint>
@@ -24,7 +24,7 @@ struct DistillationCudaParams {
   float c_hard = 0.0f;   // grad_scale * hard_weight
 };
 
-// T is float, __half or __nv_bfloat16 (explicitly instantiated in distillation_cuda.cu).
+// T is float, __half or __nv_bfloat16 (explicitly instantiated in distillation_kernels.cu).
 // Returns the launch error, if any; nothing is synchronised.
 template <typename T>
 cudaError_t launch_distillation(const DistillationCudaParams& params, cudaStream_t stream);

@@ -1,7 +1,7 @@
 // Torch glue for the rms_norm CUDA kernels: device guard, current stream, dtype dispatch
 // (argument checks, kernel parameters and the weight-gradient partial buffer:
 // rms_norm_arguments.h). Built only with -DLLMK_WITH_CUDA (setup.py on a CUDA torch); the
-// kernels are rms_norm_cuda.cu.
+// kernels are rms_norm_kernels.cu.
 #ifdef LLMK_WITH_CUDA
 
 #include <ATen/core/Tensor.h>

@@ -1,5 +1,5 @@
 // Launcher for the rotary CUDA kernel: raw pointers, int64 element strides, a stream.
-// Plain C++ (no torch, no CUDA device code) so that both rotary_cuda.cu and the torch glue
+// Plain C++ (no torch, no CUDA device code) so that both rotary_kernels.cu and the torch glue
 // rotary_cuda.cpp include it. Semantics are those of rotary.h.
 #pragma once
 #include <cstdint>
@@ -31,7 +31,7 @@ struct RotaryCudaParams {
   bool conjugate = false;
 };
 
-// T is float, __half or __nv_bfloat16 (explicitly instantiated in rotary_cuda.cu).
+// T is float, __half or __nv_bfloat16 (explicitly instantiated in rotary_kernels.cu).
 // Returns the launch error, if any; nothing is synchronised.
 template <typename T>
 cudaError_t launch_rotary(const RotaryCudaParams& params, cudaStream_t stream);

@@ -1,5 +1,5 @@
 // Torch glue for the sinusoidal-encoding CUDA kernel: checks, device guard, current stream,
-// dtype dispatch. Built only with -DLLMK_WITH_CUDA; the kernel is sinusoidal_cuda.cu.
+// dtype dispatch. Built only with -DLLMK_WITH_CUDA; the kernel is sinusoidal_kernels.cu.
 #ifdef LLMK_WITH_CUDA
 
 #include <c10/cuda/CUDAGuard.h>

@@ -1,5 +1,5 @@
 // Launcher for the sinusoidal-encoding CUDA kernel: raw pointers, int64 element strides, a
-// stream. Plain C++ (no torch) so both sinusoidal_cuda.cu and the glue include it.
+// stream. Plain C++ (no torch) so both sinusoidal_kernels.cu and the glue include it.
 // Semantics are those of sinusoidal.h: out = x * scale + PE[pos], PE computed on the fly.
 #pragma once
 #include <cstdint>
@@ -19,7 +19,7 @@ struct SinusoidalCudaParams {
   float scale = 1.0f;
 };
 
-// T is float, __half or __nv_bfloat16 (explicitly instantiated in sinusoidal_cuda.cu).
+// T is float, __half or __nv_bfloat16 (explicitly instantiated in sinusoidal_kernels.cu).
 // Returns the launch error, if any; nothing is synchronised.
 template <typename T>
 cudaError_t launch_add_sinusoidal(const SinusoidalCudaParams& params, cudaStream_t stream);

@@ -1,5 +1,5 @@
 // Torch glue for the swiglu CUDA kernels: checks, device guard, current stream, dtype dispatch.
-// Built only with -DLLMK_WITH_CUDA (setup.py on a CUDA torch); the kernels are swiglu_cuda.cu.
+// Built only with -DLLMK_WITH_CUDA (setup.py on a CUDA torch); the kernels are swiglu_kernels.cu.
 #ifdef LLMK_WITH_CUDA
 
 #include <c10/cuda/CUDAGuard.h>

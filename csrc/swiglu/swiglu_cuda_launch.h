@@ -1,5 +1,5 @@
 // Launchers of the swiglu CUDA kernels: raw pointers, int64 row strides, a stream. Plain C++
-// (no torch, no CUDA device code) so that both swiglu_cuda.cu and the torch glue swiglu_cuda.cpp
+// (no torch, no CUDA device code) so that both swiglu_kernels.cu and the torch glue swiglu_cuda.cpp
 // include it. Semantics are those of swiglu.h.
 #pragma once
 #include <cstdint>
@@ -11,7 +11,7 @@ namespace llmkernels {
 
 using SwigluCudaParams = SwigluRows;
 
-// T is float, __half or __nv_bfloat16 (explicitly instantiated in swiglu_cuda.cu).
+// T is float, __half or __nv_bfloat16 (explicitly instantiated in swiglu_kernels.cu).
 // Return the launch error, if any; nothing is synchronised.
 template <typename T>
 cudaError_t launch_swiglu_forward(const SwigluCudaParams& params, cudaStream_t stream);
