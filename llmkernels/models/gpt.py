@@ -160,9 +160,11 @@ class GPT(nn.Module):
         if self.ops == "torch":
             return torch_baseline.cross_entropy(F.linear(rows, self.lm_head.weight), flat_targets, None, ignore_index,
                                                 "mean", 0.0, None)
-        # The fused loss, its chunk sized by the bytes of this call's logits (bf16 under autocast).
+        # The fused loss, its chunk sized on a CPU by the bytes of this call's logits (bf16 under
+        # autocast); on a GPU by the op's own rule (chunked_linear.GPU_CHUNK_ROWS).
+        chunk = loss_chunk_rows(self.config.vocab_size, rows.element_size()) if rows.device.type == "cpu" else None
         return llmkernels.linear_cross_entropy(rows, self.lm_head.weight, flat_targets, ignore_index=ignore_index,
-                                               chunk_size=loss_chunk_rows(self.config.vocab_size, rows.element_size()))
+                                               chunk_size=chunk)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, generator=None):

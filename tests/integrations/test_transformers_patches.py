@@ -168,6 +168,7 @@ def test_fused_loss_runs_in_even_bounded_chunks(monkeypatch, op_calls):
         chunks = max(1, -(-rows // chunk))
         assert chunk * vocab <= max(patches._LOSS_CHUNK_ELEMENTS, vocab) and chunks * chunk - rows < chunks
     assert patches._loss_chunk_rows(1024, 32000) == 512  # the Llama step: 2 chunks
+    assert patches._loss_chunk_rows(8192, 131072, "cuda") == 4096  # a GPU's chunks are sized in rows
     # Several chunks on a tiny model (3 rows of logits a chunk), the loss and gradients unchanged.
     monkeypatch.setattr(patches, "_LOSS_CHUNK_ELEMENTS", 3 * 97)
     model, reference = _pair("llama", seed=4)

@@ -114,6 +114,28 @@ def test_the_float32_weight_gradient_summed_in_slices_is_the_whole_sum(monkeypat
         assert torch.equal(got, want)
 
 
+def test_gpu_chunks_are_sized_in_rows_and_cpu_chunks_in_logits(monkeypatch):
+    """On a GPU every chunk's pass over the (V, H) weight-gradient sum costs ~220/rows of its GEMMs
+    whatever V: chunks there hold at least GPU_CHUNK_ROWS rows; a CPU keeps its logits budget, and an
+    explicit chunk_size wins on both."""
+    from llmkernels.ops.common import chunked_linear
+    from llmkernels.ops import linear_cross_entropy as lce_module
+
+    rows_for = chunked_linear.rows_per_chunk
+    gpu_rows = chunked_linear.GPU_CHUNK_ROWS
+    assert rows_for(8192, 131072, 0) == chunked_linear.CHUNK_ELEMENTS // 131072
+    assert rows_for(8192, 131072, 0, device_type="cuda") == gpu_rows
+    assert rows_for(100_000, 1000, 0, device_type="cuda") == chunked_linear.CHUNK_ELEMENTS // 1000  # budget holds more
+    assert rows_for(1000, 131072, 0, device_type="cuda") == 1000  # never more rows than there are
+    assert rows_for(8192, 131072, 256, device_type="cuda") == 256 and rows_for(8192, 131072, 256) == 256
+
+    seen = []
+    monkeypatch.setattr(lce_module, "rows_per_chunk", lambda *a, **k: seen.append(k.get("device_type")) or rows_for(*a, **k))
+    x, w, _, t = _problem(40, 16, 64, torch.float32, bias=False)
+    llmkernels.linear_cross_entropy(x.requires_grad_(), w, t).backward()
+    assert seen and set(seen) == {"cpu"}
+
+
 def test_autocast_passes_a_float32_weight_through():
     """Under autocast the float32 weight is not cast outside the op: its gradient is the mixed call's,
     bit for bit, with no cast node (and no bf16 copy of the weight) in the graph."""

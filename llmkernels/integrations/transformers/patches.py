@@ -112,10 +112,10 @@ def _attention_forward(self, hidden_states, position_embeddings=None, attention_
 _LOSS_CHUNK_ELEMENTS = 1 << 24
 
 
-def _loss_chunk_rows(rows: int, vocab: int) -> int:
-    """Rows per chunk: as few chunks as hold ``_LOSS_CHUNK_ELEMENTS`` logits each, of equal size
-    (1024 rows: 2 of 512, not 524 + 500)."""
-    most = rows_per_chunk(rows, vocab, 0, _LOSS_CHUNK_ELEMENTS)
+def _loss_chunk_rows(rows: int, vocab: int, device_type: str = "cpu") -> int:
+    """Rows per chunk: as few chunks as hold ``_LOSS_CHUNK_ELEMENTS`` logits each (on a GPU at least
+    the op's ``GPU_CHUNK_ROWS``), of equal size (1024 rows: 2 of 512, not 524 + 500)."""
+    most = rows_per_chunk(rows, vocab, 0, _LOSS_CHUNK_ELEMENTS, device_type)
     chunks = max(1, -(-rows // most))
     return max(1, -(-rows // chunks))
 
@@ -164,7 +164,7 @@ def _fused_causal_lm_forward(self, original, *args, labels=None, **kwargs):
     rows = hidden.reshape(-1, hidden.shape[-1])
     loss = llmkernels.linear_cross_entropy(rows, head.weight, shift_labels.reshape(-1).to(hidden.device),
                                            linear_bias=head.bias, reduction="sum" if num_items is not None else "mean",
-                                           softcap=softcap, chunk_size=_loss_chunk_rows(rows.shape[0], head.weight.shape[0]))
+                                           softcap=softcap, chunk_size=_loss_chunk_rows(rows.shape[0], head.weight.shape[0], rows.device.type))
     if num_items is not None:
         loss = _normalised(loss, num_items)
     from transformers.modeling_outputs import CausalLMOutputWithPast

@@ -76,7 +76,7 @@ def linear_cross_entropy_op(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     check_arguments(input, weight, bias, target, class_weight, reduction, label_smoothing, z_loss, softcap, ignore_index)
     chosen = backends.resolve(OP, input.device, input.dtype, backend)
-    chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size)
+    chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size, device_type=input.device.type)
     want_grads = compute_grad and reduction != "none"
     # The mean's factor of the formed gradients: a host float for CPU tensors (free), else a 0-dim
     # device tensor applied to the three gradients after the pass (no sync per step).
@@ -130,7 +130,7 @@ def linear_cross_entropy_backward_op(
         grad_bias = saved_grad_bias * upstream if bias is not None else weight.new_empty(0)
         return saved_grad_input * upstream, saved_grad_weight * upstream, grad_bias
     chosen = backends.resolve(OP, input.device, input.dtype, backend)
-    chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size)
+    chunk = rows_per_chunk(input.shape[0], weight.shape[0], chunk_size, device_type=input.device.type)
     row_upstream = grad_loss if reduction == "none" else None
     ce_scale, z_scale = (1.0, 1.0) if reduction == "none" else ce_rows.gradient_scales(target, class_weight, ignore_index, reduction, float(grad_loss))
     _, _, gi, gw, gb = _chunked_pass(

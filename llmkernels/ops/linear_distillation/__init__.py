@@ -45,7 +45,8 @@ def full_teacher_rows(backend, t_input, t_weight, t_bias, target, temperature, b
                       scale_by_temperature, softcap, chunk_size, widest):
     """row_math for a teacher projection: each chunk's teacher logits in one reused buffer."""
     n = t_input.shape[0]
-    buffer = torch.empty(min(rows_per_chunk(n, widest, chunk_size), n), t_weight.shape[0], dtype=t_input.dtype,
+    chunk = rows_per_chunk(n, widest, chunk_size, device_type=t_input.device.type)
+    buffer = torch.empty(min(chunk, n), t_weight.shape[0], dtype=t_input.dtype,
                          device=t_input.device)
 
     def row_math(start, stop, logits, grad, scale):

@@ -48,7 +48,7 @@ def run_pass(row_math, s_input, s_weight, s_bias, target, widest, ignore_index, 
     """One chunked pass for the forward (upstream None: 1) or the backward (upstream: grad_loss).
     ``row_math(start, stop, logits, grad, grad_scale) -> (soft, hard)``."""
     n = s_input.shape[0]
-    chunk = rows_per_chunk(n, widest, chunk_size)
+    chunk = rows_per_chunk(n, widest, chunk_size, device_type=s_input.device.type)
     row_upstream = upstream if upstream is not None and reduction == "none" else None
     # The forward's mean factor stays on the device for tensors the host must not read (applied to
     # the three gradients after the pass); the backward reads its upstream scalar on the host.

@@ -114,7 +114,7 @@ def linear_topk_logprobs_op(input: Tensor, weight: Tensor, bias: Optional[Tensor
     n = input.shape[0]
     ids = torch.empty(n, k, dtype=torch.int32, device=input.device)
     logprobs = torch.empty(n, k, dtype=torch.float32, device=input.device)
-    chunk = rows_per_chunk(n, weight.shape[0], chunk_size)
+    chunk = rows_per_chunk(n, weight.shape[0], chunk_size, device_type=input.device.type)
     buffer = torch.empty(min(chunk, n), weight.shape[0], dtype=input.dtype, device=input.device)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
