@@ -3,12 +3,13 @@
 #   1. build the CUDA extension in place for sm_90a;
 #   2. run the GPU tests of every op on both GPU backends (triton and cuda: tests marked `gpu`),
 #      in parallel workers where pytest-xdist is there (Triton compiles each kernel on the host);
-#   3. the bf16 tables: `llmkernels bench --device cuda` (attention head_dim 64 and 128, seq 1k-16k,
+#   3. the GPT's training step (small preset, bf16, 40 steps) with --ops torch and llmkernels;
+#   4. the bf16 tables: `llmkernels bench --device cuda` (attention head_dim 64 and 128, seq 1k-16k,
 #      causal and not, fwd and fwd+bwd, TFLOP/s against SDPA's flash, cuDNN and memory-efficient
 #      backends; cross-entropy, linear cross-entropy, the distillation losses, RoPE, rms_norm and
 #      swiglu in GB/s or TFLOP/s against the copy and GEMM ceilings it measures first).
 # Budget: $DEVICE_CHECK_SECONDS (default 540) in all; the tables get what build and tests leave.
-# Logs (build.log, tests.log, bench.log), the results CSV and the built extension go to $OUT when
+# Logs (build.log, tests.log, train-*.log, bench.log), the results CSV and the built extension go to $OUT when
 # it is set (the device tool's folder that comes back), else /tmp/llmkernels-device-check; each
 # step's summary is printed as it ends. Without a GPU it exits non-zero at once with one line.
 set -uo pipefail
@@ -49,6 +50,14 @@ LLMKERNELS_REQUIRE_EXTENSION=1 timeout "$TEST_SECONDS" "$PY" -m pytest ${DEVICE_
 echo "tests exit $?"
 grep -E '^(FAILED|ERROR) ' "$LOG/tests.log" | sed -E 's/\[[^]]*\]//' | sort | uniq -c | sort -rn | head -40
 tail -3 "$LOG/tests.log"
+
+echo "== training: GPT small preset, bf16, --ops torch against llmkernels ($(left) s left) =="
+for ops in torch llmkernels; do
+    rm -rf "/tmp/llmkernels-device-train-$ops"
+    timeout "${DEVICE_CHECK_TRAIN_SECONDS:-90}" "$PY" -m llmkernels train --preset small --device cuda --bf16 --ops "$ops" \
+        --steps 40 --log-every 1 --sample-tokens 0 --out "/tmp/llmkernels-device-train-$ops" > "$LOG/train-$ops.log" 2>&1
+    echo "$ops (exit $?): $(grep -E '^(tokens/s|val perplexity)' "$LOG/train-$ops.log" | tr -s ' ' | paste -sd ';')"
+done
 
 echo "== tables ($(left) s left) =="
 RESULTS=/tmp/llmkernels-device-results
