@@ -9,6 +9,8 @@
 #      backends; cross-entropy, linear cross-entropy, the distillation losses, RoPE, rms_norm and
 #      swiglu in GB/s or TFLOP/s against the copy and GEMM ceilings it measures first).
 # Budget: $DEVICE_CHECK_SECONDS (default 540) in all; the tables get what build and tests leave.
+# DEVICE_CHECK_PROFILE=1 adds benchmarks/device_profile.py after them (per-kernel profiles and the
+# launch/layout alternatives of the ops the first lease found slow).
 # Logs (build.log, tests.log, train-*.log, bench.log), the results CSV and the built extension go to $OUT when
 # it is set (the device tool's folder that comes back), else /tmp/llmkernels-device-check; each
 # step's summary is printed as it ends. Without a GPU it exits non-zero at once with one line.
@@ -67,3 +69,7 @@ LLMKERNELS_BENCH_RESULTS=$RESULTS timeout $(( $(left) > 70 ? $(left) - 15 : 55 )
 echo "bench exit $?"
 find "$RESULTS" -name '*.csv' -exec cp {} "$LOG/" \; 2>/dev/null
 tail -c 9000 "$LOG/bench.log"
+if [ "${DEVICE_CHECK_PROFILE:-0}" = 1 ]; then   # benchmarks/device_profile.py, after the tables
+    timeout "${DEVICE_CHECK_PROFILE_SECONDS:-120}" "$PY" benchmarks/device_profile.py > "$LOG/profile.log" 2>&1
+    echo "profile exit $?"; grep -E "^(---|BLOCK|torch\.)" "$LOG/profile.log" | tail -60
+fi

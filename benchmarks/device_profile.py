@@ -1,7 +1,8 @@
 """Where the device time of the ops found slow on the first GPU lease goes (BENCHMARKS.md, eighth
 session): each op's forward+backward, ours and the fastest peer, under torch.profiler, with the
 kernels that ran, their launches and their device time; then, for cross_entropy, the Triton
-launch's (BLOCK, num_warps) alternatives timed directly. Meant for the next GPU lease, after
+launch's (BLOCK, num_warps) alternatives, and for rms_norm the ONE_BLOCK layout off and on
+(triton_kernels.ONE_BLOCK_ROWS), timed directly. Meant for the next GPU lease, after
 device_check.sh:
 
     python3 benchmarks/device_profile.py [--device cuda] [--tiny]
@@ -101,6 +102,26 @@ def _cross_entropy_launches(device: str, tiny: bool) -> None:
         triton_kernels.launch_config = original
 
 
+def _rms_norm_layouts(device: str, tiny: bool, dtypes=(torch.bfloat16, torch.float32)) -> None:
+    from llmkernels.ops.rms_norm import triton_kernels
+
+    shape = (2, 16, 64) if tiny else (8, 2048, 4096)
+    print("--- rms_norm residual f+b, Triton, the ONE_BLOCK layout off / on, median ms")
+    for dtype in dtypes:
+        x, r = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in range(2))
+        w = torch.ones(shape[-1], device=device, dtype=dtype, requires_grad=True)
+
+        def step():
+            with llmkernels.use_backend("triton"):
+                y, h = llmkernels.rms_norm(x, w, 1e-6, residual=r)
+            (y.float().sum() + h.float().sum()).backward()
+
+        for on in (False, True, False, True):
+            triton_kernels.ONE_BLOCK_ROWS = on
+            print(f"{str(dtype):15s} ONE_BLOCK_ROWS={on!s:5s}: {_time(step, device):.3f} ms")
+        triton_kernels.ONE_BLOCK_ROWS = False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -112,6 +133,7 @@ def main() -> None:
             _profile(f"{case}: {who}", fn, args.device)
     if args.device == "cuda":
         _cross_entropy_launches(args.device, args.tiny)
+        _rms_norm_layouts(args.device, args.tiny)
 
 
 if __name__ == "__main__":

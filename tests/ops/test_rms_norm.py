@@ -8,8 +8,9 @@ import llmkernels
 from llmkernels.ops.rms_norm import reference
 from tests.helpers import assert_close, assert_close_scaled, backend_cases, skip_unless_present
 
-# (leading shape, D): D of 1, 7, 1000 and 4096 (odd sizes, a partial vector, several blocks).
-SHAPES = [((3,), 1), ((2, 5), 7), ((4, 3), 1000), ((3,), 4096), ((1, 1), 33)]
+# (leading shape, D): D of 1, 7, 1000 and 4096 (odd sizes, a partial vector, several blocks), and
+# 4100: past the Triton launcher's largest block, so its rows are swept in two column blocks.
+SHAPES = [((3,), 1), ((2, 5), 7), ((4, 3), 1000), ((3,), 4096), ((1, 1), 33), ((2,), 4100)]
 
 
 def _naive(x, residual, weight, eps):
@@ -280,3 +281,30 @@ def test_cpp_streamed_outputs_past_the_cache(dtype):
     for got, want in zip(outputs[0][:3], outputs[1][:3]):
         assert_close(got, want, dtype)
     assert_close_scaled(outputs[0][3], outputs[1][3], dtype)
+
+
+@pytest.mark.skipif("triton" not in llmkernels.available_backends("cpu", "rms_norm"), reason="no Triton interpreter here")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_triton_one_block_rows_give_the_sweeps_bits(dtype, monkeypatch):
+    """The ONE_BLOCK layout (off by default until a GPU times it): a row that fits one block is
+    normalised from registers and its weight-gradient partial kept in registers, the same
+    arithmetic in the same order as the column sweeps, so the same bits.
+    37 rows: blocks of 16 rows, the last one short."""
+    from llmkernels.ops.rms_norm import triton_kernels
+
+    x, residual = torch.randn(37, 1000, dtype=dtype), torch.randn(37, 1000, dtype=dtype)
+    weight = torch.randn(1000)
+    grad_y, grad_h = torch.randn(37, 1000, dtype=dtype), torch.randn(37, 1000, dtype=dtype)
+
+    def run():
+        leaves = [t.clone().requires_grad_(True) for t in (x, residual, weight)]
+        with llmkernels.use_backend("triton"):
+            y, h = llmkernels.rms_norm(leaves[0], leaves[2], 1e-6, residual=leaves[1])
+        return (y, h, *torch.autograd.grad((y, h), leaves, (grad_y, grad_h)))
+
+    monkeypatch.setattr(triton_kernels, "ONE_BLOCK_ROWS", True)
+    one_block = run()
+    monkeypatch.setattr(triton_kernels, "ONE_BLOCK_ROWS", False)
+    sweeps = run()
+    for got, want in zip(one_block, sweeps):
+        assert torch.equal(got, want)
