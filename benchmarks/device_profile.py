@@ -92,8 +92,8 @@ def _cross_entropy_launches(device: str, tiny: bool) -> None:
     original = triton_kernels.launch_config
     print("--- cross_entropy bf16 f+b, Triton (BLOCK, num_warps) alternatives, median ms")
     try:
-        for block in (1024, 2048, 4096, 8192):
-            for warps in (4, 8, 16, 32):
+        for block in (1024, 2048, 4096, 8192, 16384, 32768):
+            for warps in (w for w in (4, 8, 16, 32) if block // (32 * w) <= 64):  # at most 64 columns a thread
                 triton_kernels.launch_config = lambda classes, max_block=0, b=block, w=warps: (b, w)
                 with llmkernels.use_backend("triton"):
                     ms = _time(lambda: llmkernels.cross_entropy(logits, target).backward(), device)
