@@ -50,6 +50,18 @@ def block_rows(rows: int) -> int:
     return max(16, triton.cdiv(rows, 256))
 
 @triton.jit
+def _load_h(x_row, r_row, h_row, c, mask, HAS_RESIDUAL: tl.constexpr):
+    """h = x (+ residual) for columns c of one row, in float32; with a residual h is stored in h's
+    dtype first and the stored value returned (y normalises the h the op returns)."""
+    h = tl.load(x_row + c, mask=mask, other=0.0).to(tl.float32)
+    if HAS_RESIDUAL:
+        h = h + tl.load(r_row + c, mask=mask, other=0.0).to(tl.float32)
+        stored = h.to(h_row.dtype.element_ty)
+        tl.store(h_row + c, stored, mask=mask)
+        h = stored.to(tl.float32)
+    return h
+
+@triton.jit
 def _rms_norm_forward_kernel(
     x_ptr, r_ptr, w_ptr, y_ptr, h_ptr, rstd_ptr, dim, eps,
     sx, sr, sy, sh,
@@ -63,12 +75,7 @@ def _rms_norm_forward_kernel(
         # The row fits one block: read once, normalise from registers (the same arithmetic, in the
         # same order, as the two sweeps below).
         mask = cols < dim
-        h = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
-        if HAS_RESIDUAL:
-            h = h + tl.load(r_ptr + row * sr + cols, mask=mask, other=0.0).to(tl.float32)
-            stored = h.to(h_ptr.dtype.element_ty)
-            tl.store(h_row + cols, stored, mask=mask)
-            h = stored.to(tl.float32)
+        h = _load_h(x_row, r_ptr + row * sr, h_row, cols, mask, HAS_RESIDUAL)
         rstd = 1.0 / tl.sqrt(tl.sum(h * h, axis=0) / dim + eps)
         tl.store(rstd_ptr + row, rstd)
         y = h * rstd
@@ -80,12 +87,7 @@ def _rms_norm_forward_kernel(
     for c0 in range(0, dim, BLOCK):
         c = c0 + cols
         mask = c < dim
-        h = tl.load(x_row + c, mask=mask, other=0.0).to(tl.float32)
-        if HAS_RESIDUAL:
-            h = h + tl.load(r_ptr + row * sr + c, mask=mask, other=0.0).to(tl.float32)
-            stored = h.to(h_ptr.dtype.element_ty)
-            tl.store(h_row + c, stored, mask=mask)
-            h = stored.to(tl.float32)  # y normalises the h the op returns
+        h = _load_h(x_row, r_ptr + row * sr, h_row, c, mask, HAS_RESIDUAL)
         acc += h * h
     rstd = 1.0 / tl.sqrt(tl.sum(acc, axis=0) / dim + eps)
     tl.store(rstd_ptr + row, rstd)
@@ -100,6 +102,28 @@ def _rms_norm_forward_kernel(
         if HAS_WEIGHT:
             y = y * tl.load(w_ptr + c, mask=mask, other=0.0)
         tl.store(y_ptr + row * sy + c, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+@triton.jit
+def _grad_terms(gy_ptr, inp_ptr, w, row, sgy, sinp, c, mask, rstd, HAS_WEIGHT: tl.constexpr):
+    """One row's columns c: dy, g = dy * weight and xhat = x * rstd, in float32."""
+    dy = tl.load(gy_ptr + row * sgy + c, mask=mask, other=0.0).to(tl.float32)
+    g = dy
+    if HAS_WEIGHT:
+        g = g * w
+    xhat = tl.load(inp_ptr + row * sinp + c, mask=mask, other=0.0).to(tl.float32) * rstd
+    return dy, g, xhat
+
+@triton.jit
+def _store_dx(g, xhat, mean, rstd, gh_ptr, dx_ptr, dres_ptr, row, sgh, sdx, sdres, c, mask,
+              HAS_GRAD_H: tl.constexpr, HAS_DRESIDUAL: tl.constexpr):
+    """dx = (g - xhat * mean(g * xhat)) * rstd (+ grad_h) for one row's columns c, stored in dx's
+    dtype and, when asked, in dresidual's."""
+    dx = (g - xhat * mean) * rstd
+    if HAS_GRAD_H:
+        dx += tl.load(gh_ptr + row * sgh + c, mask=mask, other=0.0).to(tl.float32)
+    tl.store(dx_ptr + row * sdx + c, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    if HAS_DRESIDUAL:
+        tl.store(dres_ptr + row * sdres + c, dx.to(dres_ptr.dtype.element_ty), mask=mask)
 
 @triton.jit
 def _rms_norm_backward_kernel(
@@ -118,24 +142,17 @@ def _rms_norm_backward_kernel(
         # read-modify-write the float32 partial row in memory for every row). Same arithmetic, in
         # the same order, so the same bits.
         mask = cols < dim
+        w = 1.0
         if HAS_WEIGHT:
             w = tl.load(w_ptr + cols, mask=mask, other=0.0)
         part = tl.zeros([BLOCK], dtype=tl.float32)
         for r in range(0, tl.minimum(rows_per_block, rows - first)):
             row = first + r
             rstd = tl.load(rstd_ptr + row)
-            dy = tl.load(gy_ptr + row * sgy + cols, mask=mask, other=0.0).to(tl.float32)
-            g = dy
-            if HAS_WEIGHT:
-                g = g * w
-            xhat = tl.load(inp_ptr + row * sinp + cols, mask=mask, other=0.0).to(tl.float32) * rstd
+            dy, g, xhat = _grad_terms(gy_ptr, inp_ptr, w, row, sgy, sinp, cols, mask, rstd, HAS_WEIGHT)
             mean = tl.sum(g * xhat, axis=0) / dim
-            dx = (g - xhat * mean) * rstd
-            if HAS_GRAD_H:
-                dx += tl.load(gh_ptr + row * sgh + cols, mask=mask, other=0.0).to(tl.float32)
-            tl.store(dx_ptr + row * sdx + cols, dx.to(dx_ptr.dtype.element_ty), mask=mask)
-            if HAS_DRESIDUAL:
-                tl.store(dres_ptr + row * sdres + cols, dx.to(dres_ptr.dtype.element_ty), mask=mask)
+            _store_dx(g, xhat, mean, rstd, gh_ptr, dx_ptr, dres_ptr, row, sgh, sdx, sdres, cols, mask,
+                      HAS_GRAD_H, HAS_DRESIDUAL)
             if WEIGHT_GRAD:
                 part = part + dy * xhat
         if WEIGHT_GRAD:
@@ -149,26 +166,21 @@ def _rms_norm_backward_kernel(
             for c0 in range(0, dim, BLOCK):
                 c = c0 + cols
                 mask = c < dim
-                g = tl.load(gy_ptr + row * sgy + c, mask=mask, other=0.0).to(tl.float32)
+                w = 1.0
                 if HAS_WEIGHT:
-                    g = g * tl.load(w_ptr + c, mask=mask, other=0.0)
-                xhat = tl.load(inp_ptr + row * sinp + c, mask=mask, other=0.0).to(tl.float32) * rstd
+                    w = tl.load(w_ptr + c, mask=mask, other=0.0)
+                _dy, g, xhat = _grad_terms(gy_ptr, inp_ptr, w, row, sgy, sinp, c, mask, rstd, HAS_WEIGHT)
                 acc += g * xhat
             mean = tl.sum(acc, axis=0) / dim
             for c0 in range(0, dim, BLOCK):
                 c = c0 + cols
                 mask = c < dim
-                dy = tl.load(gy_ptr + row * sgy + c, mask=mask, other=0.0).to(tl.float32)
-                g = dy
+                w = 1.0
                 if HAS_WEIGHT:
-                    g = g * tl.load(w_ptr + c, mask=mask, other=0.0)
-                xhat = tl.load(inp_ptr + row * sinp + c, mask=mask, other=0.0).to(tl.float32) * rstd
-                dx = (g - xhat * mean) * rstd
-                if HAS_GRAD_H:
-                    dx += tl.load(gh_ptr + row * sgh + c, mask=mask, other=0.0).to(tl.float32)
-                tl.store(dx_ptr + row * sdx + c, dx.to(dx_ptr.dtype.element_ty), mask=mask)
-                if HAS_DRESIDUAL:
-                    tl.store(dres_ptr + row * sdres + c, dx.to(dres_ptr.dtype.element_ty), mask=mask)
+                    w = tl.load(w_ptr + c, mask=mask, other=0.0)
+                dy, g, xhat = _grad_terms(gy_ptr, inp_ptr, w, row, sgy, sinp, c, mask, rstd, HAS_WEIGHT)
+                _store_dx(g, xhat, mean, rstd, gh_ptr, dx_ptr, dres_ptr, row, sgh, sdx, sdres, c, mask,
+                          HAS_GRAD_H, HAS_DRESIDUAL)
                 if WEIGHT_GRAD:
                     # Each column of the partial row belongs to one lane of this program: a plain
                     # read-modify-write, in row order.
