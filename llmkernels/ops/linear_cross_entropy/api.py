@@ -16,7 +16,7 @@ def linear_cross_entropy(
     """``cross_entropy(input @ linear_weight.T + linear_bias, target, ...)`` without the full logits.
 
     ``input`` is (..., H), ``target`` (...). Rows are processed in chunks (``chunk_size`` rows, by
-    default ~8M logits per chunk), and for 'mean'/'sum' the gradients of input, weight and bias are
+    default ~8M logits per chunk on a CPU and at least 4096 rows on a GPU), and for 'mean'/'sum' the gradients of input, weight and bias are
     formed chunk by chunk in the forward (three GEMMs in all). ``accum_dtype`` is the dtype the
     weight and bias gradients are summed in across chunks: float32 (the default; float64 weights
     always sum in float64) or the weight's own dtype. ``torch.float64`` with float32/bf16/fp16

@@ -40,7 +40,8 @@ def linear_distillation_loss(
     teacher_weight.T + teacher_bias, target, ...)`` without either model's (N, V) logits.
 
     Inputs (..., Hs) and (..., Ht) with the same leading (token) dims; rows are processed in chunks
-    (``chunk_size`` rows, by default ~8M logits per chunk). For 'mean'/'sum' the gradients of the
+    (``chunk_size`` rows, by default ~8M logits per chunk on a CPU and at least 4096 rows on a
+    GPU). For 'mean'/'sum' the gradients of the
     student's input, weight and bias are formed chunk by chunk in the forward; the teacher gets
     none. Weight-gradient accumulation runs in ``accum_dtype`` (float32, or the weight's dtype).
     Under autocast the projections run in the autocast dtype. Options as in ``distillation_loss``.
