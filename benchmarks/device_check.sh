@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (H100/H200, no network; torch, triton and pytest already installed):
 #   1. build the CUDA extension in place for sm_90a;
-#   2. run the GPU tests of every op on both GPU backends (triton and cuda: tests marked `gpu`),
+#   2. run the GPU tests of every op on both GPU backends (triton and cuda: tests marked `gpu`) and
+#      the GPT on the GPU against its torch-ops twin,
 #      in parallel workers where pytest-xdist is there (Triton compiles each kernel on the host);
 #   3. the GPT's training step (small preset, bf16, 40 steps) with --ops torch and llmkernels;
 #   4. the bf16 tables: `llmkernels bench --device cuda` (attention head_dim 64 and 128, seq 1k-16k,
@@ -47,7 +48,7 @@ WORKERS=()
 "$PY" -c "import xdist" 2>/dev/null && WORKERS=(-n "${DEVICE_CHECK_WORKERS:-12}")
 [ -n "${DEVICE_CHECK_SELECT:-}" ] && WORKERS+=(-k "$DEVICE_CHECK_SELECT")   # e.g. "not triton": the CUDA backend only
 TEST_SECONDS=${DEVICE_CHECK_TEST_SECONDS:-200}
-LLMKERNELS_REQUIRE_EXTENSION=1 timeout "$TEST_SECONDS" "$PY" -m pytest ${DEVICE_CHECK_TESTS:-tests/ops} -m gpu -q \
+LLMKERNELS_REQUIRE_EXTENSION=1 timeout "$TEST_SECONDS" "$PY" -m pytest ${DEVICE_CHECK_TESTS:-tests/ops tests/training/test_model.py} -m gpu -q \
     -p no:cacheprovider "${WORKERS[@]}" --timeout=150 --tb=short -rfE > "$LOG/tests.log" 2>&1
 echo "tests exit $?"
 grep -E '^(FAILED|ERROR) ' "$LOG/tests.log" | sed -E 's/\[[^]]*\]//' | sort | uniq -c | sort -rn | head -40

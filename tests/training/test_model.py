@@ -66,13 +66,18 @@ def test_loss_is_cross_entropy_of_logits():
     assert 4.0 < loss.item() < 5.2  # ~ln(97) at init
 
 
+# The CUDA case exists only where CUDA does (marked `gpu`: benchmarks/device_check.sh runs it).
+MODEL_DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.gpu)] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", MODEL_DEVICES)
 @pytest.mark.parametrize("positional", ["rope", "sinusoidal"])
-def test_llmkernels_ops_match_torch_ops(positional):
+def test_llmkernels_ops_match_torch_ops(positional, device):
     torch.manual_seed(0)
-    ref = GPT(small_config(positional=positional, ops="torch"))
-    ours = GPT(small_config(positional=positional, ops="llmkernels"))
+    ref = GPT(small_config(positional=positional, ops="torch")).to(device)
+    ours = GPT(small_config(positional=positional, ops="llmkernels")).to(device)
     ours.load_state_dict(ref.state_dict())
-    idx = torch.randint(0, 97, (3, 24))
+    idx = torch.randint(0, 97, (3, 24)).to(device)
     loss_ref = ref(idx[:, :-1], idx[:, 1:])
     loss_ours = ours(idx[:, :-1], idx[:, 1:])
     torch.testing.assert_close(loss_ours, loss_ref, rtol=1e-5, atol=1e-5)
