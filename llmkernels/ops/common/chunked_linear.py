@@ -27,8 +27,8 @@ ACCUMULATE_ELEMENTS = 1 << 20
 # against 6·rows·H·V flops of its GEMMs: that pass costs about (FLOP rate / bandwidth) · 8/6 / rows
 # of the GEMMs' time, ~220/rows on an H200 (700 TFLOP/s bf16, 4.3 TB/s), whatever V and H. So GPU
 # chunks are sized in rows, not logits. Measured on an H200 (N = 8192, H = 4096, bf16, f+b against
-# F.cross_entropy(x @ W.T)): 64/256-row chunks (the CPU sizing) ran 0.13x/0.43x the plain path's
-# speed at V = 128K and 0.40x at V = 32K; 4096-row ones 1.02x and 0.96x, at 0.39x and 0.41x its peak memory.
+# F.cross_entropy(x @ W.T)): the CPU sizing (64 rows at V = 128K, 256 at V = 32K) ran 0.13x and
+# 0.40x the plain path's speed; 4096-row chunks 1.02x and 0.96x, at 0.39x and 0.41x its peak memory.
 GPU_CHUNK_ROWS = 4096
 
 
