@@ -42,12 +42,12 @@ grep -m 5 -E 'error' "$LOG/build.log"
 head -30 "$LOG/info.log"
 
 echo "== gpu tests (every op, triton and cuda; $(left) s left) =="
-WORKERS=()
-"$PY" -c "import xdist" 2>/dev/null && WORKERS=(-n "${DEVICE_CHECK_WORKERS:-12}")
-[ -n "${DEVICE_CHECK_SELECT:-}" ] && WORKERS+=(-k "$DEVICE_CHECK_SELECT")   # e.g. "not triton": the CUDA backend only
+PYTEST_ARGS=()
+"$PY" -c "import xdist" 2>/dev/null && PYTEST_ARGS=(-n "${DEVICE_CHECK_WORKERS:-12}")
+[ -n "${DEVICE_CHECK_SELECT:-}" ] && PYTEST_ARGS+=(-k "$DEVICE_CHECK_SELECT")   # e.g. "not triton": the CUDA backend only
 TEST_SECONDS=${DEVICE_CHECK_TEST_SECONDS:-200}
 LLMKERNELS_REQUIRE_EXTENSION=1 timeout "$TEST_SECONDS" "$PY" -m pytest ${DEVICE_CHECK_TESTS:-tests/ops tests/training/test_model.py} -m gpu -q \
-    -p no:cacheprovider "${WORKERS[@]}" --timeout=150 --tb=short -rfE > "$LOG/tests.log" 2>&1
+    -p no:cacheprovider "${PYTEST_ARGS[@]}" --timeout=150 --tb=short -rfE > "$LOG/tests.log" 2>&1
 echo "tests exit $?"
 grep -E '^(FAILED|ERROR) ' "$LOG/tests.log" | sed -E 's/\[[^]]*\]//' | sort | uniq -c | sort -rn | head -40
 tail -3 "$LOG/tests.log"

@@ -1,7 +1,7 @@
 """The rms_norm kernels' compile cases for tools/triton_check.py (see ops/common/triton_cases.py):
 every BLOCK (with its num_warps) the launchers' ``block_columns`` can choose, powers of two from
-MIN_BLOCK to MAX_BLOCK, through ``cover``, with each ONE_BLOCK layout it can take; the partial-sum kernel at its one block; and the
-autocast mix (bf16 x, y, grad_y and dx beside a float32 residual, h and dresidual) at every BLOCK."""
+MIN_BLOCK to MAX_BLOCK, through ``cover``, in both layouts (ONE_BLOCK off and on); the partial-sum
+kernel at its one block; and the autocast mix (bf16 x, y, grad_y and dx beside a float32 residual, h and dresidual) at every BLOCK."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ BACKWARD_SWITCHES = ("HAS_GRAD_H", "HAS_WEIGHT", "WEIGHT_GRAD", "HAS_DRESIDUAL")
 _F32 = "*fp32"
 
 
-def one_block(block: int, max_block: int) -> tuple[bool, ...]:
-    """The ONE_BLOCK values a launch at ``block`` can take: a row always fits a block short of
-    MAX_BLOCK (the launcher rounds dim up); at MAX_BLOCK it may be longer."""
-    return (True,) if block < max_block else (True, False)
+# Both layouts at every BLOCK: the sweeps are what the launcher picks while ONE_BLOCK_ROWS is off,
+# and ONE_BLOCK what it picks for a row that fits once the switch is on.
+LAYOUTS = (False, True)
 
 
 def cases(capability: int):
@@ -25,21 +24,21 @@ def cases(capability: int):
     blocks = sorted({block_columns(dim) for dim in powers_of_two(1, 2 * MAX_BLOCK)})
     assert blocks == powers_of_two(MIN_BLOCK, MAX_BLOCK)
     for block, dtype, flags in cover(blocks, lambda _: FORWARD_SWITCHES, MAX_BLOCK):
-        for one in one_block(block, MAX_BLOCK):
+        for one in LAYOUTS:
             yield TritonCase(
                 MODULE, "_rms_norm_forward_kernel", dtype,
                 constexprs=(*flags.items(), ("ONE_BLOCK", one), ("BLOCK", block)), num_warps=warps(block),
                 pointers=(("w_ptr", _F32), ("rstd_ptr", _F32)), floats=("eps",),
             )
     for block, dtype, flags in cover(blocks, lambda _: BACKWARD_SWITCHES, MAX_BLOCK):
-        for one in one_block(block, MAX_BLOCK):
+        for one in LAYOUTS:
             yield TritonCase(
                 MODULE, "_rms_norm_backward_kernel", dtype,
                 constexprs=(*flags.items(), ("ONE_BLOCK", one), ("BLOCK", block)), num_warps=warps(block),
                 pointers=(("w_ptr", _F32), ("rstd_ptr", _F32), ("partial_ptr", _F32)),
             )
     for block in blocks:  # the float32 operands of the autocast mix; the others bf16
-        for one in one_block(block, MAX_BLOCK):
+        for one in LAYOUTS:
             yield TritonCase(
                 MODULE, "_rms_norm_forward_kernel", "bf16",
                 constexprs=(("HAS_RESIDUAL", True), ("HAS_WEIGHT", True), ("ONE_BLOCK", one), ("BLOCK", block)),
