@@ -93,3 +93,18 @@ class CastCounter(TorchDispatchMode):
         if func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default) and args[0].numel() == self.numel:
             self.casts += 1
         return func(*args, **(kwargs or {}))
+
+
+def assert_compiled_matches_eager(step, leaves, compiler: str):
+    """``step`` under ``torch.compile(fullgraph=True, backend=compiler)`` against eager, forward and
+    backward. ``step`` returns tensors, never a loss it sums itself: inductor reorders a sum, and a
+    reordered float32 sum of many terms differs from eager by more than any tight tolerance, while
+    each element of an op's output (and, with the same cotangents, each gradient) must not."""
+    compiled = torch.compile(step, fullgraph=True, backend=compiler)
+    got, want = compiled(*leaves), step(*leaves)
+    got, want = (got,) if torch.is_tensor(got) else tuple(got), (want,) if torch.is_tensor(want) else tuple(want)
+    cotangents = [torch.randn_like(w) for w in want]
+    got_grads = torch.autograd.grad(got, leaves, cotangents)
+    want_grads = torch.autograd.grad(want, leaves, cotangents)
+    for actual, expected in zip(got + got_grads, want + want_grads):
+        torch.testing.assert_close(actual, expected)

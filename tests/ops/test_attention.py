@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import llmkernels
 from llmkernels.ops.attention import reference
-from tests.helpers import assert_close, assert_close_scaled, backend_cases, skip_unless_present
+from tests.helpers import assert_close, assert_close_scaled, assert_compiled_matches_eager, backend_cases, skip_unless_present
 
 
 def naive(q, k, v, causal=False, scale=None, window=(-1, -1), softcap=None, alibi=None, kpm=None):
@@ -222,16 +222,7 @@ def test_opcheck(backend):
 def test_compile_fullgraph(compiler):
     q, k, v, _ = _make(CASES[1], torch.float32, "cpu")
     leaves = [t.requires_grad_(True) for t in (q, k, v)]
-
-    def step(a, b, c):
-        return llmkernels.attention(a * 2.0, b, c, causal=True, softcap=20.0).sum()
-
-    loss = torch.compile(step, fullgraph=True, backend=compiler)(*leaves)
-    grads = torch.autograd.grad(loss, leaves)
-    eager = step(*leaves)
-    torch.testing.assert_close(loss, eager)
-    for got, want in zip(grads, torch.autograd.grad(eager, leaves)):
-        torch.testing.assert_close(got, want)
+    assert_compiled_matches_eager(lambda a, b, c: llmkernels.attention(a * 2.0, b, c, causal=True, softcap=20.0), leaves, compiler)
 
 
 def test_bf16_autocast_model_just_works():

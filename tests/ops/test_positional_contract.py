@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import llmkernels
+from tests.helpers import assert_compiled_matches_eager
 
 CPU_BACKENDS = [b for b in ("reference", "cpp") if b in llmkernels.available_backends("cpu")]
 
@@ -29,25 +30,17 @@ def test_opcheck(backend):
     torch.library.opcheck(ops.add_sinusoidal_position_encoding_backward, (x.detach(), 2.0, backend))
 
 
-def _model_step(q, k, x, cos, sin, positions):
-    q_rot, k_rot = llmkernels.apply_rotary(q, k, cos, sin, positions)
-    single = llmkernels.rotary_embedding(q, cos, sin, interleaved=True)
-    encoded = llmkernels.add_sinusoidal_position_encoding(x, positions, scale=0.5)
-    return (q_rot * single).sum() + k_rot.square().sum() + encoded.sum()
-
-
 @pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
 def test_compile_fullgraph_forward_backward(compiler):
     q, k, cos, sin, positions = _rotary_args()
     x = torch.randn(2, 5, 9, requires_grad=True)
-    compiled = torch.compile(_model_step, fullgraph=True, backend=compiler)
-    loss = compiled(q, k, x, cos, sin, positions)
-    grads = torch.autograd.grad(loss, (q, k, x))
-    eager_loss = _model_step(q, k, x, cos, sin, positions)
-    eager_grads = torch.autograd.grad(eager_loss, (q, k, x))
-    torch.testing.assert_close(loss, eager_loss)
-    for got, want in zip(grads, eager_grads):
-        torch.testing.assert_close(got, want)
+
+    def step(q, k, x):
+        q_rot, k_rot = llmkernels.apply_rotary(q, k, cos, sin, positions)
+        single = llmkernels.rotary_embedding(q, cos, sin, interleaved=True)
+        return q_rot, k_rot, single, llmkernels.add_sinusoidal_position_encoding(x, positions, scale=0.5)
+
+    assert_compiled_matches_eager(step, [q, k, x], compiler)
 
 
 def test_module_under_bf16_autocast():
