@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from llmkernels import _native, _triton, backends
+from llmkernels import _native, _triton, backends, bf16_support
 
 
 def info(print_report: bool = True) -> dict:
@@ -24,6 +24,7 @@ def info(print_report: bool = True) -> dict:
         "torch": torch.__version__,
         "extension": _native.build_info(),
         "triton": _triton.probe("cuda" if torch.cuda.is_available() else "cpu")[1],
+        "cpu_bf16_matmul_native": bf16_support.cpu_bf16_matmul_is_native(),
         "requested_backend": requested,
         "requested_from": backends.requested_origin(),
         "ops": {},
@@ -80,6 +81,9 @@ def format_report(report: dict) -> str:
     else:
         lines.append(f"extension: not built ({ext.get('reason')}); ops run on 'reference'")
     lines.append(f"triton: {report['triton']}")
+    lines.append("PyTorch's bf16 matrix multiply on this CPU: " + (
+        "native (oneDNN)" if report["cpu_bf16_matmul_native"]
+        else "a scalar fallback, tens of times slower than float32: train in float32 here"))
     lines.append(_requested_line(report))
     requested = report["requested_backend"]
     cases = {(device, dtype) for per_op in report["ops"].values() for device, dtypes in per_op.items() for dtype in dtypes}

@@ -108,6 +108,31 @@ def test_info_reports_build_and_choices(capsys):
         assert {"compiler", "openmp", "cpu_isa_variants", "cuda_archs"} <= set(report["extension"])
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_info_says_whether_torch_multiplies_bf16_natively_on_this_cpu(monkeypatch, native):
+    from llmkernels import bf16_support, diagnostics
+
+    monkeypatch.setattr(bf16_support, "cpu_bf16_matmul_is_native", lambda: native)
+    report = llmkernels.info(print_report=False)
+    assert report["cpu_bf16_matmul_native"] is native
+    said = diagnostics.format_report(report)
+    assert ("bf16 matrix multiply on this CPU: native" in said) is native
+    assert ("train in float32 here" in said) is not native
+
+
+def test_bf16_warning_only_for_a_cpu_without_native_bf16(monkeypatch, recwarn):
+    from llmkernels import bf16_support
+
+    monkeypatch.setattr(bf16_support, "cpu_bf16_matmul_is_native", lambda: False)
+    assert not bf16_support.warn_if_cpu_bf16_matmul_is_emulated("cuda", "bf16 autocast")
+    assert len(recwarn) == 0
+    with pytest.warns(RuntimeWarning, match="bf16 autocast: this CPU .* has no native bf16 matrix multiply"):
+        assert bf16_support.warn_if_cpu_bf16_matmul_is_emulated("cpu", "bf16 autocast")
+    monkeypatch.setattr(bf16_support, "cpu_bf16_matmul_is_native", lambda: True)
+    assert not bf16_support.warn_if_cpu_bf16_matmul_is_emulated("cpu", "bf16 autocast")
+    assert len(recwarn) == 0
+
+
 def test_package_imports_and_works_without_the_extension():
     # Hide llmkernels._C: the package must still import and run on the reference backend.
     code = (

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import llmkernels
-from llmkernels import models
+from llmkernels import bf16_support, models
 from llmkernels.models import GPT
 from llmkernels.training import checkpoint, data, mlm, report, sharded_checkpoint
 from llmkernels.training import validation as validation_mod
@@ -292,6 +292,8 @@ def _train(config, out, resume, stop_at, quiet, device, dist, plan) -> dict:
     if dist.world > 1 and not config.fsdp:
         trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)  # noqa: E731
+    if config.bf16:
+        bf16_support.warn_if_cpu_bf16_matmul_is_emulated(device.type, "bf16 autocast")
 
     seq = config.context
     batches = data.Batches(corpus.train, seq, config.batch_size, config.grad_accum, config.seed, dist.world, dist.rank)

@@ -2,10 +2,11 @@ import json
 import math
 import os
 import shutil
+import warnings
 
 import pytest
 
-from llmkernels import cli
+from llmkernels import bf16_support, cli
 from tests.training.conftest import DEFAULT_OPS, TINY_FLAGS
 
 
@@ -68,9 +69,16 @@ def test_grad_accumulation_matches_a_bigger_batch(corpus, tmp_path):
         assert a[1] == pytest.approx(b[1], rel=1e-5)
 
 
-def test_bf16_autocast_trains(corpus, tmp_path):
-    assert train(corpus, tmp_path / "bf16", "--steps", "4", "--log-every", "2", "--bf16") == 0
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16-cpu", "fallback-bf16-cpu"])
+def test_bf16_autocast_trains(corpus, tmp_path, monkeypatch, native):
+    # Whether the CPU multiplies bf16 natively decides only the warning: training runs either way.
+    monkeypatch.setattr(bf16_support, "cpu_bf16_matmul_is_native", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train(corpus, tmp_path / "bf16", "--steps", "4", "--log-every", "2", "--bf16") == 0
     assert all(math.isfinite(r["train_loss"]) for r in rows(tmp_path / "bf16"))
+    said = [w for w in caught if "no native bf16 matrix multiply" in str(w.message)]
+    assert len(said) == (0 if native else 1)
 
 
 def _expect_error(capsys, argv, message):
