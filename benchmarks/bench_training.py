@@ -100,13 +100,12 @@ def run_child(ops: str, steps: int, seq: int, batch: int, bf16: bool, profile: b
     return child_result(cmd, f"benchmark child ({ops})", cwd=ROOT)
 
 
-def refuse_emulated_bf16(bf16: bool) -> None:
-    """Both contenders' bf16 GEMMs would run in torch's scalar fallback on this CPU: hours of a
-    benchmark that measures that fallback, not the ops."""
+def emulated_bf16(bf16: bool) -> str | None:
+    """Why a bf16 run cannot be measured here, or None: both contenders' bf16 GEMMs would run in
+    torch's scalar fallback on this CPU, hours of a benchmark that times that fallback, not the ops."""
     from llmkernels import bf16_support
 
-    if bf16 and not bf16_support.cpu_bf16_matmul_is_native():
-        sys.exit(bf16_support.emulated_bf16_message("--bf16"))
+    return bf16_support.emulated_bf16_message("--bf16") if bf16 and not bf16_support.cpu_bf16_matmul_is_native() else None
 
 
 def compare(steps: int, seq: int = 512, batch: int = 4, rounds: int = 1, bf16: bool = False, profile: bool = True,
@@ -197,10 +196,8 @@ def test_training_llmkernels_vs_torch(bf16):
     """Timed in fresh processes (no pytest-benchmark row: its fixture would time this process)."""
     from benchmarks.common import record
 
-    from llmkernels import bf16_support
-
-    if bf16 and not bf16_support.cpu_bf16_matmul_is_native():
-        pytest.skip(bf16_support.emulated_bf16_message("bf16 training benchmark"))
+    if why := emulated_bf16(bf16):
+        pytest.skip(why)
     steps = int(os.environ.get("LLMKERNELS_BENCH_TRAIN_STEPS", "24"))
     s = compare(steps, rounds=1, bf16=bf16, profile=False, checkpointing=True)
     print(format_report(s))
@@ -226,7 +223,8 @@ def main() -> None:
     if args.child:
         _child(args)
         return
-    refuse_emulated_bf16(args.bf16)
+    if why := emulated_bf16(args.bf16):
+        sys.exit(why)
     if args.breakdown:
         from benchmarks.training_memory import format_breakdown, median_of
 
