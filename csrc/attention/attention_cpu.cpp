@@ -34,11 +34,8 @@ Variant attention_variant(cpu::Isa isa) {
 #if LLMK_CPU_X86
     case cpu::Isa::avx512bf16: return LLMK_ATTENTION_VARIANT(cpu_avx512bf16);
     case cpu::Isa::avx512: return LLMK_ATTENTION_VARIANT(cpu_avx512);
+    case cpu::Isa::avx2: return LLMK_ATTENTION_VARIANT(cpu_avx2);
 #endif
-    // No AVX2 variant: GCC 12 keeps the tile products' arrays of 16-lane vectors in memory at that
-    // level (64-byte vectors have no register there), written in 16-byte pieces and read back as
-    // 32-byte ones, which stalls every store forward. Measured on a 2-core AVX2 EPYC, (2, 6, 512,
-    // 64) causal f+b: the AVX2 build 6.5x slower than the generic one, which takes 2.5-3x SDPA's time.
     default: return LLMK_ATTENTION_VARIANT(cpu_generic);
   }
 }

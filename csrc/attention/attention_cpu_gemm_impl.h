@@ -9,9 +9,9 @@ constexpr int64_t kBK = cpu::kAttnBlockK;
 #if LLMK_ISA_LEVEL >= 2
 constexpr int kMR = 4;
 constexpr int kNV = 4;
-#elif LLMK_ISA_LEVEL == 1
-constexpr int kMR = 2;
-constexpr int kNV = 2;
+#elif LLMK_ISA_LEVEL == 1  // 8 accumulators of 8 lanes, 2 of B, 1 broadcast: 11 of 16 registers
+constexpr int kMR = 4;
+constexpr int kNV = 1;
 #else
 constexpr int kMR = 2;
 constexpr int kNV = 1;
@@ -41,9 +41,57 @@ struct IsF32<float> {
 // With kMax, cmax[v] = vmax(cmax[v], max of C's rows in vector column v) as C is stored: the
 // forward's running row maximum from the registers, where a pass of its own loaded the tile again
 // (a template flag, so that every other product compiles as it did without it).
+#if LLMK_ISA_LEVEL == 1
+// The float32 micro-kernel at the AVX2 level, on 8-lane registers: GCC 12 has no register for a
+// 64-byte vector there and keeps arrays of them (the accumulators) in memory, written in 16-byte
+// pieces and read back as 32-byte ones, a stalled store forward each (the kernel ran 7x slower
+// than the generic build). The same products in the same order as `micro`: identical results.
+template <int R, int NV, bool kAcc, bool kMax>
+LLMK_ALWAYS_INLINE void micro_avx2(const float* A, int64_t sr, int64_t sk, const float* B,
+                                   int64_t ldb, float* C, int64_t ldc, int64_t K, const vf* cs,
+                                   float* cmax) {
+  constexpr int H = 2 * NV;  // 8-lane halves of the NV 16-lane vectors
+  __m256 acc[R][H];
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < H; ++x)
+      acc[r][x] = kAcc ? _mm256_loadu_ps(C + r * ldc + x * 8) : _mm256_setzero_ps();
+  if (kAcc && cs != nullptr) {
+    const float* csf = reinterpret_cast<const float*>(cs);
+    for (int x = 0; x < H; ++x) {
+      const __m256 f = _mm256_loadu_ps(csf + x * 8);
+      for (int r = 0; r < R; ++r) acc[r][x] = _mm256_mul_ps(acc[r][x], f);
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const float* b = B + k * ldb;
+    const int64_t ko = k * sk;
+    __m256 bv[H];
+    for (int x = 0; x < H; ++x) bv[x] = _mm256_loadu_ps(b + x * 8);
+    for (int r = 0; r < R; ++r) {
+      const __m256 av = _mm256_broadcast_ss(A + r * sr + ko);
+      for (int x = 0; x < H; ++x) acc[r][x] = _mm256_fmadd_ps(av, bv[x], acc[r][x]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < H; ++x) _mm256_storeu_ps(C + r * ldc + x * 8, acc[r][x]);
+  if constexpr (kMax)
+    for (int x = 0; x < H; ++x) {
+      __m256 mx = _mm256_loadu_ps(cmax + x * 8);
+      for (int r = 0; r < R; ++r) mx = _mm256_max_ps(mx, acc[r][x]);  // vmax's operand order
+      _mm256_storeu_ps(cmax + x * 8, mx);
+    }
+}
+#endif
+
 template <typename TA, int R, int NV, bool kAcc, bool kMax>
 LLMK_ALWAYS_INLINE void micro(const TA* A, int64_t sr, int64_t sk, const TA* B, int64_t ldb,
                               float* C, int64_t ldc, int64_t K, const vf* cs, float* cmax) {
+#if LLMK_ISA_LEVEL == 1
+  if constexpr (IsF32<TA>::value) {
+    micro_avx2<R, NV, kAcc, kMax>(A, sr, sk, B, ldb, C, ldc, K, cs, cmax);
+    return;
+  }
+#endif
   vf acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = kAcc ? vload(C + r * ldc + v * kLanes) : vf{};

@@ -105,6 +105,7 @@ using AttentionBwdFn = void (*)(const AttentionBwdArgs&, int64_t task, float* sc
   }
 
 LLMK_ATTENTION_DECLARE_VARIANT(cpu_generic)
+LLMK_ATTENTION_DECLARE_VARIANT(cpu_avx2)
 LLMK_ATTENTION_DECLARE_VARIANT(cpu_avx512)
 LLMK_ATTENTION_DECLARE_VARIANT(cpu_avx512bf16)
 

@@ -2,10 +2,13 @@
 // `namespace llmkernels::LLMK_ISA_NS { namespace { ... } }` by a kernel implementation header, in
 // a region opened by isa_begin.h (which defines LLMK_ALWAYS_INLINE); it includes nothing itself.
 //
-// The math runs on 16-lane GCC/Clang vector types: each level lowers them to its own registers
-// (4 SSE, 2 AVX2 or 1 AVX-512 register) while every lane keeps the same elements, so a kernel
-// written with these helpers and plain expressions gives bitwise the same result at every level.
-// Only vfma differs by level (one rounding where the level has FMA, two below).
+// The math runs on 16-lane GCC/Clang vector types: each level lowers their operations to its own
+// instructions (4 SSE, 2 AVX2 or 1 AVX-512 operation) while every lane keeps the same elements, so
+// a kernel written with these helpers and plain expressions gives bitwise the same result at every
+// level. Only vfma differs by level (one rounding where the level has FMA, two below).
+// Below AVX-512, GCC 12 has no register for a 64-byte vector and keeps such variables in memory:
+// fine for streaming loops, too slow for a register-blocked product (attention's AVX2 tile
+// products are written on 8-lane intrinsics for that reason).
 
 // GCC warns that 64-byte vectors change the calling convention below AVX-512; the helpers are
 // always inlined and internal, so no call crosses that boundary. Left off to the end of the

@@ -99,22 +99,3 @@ def test_topk_logprobs_every_isa(forced_isa, dtype, softcap):
         expected_ids, expected = llmkernels.topk_logprobs(logits.double(), 70, temperature=1.3, softcap=softcap)
     assert torch.equal(logits.gather(-1, ids.long()), logits.gather(-1, expected_ids.long()))
     assert_close(logprobs, expected, torch.float32)
-
-
-@pytest.mark.skipif("avx2" not in LEVELS, reason="this CPU cannot run the avx2 level")
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_attention_runs_the_generic_kernel_at_the_avx2_level(dtype):
-    """attention has no AVX2 build (GCC 12's code for its tile products there ran 6.5x slower than
-    the generic build's, see attention_cpu.cpp): at that level it must give the generic bits."""
-    q = torch.randn(1, 4, 70, 64).to(dtype)
-    k, v = torch.randn(1, 2, 70, 64).to(dtype), torch.randn(1, 2, 70, 64).to(dtype)
-    previous, runs = C.cpu_isa(), {}
-    try:
-        for level in ("generic", "avx2"):
-            C.set_cpu_isa(level)
-            runs[level] = _forward_backward("cpp", lambda a, b, c: llmkernels.attention(a, b, c, causal=True), [q, k, v], (0, 1, 2))
-    finally:
-        C.set_cpu_isa(previous)
-    (out_g, grads_g), (out_a, grads_a) = runs["generic"], runs["avx2"]
-    for got, want in zip((out_a, *grads_a), (out_g, *grads_g)):
-        assert torch.equal(got, want)
