@@ -210,7 +210,7 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
         mx = vload(mxf + v * kLanes);
       else
         for (int64_t j = 0; j < rows; ++j) mx = vmax(mx, vload(st + j * kBQ + v * kLanes));
-      const vf off2 = vselect(mx == neg_inf, vf{}, mx * c2v);
+      const vf off2 = vselect(veq(mx, neg_inf), vf{}, mx * c2v);
       alpha[v] = vexp2_softmax(m[v] * c2v - off2);
       m[v] = mx;
       vf sum = vf{};
@@ -283,7 +283,7 @@ void fwd_task(const cpu::AttentionFwdArgs& a, int64_t task, float* scratch) {
   float lf[kBQ], lsef[kBQ];
   __builtin_memcpy(lf, l, sizeof lf);
   for (int64_t v = 0; v < nv; ++v)
-    vstore(lsef + v * kLanes, vselect(l[v] > 0.0f, m[v] * c2v * kLn2 + vlog(l[v]), neg_inf));
+    vstore(lsef + v * kLanes, vselect(vgt(l[v], 0.0f), m[v] * c2v * kLn2 + vlog(l[v]), neg_inf));
   T* obase = static_cast<T*>(a.out) + b * a.os.b + h * a.os.h;
   float* lse = a.lse + (b * g.Hq + h) * g.Sq;
   // The output tile as rows, into kf (free after the key loop; kBQ x D floats) by 16 x 16 blocks.

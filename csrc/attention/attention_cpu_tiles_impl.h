@@ -96,9 +96,9 @@ LLMK_ALWAYS_INLINE void score_row(const ScoreCtx& c, float* s, float* t, int64_t
         x = neg_inf;
       } else {
         vi ok = vi{} - 1;
-        if (c.causal) ok &= rel >= 0;
-        if (c.wl >= 0) ok &= rel <= c.wl;
-        if (c.wr >= 0) ok &= rel >= -c.wr;
+        if (c.causal) ok &= vge(rel, 0);
+        if (c.wl >= 0) ok &= vle(rel, c.wl);
+        if (c.wr >= 0) ok &= vge(rel, -c.wr);
         x = vselect(ok, x, neg_inf);
       }
     }
@@ -170,7 +170,7 @@ LLMK_ALWAYS_INLINE vf exp2_poly(const vf& f) {
 LLMK_ALWAYS_INLINE vf vexp2_softmax(const vf& t) {
 #if LLMK_ISA_LEVEL >= 2
   // -160: 2^-160 times p (< 1.5) rounds to 0 in vscalefps, which saturates large n to inf itself.
-  const vf tc = vselect(t < -160.0f, vsplat(-160.0f), t);  // a NaN compares false: it passes through
+  const vf tc = vselect(vlt(t, -160.0f), vsplat(-160.0f), t);  // a NaN compares false: it passes through
   // The all-lanes mask forms: the plain ones start from _mm512_undefined_ps, which GCC 12 reports
   // as maybe-uninitialized.
   const __m512 n = _mm512_mask_roundscale_ps((__m512)tc, 0xFFFF, (__m512)tc,
@@ -179,8 +179,8 @@ LLMK_ALWAYS_INLINE vf vexp2_softmax(const vf& t) {
   return (vf)_mm512_mask_scalef_ps(p, 0xFFFF, p, n);
 #else
   const vf lo = vsplat(-127.0f), hi = vsplat(127.0f);
-  vf tc = vselect(t < lo, lo, t);  // a NaN compares false: it passes through
-  tc = vselect(tc > hi, hi, tc);
+  vf tc = vselect(vlt(t, lo), lo, t);  // a NaN compares false: it passes through
+  tc = vselect(vgt(tc, hi), hi, tc);
   const vf magic = vsplat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   const vf n = (tc + magic) - magic;
   const vi k = __builtin_convertvector(n, vi);     // in [-127, 127] (garbage for NaN: p is NaN)

@@ -40,8 +40,8 @@ LLMK_ALWAYS_INLINE vf vload_as(const Bf16* p) { return (vf)(widen_u16(&p->bits) 
 LLMK_ALWAYS_INLINE void vstore_as(Bf16* p, const vf& v) {
   const vu u = (vu)v;
   const vu rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-  const vi nan = v != v;  // one unordered compare, where the bit test took two instructions
-  narrow_u16(&p->bits, nan ? vu{} + 0x7FC0u : rounded);
+  const vi nan = vne(v, v);  // one unordered compare, where the bit test took two instructions
+  narrow_u16(&p->bits, vselect(nan, vu{} + 0x7FC0u, rounded));
 }
 
 #if LLMK_ISA_LEVEL >= 2

@@ -23,14 +23,77 @@ typedef int32_t vi __attribute__((vector_size(kLanes * sizeof(int32_t))));
 typedef uint32_t vu __attribute__((vector_size(kLanes * sizeof(uint32_t))));
 
 LLMK_ALWAYS_INLINE vf vsplat(float a) { return vf{} + a; }
+LLMK_ALWAYS_INLINE vi vsplat_i(int32_t a) { return vi{} + a; }
+
+// Lane comparisons, -1 where true and 0 where false (a NaN compares false but for vne), and
+// vselect on their masks: every comparison and lane choice of the kernels goes through these.
+// Below AVX-512, GCC 12 expands a comparison or a ?: of 64-byte vectors one element at a time,
+// with branches (a sigmoid ran 4.7x slower at the AVX2 level than on 8-lane pieces); there they
+// run on the level's own vectors, a piece at a time (8 lanes AVX2, 4 SSE), and vselect on bits.
+#if LLMK_ISA_LEVEL >= 2
+constexpr int kPieceLanes = kLanes;
+#elif LLMK_ISA_LEVEL == 1
+constexpr int kPieceLanes = 8;
+#else
+constexpr int kPieceLanes = 4;
+#endif
+template <typename V, typename Cmp>
+LLMK_ALWAYS_INLINE vi vcompare(const V& a, const V& b, Cmp cmp) {
+  if constexpr (kPieceLanes == kLanes) {
+    return cmp(a, b);
+  } else {
+    typedef __typeof__(a[0] + 0) E;
+    typedef E piece __attribute__((vector_size(kPieceLanes * sizeof(E))));
+    typedef int32_t piece_i __attribute__((vector_size(kPieceLanes * sizeof(int32_t))));
+    constexpr int n = kLanes / kPieceLanes;
+    piece ap[n], bp[n];
+    piece_i rp[n];
+    __builtin_memcpy(ap, &a, sizeof a);
+    __builtin_memcpy(bp, &b, sizeof b);
+    for (int i = 0; i < n; ++i) rp[i] = cmp(ap[i], bp[i]);
+    vi r;
+    __builtin_memcpy(&r, rp, sizeof r);
+    return r;
+  }
+}
+template <typename V>
+LLMK_ALWAYS_INLINE vi vlt(const V& a, const V& b) { return vcompare(a, b, [](auto x, auto y) { return x < y; }); }
+template <typename V>
+LLMK_ALWAYS_INLINE vi vle(const V& a, const V& b) { return vcompare(a, b, [](auto x, auto y) { return x <= y; }); }
+template <typename V>
+LLMK_ALWAYS_INLINE vi vgt(const V& a, const V& b) { return vlt(b, a); }
+template <typename V>
+LLMK_ALWAYS_INLINE vi vge(const V& a, const V& b) { return vle(b, a); }
+template <typename V>
+LLMK_ALWAYS_INLINE vi veq(const V& a, const V& b) { return vcompare(a, b, [](auto x, auto y) { return x == y; }); }
+template <typename V>
+LLMK_ALWAYS_INLINE vi vne(const V& a, const V& b) { return vcompare(a, b, [](auto x, auto y) { return x != y; }); }
+// A float or an int as the second operand: a splat of it.
+LLMK_ALWAYS_INLINE vi vlt(const vf& a, float b) { return vlt(a, vsplat(b)); }
+LLMK_ALWAYS_INLINE vi vle(const vf& a, float b) { return vle(a, vsplat(b)); }
+LLMK_ALWAYS_INLINE vi vgt(const vf& a, float b) { return vgt(a, vsplat(b)); }
+LLMK_ALWAYS_INLINE vi vge(const vf& a, float b) { return vge(a, vsplat(b)); }
+LLMK_ALWAYS_INLINE vi veq(const vf& a, float b) { return veq(a, vsplat(b)); }
+LLMK_ALWAYS_INLINE vi vlt(const vi& a, int32_t b) { return vlt(a, vsplat_i(b)); }
+LLMK_ALWAYS_INLINE vi vle(const vi& a, int32_t b) { return vle(a, vsplat_i(b)); }
+LLMK_ALWAYS_INLINE vi vgt(const vi& a, int32_t b) { return vgt(a, vsplat_i(b)); }
+LLMK_ALWAYS_INLINE vi vge(const vi& a, int32_t b) { return vge(a, vsplat_i(b)); }
 LLMK_ALWAYS_INLINE vf vload(const float* p) {
   vf v;
   __builtin_memcpy(&v, p, sizeof v);
   return v;
 }
 LLMK_ALWAYS_INLINE void vstore(float* p, const vf& v) { __builtin_memcpy(p, &v, sizeof v); }
-LLMK_ALWAYS_INLINE vf vselect(const vi& mask, const vf& a, const vf& b) { return mask ? a : b; }
-LLMK_ALWAYS_INLINE vf vmax(const vf& a, const vf& b) { return a > b ? a : b; }
+// a where `mask` (a comparison's result) is -1, b where it is 0; V is vf, vi or vu.
+template <typename V>
+LLMK_ALWAYS_INLINE V vselect(const vi& mask, const V& a, const V& b) {
+#if LLMK_ISA_LEVEL >= 2
+  return mask ? a : b;
+#else
+  return (V)(((vi)a & mask) | ((vi)b & ~mask));
+#endif
+}
+LLMK_ALWAYS_INLINE vf vmax(const vf& a, const vf& b) { return vselect(vgt(a, b), a, b); }
 LLMK_ALWAYS_INLINE vf vabs(const vf& x) { return (vf)((vi)x & (vi{} + 0x7FFFFFFF)); }
 
 // a * b + c with one rounding where the level has FMA (isa_begin.h keeps the compiler from
@@ -88,9 +151,9 @@ LLMK_ALWAYS_INLINE vf vexp_unclamped(const vf& xc) {
 }
 LLMK_ALWAYS_INLINE vf vexp(const vf& x) {
   const vf lo = vsplat(-87.3f), hi = vsplat(88.3f);
-  vf xc = vselect(x < lo, lo, x);  // a NaN compares false: it passes through
-  xc = vselect(xc > hi, hi, xc);
-  return vselect(x < lo, vf{}, vexp_unclamped(xc));
+  vf xc = vselect(vlt(x, lo), lo, x);  // a NaN compares false: it passes through
+  xc = vselect(vgt(xc, hi), hi, xc);
+  return vselect(vlt(x, lo), vf{}, vexp_unclamped(xc));
 }
 
 // tanh(x): odd polynomial below |x| = 0.625 (Cephes tanhf), 1 - 2 / (exp(2|x|) + 1) above,
@@ -106,9 +169,9 @@ LLMK_ALWAYS_INLINE vf vtanh(const vf& x) {
   ps = ps * s + 1.33314422036e-1f;
   ps = ps * s - 3.33332819422e-1f;
   const vf small = (ps * s) * a + a;
-  const vf ac = vselect(a > 9.0f, vsplat(9.0f), a);
+  const vf ac = vselect(vgt(a, 9.0f), vsplat(9.0f), a);
   const vf large = 1.0f - 2.0f / (vexp(ac + ac) + 1.0f);
-  const vf t = vselect(a < 0.625f, small, large);
+  const vf t = vselect(vlt(a, 0.625f), small, large);
   return (vf)((vi)t | (bits & sign_mask));
 }
 
@@ -119,7 +182,7 @@ LLMK_ALWAYS_INLINE vf vlog(const vf& x) {
   const vi bits = (vi)x;
   vi e = ((bits >> 23) & 0xFF) - 126;
   vf m = (vf)((bits & 0x007FFFFF) | 0x3F000000);  // in [0.5, 1)
-  const vi below = m < 0.70710678118654752f;
+  const vi below = vlt(m, 0.70710678118654752f);
   e = e + below;  // a true comparison is -1
   m = vselect(below, m + m, m) - 1.0f;
   const vf z = m * m;
@@ -143,7 +206,7 @@ LLMK_ALWAYS_INLINE vf vlog(const vf& x) {
 LLMK_ALWAYS_INLINE vi lanes_below(int64_t i, int64_t n) {
   const vi lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   const int64_t left = n - i < kLanes ? n - i : kLanes;
-  return lane < (vi{} + static_cast<int32_t>(left));
+  return vlt(lane, static_cast<int32_t>(left));
 }
 
 // Lane reductions in one fixed (tree) order: the same at every level.

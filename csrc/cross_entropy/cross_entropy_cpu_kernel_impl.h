@@ -74,7 +74,7 @@ RowStats row_stats(const T* x, int64_t C, float cap, float* zrow, float* erow, f
     vf vm = vsplat(neg_inf);
     for (int64_t i = 0; i < nv; i += kLanes) {
       const vf v = vload(zb + i);
-      vm = vselect(v > vm, v, vm);
+      vm = vselect(vgt(v, vm), v, vm);
     }
     const float bm = hmax(vm);
     if (bm > m) {

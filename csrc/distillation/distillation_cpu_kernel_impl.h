@@ -49,7 +49,7 @@ Stats softmax_stats(const float* z, int64_t n, float scale) {
   vf vm = vsplat(neg_inf);
   for (int64_t i = 0; i < n; i += kLanes) {
     const vf v = vselect(lanes_below(i, n), vload(z + i), vsplat(neg_inf));
-    vm = vselect(v > vm, v, vm);
+    vm = vselect(vgt(v, vm), v, vm);
   }
   const float m = hmax(vm);
   double s = 0.0;
@@ -77,13 +77,13 @@ LogSoftmax log_softmax_of(const Stats& st, float scale) {
 // log(beta e^b + (1 - beta) e^a) from b + log(beta) and a + log(1 - beta), without overflow.
 LLMK_ALWAYS_INLINE vf log_mix(const vf& bt, const vf& as) {
   const vf hi = vmax(bt, as);
-  const vf lo = vselect(bt > as, as, bt);
+  const vf lo = vselect(vgt(bt, as), as, bt);
   return hi + vlog(1.0f + vexp(lo - hi));
 }
 
 // p * d with 0 * anything = 0: a probability that is 0 (a logit of -inf, a masked vocabulary entry)
 // adds nothing to sum p log(p / q), whatever the other distribution holds there.
-LLMK_ALWAYS_INLINE vf weighted(const vf& p, const vf& d) { return vselect(p > 0.0f, p * d, vf{}); }
+LLMK_ALWAYS_INLINE vf weighted(const vf& p, const vf& d) { return vselect(vgt(p, 0.0f), p * d, vf{}); }
 
 // The soft divergence of one row (before the T^2 factor) and, for beta > 0, the KL of the
 // student against the mixture (reverse KL at beta = 1) that its gradient needs.

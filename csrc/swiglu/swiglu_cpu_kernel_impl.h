@@ -31,8 +31,8 @@ static_assert(kBlock % kLanes == 0, "a block is whole vectors");
 // generic level, without FMA, rounds twice where those round once (see vfma).
 LLMK_ALWAYS_INLINE vf vsigmoid(const vf& g) {
   const vf lo = vsplat(-87.3f), x = -g;
-  const vf e = vexp_unclamped<true>(lo > x ? lo : x);  // maxps(lo, x): a NaN x passes through
-  return vselect(g < -88.0f, vf{}, 1.0f / (1.0f + e));
+  const vf e = vexp_unclamped<true>(vmax(lo, x));  // maxps(lo, x): a NaN x passes through
+  return vselect(vlt(g, -88.0f), vf{}, 1.0f / (1.0f + e));
 }
 
 // silu(g) = g * s; d silu / dg = s * (1 + g * (1 - s)).
@@ -65,7 +65,7 @@ struct Gelu {
     p = p * t - 1.26551223f;
     const vf square = x * x;
     const vf tail = 0.5f * (t * vexp(p - square));
-    const vf cdf = vselect(g < 0.0f, tail, 1.0f - tail);
+    const vf cdf = vselect(vlt(g, 0.0f), tail, 1.0f - tail);
     act = g * cdf;
     dact = cdf + g * (vexp(-square) * 0.39894228040143268f);
   }
@@ -77,13 +77,13 @@ struct Gelu {
 struct GeluTanh {
   static LLMK_ALWAYS_INLINE void value_and_derivative(const vf& g, vf& act, vf& dact) {
     constexpr float k = 0.79788456080286536f, c = 0.044715f;
-    vf gc = vselect(g > 10.0f, vsplat(10.0f), g);
-    gc = vselect(gc < -10.0f, vsplat(-10.0f), gc);
+    vf gc = vselect(vgt(g, 10.0f), vsplat(10.0f), g);
+    gc = vselect(vlt(gc, -10.0f), vsplat(-10.0f), gc);
     const vf inner = k * (gc + c * (gc * gc * gc));
     // vtanh stops at 1 - 6e-8 (its argument clamps at 9); the float32 tanh is +-1 from ~9.05.
     // Exact +-1 there makes gelu exactly g or 0 for large |g|, as the reference's.
     const vf unit = (vf)((vi)vsplat(1.0f) | ((vi)inner & (vi{} + static_cast<int32_t>(0x80000000u))));
-    const vf t = vselect(vabs(inner) > 9.5f, unit, vtanh(inner));
+    const vf t = vselect(vgt(vabs(inner), 9.5f), unit, vtanh(inner));
     act = 0.5f * g * (1.0f + t);
     dact = 0.5f * (1.0f + t) + ((0.5f * gc) * (1.0f - t * t)) * (k * (1.0f + (3.0f * c) * (gc * gc)));
   }
