@@ -147,6 +147,11 @@ def format_report(s: dict) -> str:
         lines.append(f"  --ops {name:<11} {x['tokens_per_step'] / x['median_step_s']:10,.0f} tokens/s   peak RSS {x['peak_rss_mb']:8,.0f} MB"
                      f"   final train loss {x['final_loss']:.4f}   val loss {x['val_loss']:.4f}")
     lines.append(f"  tokens/s ratio (llmkernels / torch): {s['speedup']:.2f}x")
+    if c["rounds"] > 1:  # the spread: each round's own ratio (the rounds are interleaved)
+        per_round = [t / o for t, o in zip(s["torch"]["round_step_s"], s["llmkernels"]["round_step_s"])]
+        lines.append("    per round: " + ", ".join(f"{r:.2f}x" for r in per_round) + "   (median step s: torch "
+                     + "/".join(f"{t:.2f}" for t in s["torch"]["round_step_s"]) + ", llmkernels "
+                     + "/".join(f"{t:.2f}" for t in s["llmkernels"]["round_step_s"]) + ")")
     lines.append(f"  peak RSS ratio (llmkernels / torch): {s['rss_ratio']:.2f}x")
     if CHECKPOINTED in s:
         lines.append(f"  with --checkpoint-activations: peak RSS {s[CHECKPOINTED]['peak_rss_mb'] / s['torch']['peak_rss_mb']:.2f}x "
