@@ -11,6 +11,7 @@
 #include "../common/checks.h"
 #include "../common/cpu_elem_type.h"
 #include "../common/cpu_isa.h"
+#include "../common/huge_pages.h"
 #include "cross_entropy.h"
 #include "cross_entropy_arguments.h"
 #include "cross_entropy_cpu_kernel.h"
@@ -90,6 +91,8 @@ void cross_entropy_cpu(const at::Tensor& logits, const at::Tensor& target,
   args.dtype = cpu::elem_type(logits.scalar_type());
   args.stream_grad = grad.has_value() && !shape.in_place &&
                      grad->numel() * grad->element_size() >= cpu::kStreamingMinBytes;
+  if (grad.has_value() && !shape.in_place)
+    advise_huge_pages(grad->data_ptr(), static_cast<size_t>(grad->nbytes()));
 
   const cpu::CrossEntropyRowsFn fn = cross_entropy_variant(cpu::selected_isa());
   const int64_t scratch_floats =

@@ -7,6 +7,7 @@
 
 #include "../common/cpu_elem_type.h"
 #include "../common/cpu_isa.h"
+#include "../common/huge_pages.h"
 #include "swiglu.h"
 #include "swiglu_arguments.h"
 #include "swiglu_cpu_kernel.h"
@@ -49,6 +50,7 @@ void swiglu_forward_cpu(const at::Tensor& gate, const at::Tensor& up, at::Tensor
   args.t = check_swiglu_forward_arguments(gate, up, out, activation, at::kCPU);
   args.dtype = cpu::elem_type(gate.scalar_type());
   args.stream_out = out.numel() * out.element_size() >= cpu::kStreamingMinBytes;
+  advise_huge_pages(out.data_ptr(), static_cast<size_t>(out.nbytes()));
   run_rows(swiglu_variant(cpu::selected_isa()).forward, args);
 }
 
@@ -58,6 +60,8 @@ void swiglu_backward_cpu(const at::Tensor& grad, const at::Tensor& gate, const a
   args.t = check_swiglu_backward_arguments(grad, gate, up, grad_gate, grad_up, activation, at::kCPU);
   args.dtype = cpu::elem_type(gate.scalar_type());
   args.stream_out = 2 * gate.numel() * gate.element_size() >= cpu::kStreamingMinBytes;
+  advise_huge_pages(grad_gate.data_ptr(), static_cast<size_t>(grad_gate.nbytes()));
+  advise_huge_pages(grad_up.data_ptr(), static_cast<size_t>(grad_up.nbytes()));
   run_rows(swiglu_variant(cpu::selected_isa()).backward, args);
 }
 
