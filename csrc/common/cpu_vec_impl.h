@@ -70,13 +70,9 @@ template <typename V>
 LLMK_ALWAYS_INLINE vi vne(const V& a, const V& b) { return vcompare(a, b, [](auto x, auto y) { return x != y; }); }
 // A float or an int as the second operand: a splat of it.
 LLMK_ALWAYS_INLINE vi vlt(const vf& a, float b) { return vlt(a, vsplat(b)); }
-LLMK_ALWAYS_INLINE vi vle(const vf& a, float b) { return vle(a, vsplat(b)); }
 LLMK_ALWAYS_INLINE vi vgt(const vf& a, float b) { return vgt(a, vsplat(b)); }
-LLMK_ALWAYS_INLINE vi vge(const vf& a, float b) { return vge(a, vsplat(b)); }
-LLMK_ALWAYS_INLINE vi veq(const vf& a, float b) { return veq(a, vsplat(b)); }
 LLMK_ALWAYS_INLINE vi vlt(const vi& a, int32_t b) { return vlt(a, vsplat_i(b)); }
 LLMK_ALWAYS_INLINE vi vle(const vi& a, int32_t b) { return vle(a, vsplat_i(b)); }
-LLMK_ALWAYS_INLINE vi vgt(const vi& a, int32_t b) { return vgt(a, vsplat_i(b)); }
 LLMK_ALWAYS_INLINE vi vge(const vi& a, int32_t b) { return vge(a, vsplat_i(b)); }
 LLMK_ALWAYS_INLINE vf vload(const float* p) {
   vf v;
