@@ -25,6 +25,7 @@ void register_attention(py::module_& m);
 void register_distillation(py::module_& m);
 void register_rms_norm(py::module_& m);
 void register_swiglu(py::module_& m);
+void register_gemm(py::module_& m);
 }  // namespace llmkernels
 
 namespace {
@@ -83,4 +84,5 @@ PYBIND11_MODULE(_C, m) {
   llmkernels::register_distillation(m);
   llmkernels::register_rms_norm(m);
   llmkernels::register_swiglu(m);
+  llmkernels::register_gemm(m);
 }

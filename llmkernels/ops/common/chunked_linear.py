@@ -10,6 +10,8 @@ from typing import Callable, Optional
 
 import torch
 
+from llmkernels.ops.common.cpu_gemm import mm_into, uses_own_gemm
+
 # Logits per chunk: 8M (32 MB in float32), 256 rows at V = 32K. GEMMs of 256 rows run near the full
 # GEMM's rate on the 2-core CPU (64-row ones at about 0.8 of the plain path's step), and the buffer
 # stays far below the plain path's (N, V) logits and gradient.
@@ -44,11 +46,16 @@ def rows_per_chunk(rows: int, classes: int, chunk_size: int, elements: int = CHU
     return max(1, min(rows, fitting))
 
 
-def project(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-    """out = x @ weight.T (+ bias), written into ``out``."""
-    if bias is not None:
+def project(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], out: torch.Tensor,
+            backend: str = "reference") -> torch.Tensor:
+    """out = x @ weight.T (+ bias), written into ``out``; the ``cpp`` backend's GEMM where it has one
+    (``cpu_gemm``)."""
+    if bias is None:
+        return mm_into(x, weight.t(), out, backend)
+    if not uses_own_gemm(x, weight.t(), backend):
         return torch.addmm(bias, x, weight.t(), out=out)
-    return torch.mm(x, weight.t(), out=out)
+    out.copy_(bias.expand_as(out))
+    return mm_into(x, weight.t(), out, backend, accumulate=True)
 
 
 def add_in_slices(total: torch.Tensor, part: torch.Tensor) -> None:
@@ -62,12 +69,15 @@ def add_in_slices(total: torch.Tensor, part: torch.Tensor) -> None:
 
 
 def chunked_linear(input, weight, bias, chunk: int, want_grads: bool, accumulate_fp32: bool,
-                   process_chunk: Callable[[int, int, torch.Tensor, Optional[torch.Tensor]], None]):
+                   process_chunk: Callable[[int, int, torch.Tensor, Optional[torch.Tensor]], None],
+                   backend: str = "reference"):
     """Runs ``process_chunk(start, stop, logits, grad)`` on each chunk of rows [start, stop), with
     ``logits`` = input[start:stop] @ weight.T + bias; when ``want_grads`` it must write d(loss)/d(logits)
     into ``grad`` (the logits' own buffer: the row kernels read each element before writing it).
     Returns (grad_input, grad_weight, grad_bias), None when not ``want_grads``; weight and bias
-    gradients are summed across chunks in float32 when ``accumulate_fp32``."""
+    gradients are summed across chunks in float32 when ``accumulate_fp32``. The logits and weight-
+    gradient GEMMs are ``backend``'s (``cpu_gemm``); the input gradient's (a plain product, where
+    torch's GEMM is as fast) is torch's."""
     rows, classes = input.shape[0], weight.shape[0]
     grad_input = grad_weight = grad_bias = None
     if want_grads:
@@ -87,17 +97,14 @@ def chunked_linear(input, weight, bias, chunk: int, want_grads: bool, accumulate
     for start in range(0, rows, chunk):
         stop = min(start + chunk, rows)
         x = input[start:stop]
-        logits = project(x, weight, bias, logits_buffer[: stop - start])
+        logits = project(x, weight, bias, logits_buffer[: stop - start], backend)
         grad = logits if want_grads else None
         process_chunk(start, stop, logits, grad)
         if not want_grads:
             continue
         torch.mm(grad, weight, out=grad_input[start:stop])
         if grad_weight.dtype == grad.dtype:
-            if start == 0:
-                torch.mm(grad.t(), x, out=grad_weight)
-            else:
-                grad_weight.addmm_(grad.t(), x)
+            mm_into(grad.t(), x, grad_weight, backend, accumulate=start > 0)
         else:  # bf16/fp16 GEMM (fp32 accumulation inside), summed across chunks in fp32
             torch.mm(grad.t(), x, out=part)
             grad_weight.copy_(part) if start == 0 else add_in_slices(grad_weight, part)

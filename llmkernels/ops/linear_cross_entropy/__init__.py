@@ -11,11 +11,12 @@
   recomputes each chunk's logits and forms the gradients then.
 
 The row math is the cross_entropy family's (``ops.cross_entropy.rows``: reference, cpp, triton or
-cuda rows); the GEMMs are torch's. Weight-gradient accumulation across chunks runs in float32 when
-``accumulate_fp32``.
+cuda rows); the GEMMs are torch's, but for the ``cpp`` backend's float32 logits and weight
+gradient on AVX2 CPUs (``ops.common.cpu_gemm``). Weight-gradient accumulation across chunks runs in
+float32 when ``accumulate_fp32``.
 
 Files: this family has no ``reference.py`` and no ``triton_kernels.py`` of its own. Its only math
-beyond torch's GEMMs is the cross-entropy rows, whose specification (``cross_entropy/reference.py``)
+beyond the GEMMs is the cross-entropy rows, whose specification (``cross_entropy/reference.py``)
 and Triton kernel (``cross_entropy/triton_kernels.py``) it reuses; its reference backend is the
 same chunked pass with the reference rows.
 """
@@ -60,7 +61,7 @@ def _chunked_pass(backend, input, weight, bias, target, class_weight, ignore_ind
         if grad is not None and row_upstream is not None:
             grad.mul_(row_upstream[start:stop].to(grad.dtype).unsqueeze(-1))
 
-    grad_input, grad_weight, grad_bias = chunked_linear(input, weight, bias, chunk, want_grads, accumulate_fp32, process_chunk)
+    grad_input, grad_weight, grad_bias = chunked_linear(input, weight, bias, chunk, want_grads, accumulate_fp32, process_chunk, backend)
     return loss_rows, lse, grad_input, grad_weight, grad_bias
 
 

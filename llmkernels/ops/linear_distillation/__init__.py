@@ -50,7 +50,7 @@ def full_teacher_rows(backend, t_input, t_weight, t_bias, target, temperature, b
                          device=t_input.device)
 
     def row_math(start, stop, logits, grad, scale):
-        teacher = project(t_input[start:stop], t_weight, t_bias, buffer[: stop - start])
+        teacher = project(t_input[start:stop], t_weight, t_bias, buffer[: stop - start], backend)
         chunk_target = None if target is None else target[start:stop]
         return rows.compute_rows(backend, logits, teacher, chunk_target, temperature, beta, hard_weight,
                                  ignore_index, scale_by_temperature, softcap, grad, scale)
@@ -73,7 +73,7 @@ def linear_distillation_loss_op(
                                  ignore_index, scale_by_temperature, softcap, chunk_size, widest)
     want = compute_grad and reduction != "none"
     soft, hard, *grads = run_pass(row_math, s_input, s_weight, s_bias, target, widest, ignore_index, reduction,
-                                  chunk_size, accumulate_fp32, want)
+                                  chunk_size, accumulate_fp32, want, backend=chosen)
     loss, soft, hard = rows.reduce_parts(soft, hard, target, ignore_index, hard_weight, reduction)
     return (loss, soft, hard) + finish_grads(grads, s_input, s_weight, s_bias)
 
@@ -103,7 +103,7 @@ def linear_distillation_loss_backward_op(
     row_math = full_teacher_rows(chosen, t_input, t_weight, t_bias, target, temperature, beta, hard_weight,
                                  ignore_index, scale_by_temperature, softcap, chunk_size, widest)
     _, _, *grads = run_pass(row_math, s_input, s_weight, s_bias, target, widest, ignore_index, reduction,
-                            chunk_size, accumulate_fp32, True, grad_loss)
+                            chunk_size, accumulate_fp32, True, grad_loss, backend=chosen)
     return finish_grads(grads, s_input, s_weight, s_bias)
 
 

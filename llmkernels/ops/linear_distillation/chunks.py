@@ -10,7 +10,8 @@ from llmkernels.ops.common.formed_gradients import take_formed, upstream_is_one
 from llmkernels.ops.distillation import rows
 
 
-def chunked_rows(s_input, s_weight, s_bias, chunk_size, want_grads, accumulate_fp32, row_fn, row_upstream=None):
+def chunked_rows(s_input, s_weight, s_bias, chunk_size, want_grads, accumulate_fp32, row_fn, row_upstream=None,
+                 backend="reference"):
     """(soft_rows, hard_rows, grad_input, grad_weight, grad_bias) of one pass over row chunks;
     ``row_fn(start, stop, logits, grad) -> (soft, hard)`` runs the row math on one chunk."""
     n = s_input.shape[0]
@@ -23,7 +24,7 @@ def chunked_rows(s_input, s_weight, s_bias, chunk_size, want_grads, accumulate_f
         if grad is not None and row_upstream is not None:
             grad.mul_(row_upstream[start:stop].to(grad.dtype).unsqueeze(-1))
 
-    grads = chunked_linear(s_input, s_weight, s_bias, chunk_size, want_grads, accumulate_fp32, process_chunk)
+    grads = chunked_linear(s_input, s_weight, s_bias, chunk_size, want_grads, accumulate_fp32, process_chunk, backend)
     return (soft, hard) + grads
 
 
@@ -44,8 +45,9 @@ def fake_grads(s_input, s_weight, s_bias, want):
 
 
 def run_pass(row_math, s_input, s_weight, s_bias, target, widest, ignore_index, reduction, chunk_size,
-             accumulate_fp32, want_grads, upstream=None):
-    """One chunked pass for the forward (upstream None: 1) or the backward (upstream: grad_loss).
+             accumulate_fp32, want_grads, upstream=None, backend="reference"):
+    """One chunked pass for the forward (upstream None: 1) or the backward (upstream: grad_loss);
+    ``backend`` picks the student GEMMs (``ops.common.cpu_gemm``).
     ``row_math(start, stop, logits, grad, grad_scale) -> (soft, hard)``."""
     n = s_input.shape[0]
     chunk = rows_per_chunk(n, widest, chunk_size, device_type=s_input.device.type)
@@ -61,7 +63,7 @@ def run_pass(row_math, s_input, s_weight, s_bias, target, widest, ignore_index, 
     def row_fn(start, stop, logits, grad):
         return row_math(start, stop, logits, grad, scale)
 
-    result = chunked_rows(s_input, s_weight, s_bias, chunk, want_grads, accumulate_fp32, row_fn, row_upstream)
+    result = chunked_rows(s_input, s_weight, s_bias, chunk, want_grads, accumulate_fp32, row_fn, row_upstream, backend)
     if device_scale is not None:
         for grad in result[2:]:
             if grad is not None:

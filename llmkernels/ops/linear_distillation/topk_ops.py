@@ -49,7 +49,7 @@ def linear_topk_distillation_loss_op(
                                  ignore_index, scale_by_temperature, softcap)
     want = compute_grad and reduction != "none"
     soft, hard, *grads = run_pass(row_math, s_input, s_weight, s_bias, target, s_weight.shape[0], ignore_index,
-                                  reduction, chunk_size, accumulate_fp32, want)
+                                  reduction, chunk_size, accumulate_fp32, want, backend=chosen)
     loss, soft, hard = rows.reduce_parts(soft, hard, target, ignore_index, hard_weight, reduction)
     return (loss, soft, hard) + finish_grads(grads, s_input, s_weight, s_bias)
 
@@ -77,7 +77,7 @@ def linear_topk_distillation_loss_backward_op(
     row_math = topk_teacher_rows(chosen, teacher_ids, teacher_logprobs, target, temperature, beta, hard_weight,
                                  ignore_index, scale_by_temperature, softcap)
     _, _, *grads = run_pass(row_math, s_input, s_weight, s_bias, target, s_weight.shape[0], ignore_index, reduction,
-                            chunk_size, accumulate_fp32, True, grad_loss)
+                            chunk_size, accumulate_fp32, True, grad_loss, backend=chosen)
     return finish_grads(grads, s_input, s_weight, s_bias)
 
 
@@ -118,7 +118,7 @@ def linear_topk_logprobs_op(input: Tensor, weight: Tensor, bias: Optional[Tensor
     buffer = torch.empty(min(chunk, n), weight.shape[0], dtype=input.dtype, device=input.device)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        logits = project(input[start:stop], weight, bias, buffer[: stop - start])
+        logits = project(input[start:stop], weight, bias, buffer[: stop - start], chosen)
         rows.compute_topk_logprobs(chosen, logits, k, temperature, softcap, ids[start:stop], logprobs[start:stop])
     return ids, logprobs
 
