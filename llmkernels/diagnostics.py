@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from llmkernels import _native, _triton, backends, bf16_support
+from llmkernels.ops.common import cpu_gemm
 
 
 def info(print_report: bool = True) -> dict:
@@ -25,6 +26,7 @@ def info(print_report: bool = True) -> dict:
         "extension": _native.build_info(),
         "triton": _triton.probe("cuda" if torch.cuda.is_available() else "cpu")[1],
         "cpu_bf16_matmul_native": bf16_support.cpu_bf16_matmul_is_native(),
+        "cpu_gemm_own": cpu_gemm.available(),
         "requested_backend": requested,
         "requested_from": backends.requested_origin(),
         "ops": {},
@@ -84,6 +86,8 @@ def format_report(report: dict) -> str:
     lines.append("PyTorch's bf16 matrix multiply on this CPU: " + (
         "native (oneDNN)" if report["cpu_bf16_matmul_native"]
         else "a scalar fallback, tens of times slower than float32: train in float32 here"))
+    lines.append("float32 GEMMs of the fused linear losses on this CPU (cpp backend): " + (
+        "llmkernels' own (AVX2)" if report["cpu_gemm_own"] else "torch's"))
     lines.append(_requested_line(report))
     requested = report["requested_backend"]
     cases = {(device, dtype) for per_op in report["ops"].values() for device, dtypes in per_op.items() for dtype in dtypes}

@@ -120,6 +120,16 @@ def test_info_says_whether_torch_multiplies_bf16_natively_on_this_cpu(monkeypatc
     assert ("train in float32 here" in said) is not native
 
 
+def test_info_says_whose_gemms_the_linear_losses_run_on_this_cpu():
+    from llmkernels import _native, diagnostics
+
+    report = llmkernels.info(print_report=False)
+    module = _native.extension()
+    assert report["cpu_gemm_own"] is (module is not None and module.gemm_cpu_available())
+    said = diagnostics.format_report(report)
+    assert ("linear losses on this CPU (cpp backend): llmkernels' own (AVX2)" in said) is report["cpu_gemm_own"]
+
+
 def test_bf16_warning_only_for_a_cpu_without_native_bf16(monkeypatch, recwarn):
     from llmkernels import bf16_support
 

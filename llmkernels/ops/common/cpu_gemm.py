@@ -18,14 +18,17 @@ from llmkernels import _native
 MIN_MULTIPLY_ADDS = 1 << 21
 
 
+def available() -> bool:
+    """Whether the extension is built with the GEMM and the selected CPU ISA level has it."""
+    module = _native.extension()
+    return module is not None and module.gemm_cpu_available()
+
+
 def uses_own_gemm(a: torch.Tensor, b: torch.Tensor, backend: str) -> bool:
     """Whether ``mm_into`` runs llmkernels' GEMM for these operands under ``backend``."""
     if backend != "cpp" or a.device.type != "cpu" or a.dtype != torch.float32 or b.dtype != torch.float32:
         return False
-    if a.shape[0] * a.shape[1] * b.shape[1] < MIN_MULTIPLY_ADDS:
-        return False
-    module = _native.extension()
-    return module is not None and module.gemm_cpu_available()
+    return a.shape[0] * a.shape[1] * b.shape[1] >= MIN_MULTIPLY_ADDS and available()
 
 
 def mm_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, backend: str, accumulate: bool = False) -> torch.Tensor:
