@@ -35,8 +35,8 @@ using GemmBlockFn = void (*)(const GemmArgs&, float* workspace);
 
 }  // namespace cpu
 
-// Only an AVX2 variant: its 6x16 FMA tile is what MKL's float32 path is measured against on the
-// AVX2 machines (see gemm_cpu.cpp); AVX-512 machines keep torch's GEMM.
+// Only an AVX2 variant: its 6x16 FMA tile was measured against MKL on the AVX2 machines (see
+// gemm_cpu_kernel_impl.h); AVX-512 machines, where it was not measured, keep torch's GEMM.
 namespace cpu_avx2 { void gemm_block(const cpu::GemmArgs&, float* workspace); }
 
 }  // namespace llmkernels

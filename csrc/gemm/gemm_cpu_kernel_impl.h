@@ -2,12 +2,12 @@
 // (see there), after <cstddef>/<cstdint> and <immintrin.h>. No include guard on purpose.
 //
 // Why a GEMM of our own: on the AVX2 machines (Zen 3) MKL's sgemm, which torch.mm calls, runs the
-// products with a transposed operand well below the FMA units' rate: x @ W.T (every nn.Linear
-// forward, the fused linear losses' logits) and grad.T @ x (their weight gradients) at 66-96
-// GFLOP/s against 110-125 for the plain product, of a 187 GFLOP/s peak on 2 cores. Packing both
-// operands into the tile's own order first (the blocked scheme of Goto and van de Geijn, as BLIS
-// does it) makes every layout the same product: 1.2-1.6x MKL on those shapes, and on a par for the
-// plain product (measured in one process, interleaved).
+// fused linear losses' products with a transposed operand, x @ W.T (the logits) and grad.T @ x
+// (the weight gradient), below the rate of its plain product (137 against 180 GFLOP/s at the
+// Llama loss's logits, of a 187 GFLOP/s FMA peak on 2 cores). Packing both operands into the
+// tile's own order first (the blocked scheme of Goto and van de Geijn, as BLIS does it) makes
+// every layout the same product: 1.12-1.25x torch.mm on the losses' large transposed products, on a
+// par for plain products and nn.Linear-sized ones (in one process, interleaved; BENCHMARKS.md).
 //
 // The scheme: a kc-deep slice of B, nc columns wide, is packed into 16-column panels; an mc-row
 // slice of A into 6-row panels; a 6x16 tile of C is then kc rank-1 updates in 12 AVX2

@@ -2,8 +2,9 @@
 (``csrc/gemm``) where it exists, torch's otherwise.
 
 On the AVX2 machines, MKL's sgemm (what ``torch.mm`` calls on a CPU) runs the products with a
-transposed operand, ``x @ W.T`` (the logits) and ``grad.T @ x`` (the weight gradient), at 0.6-0.8x
-the rate of its plain product; the packed GEMM reads any layout at one rate. It is used only by the
+transposed operand, ``x @ W.T`` (the logits) and ``grad.T @ x`` (the weight gradient), below the
+rate of its plain product; the packed GEMM reads any layout at one rate (1.12-1.25x ``torch.mm`` on
+the losses' large transposed products, on a par elsewhere: BENCHMARKS.md, eleventh session). It is used only by the
 ``cpp`` backend (the ``reference`` backend stays torch's GEMMs: it is the specification), only for
 float32 CPU tensors, and only where the selected CPU ISA level has it (AVX2; elsewhere ``torch.mm``).
 """
