@@ -12,6 +12,7 @@
 // The scheme: a kc-deep slice of B, nc columns wide, is packed into 16-column panels; an mc-row
 // slice of A into 6-row panels; a 6x16 tile of C is then kc rank-1 updates in 12 AVX2
 // accumulators (15 of the 16 ymm registers with the two B vectors and the A broadcast).
+#include "../common/cpu_kernel_types.h"  // what cpu_convert_impl.h (min_i64) needs
 #include "gemm_cpu_kernel.h"
 
 #if LLMK_ISA_LEVEL != 1
@@ -26,7 +27,7 @@ constexpr int kMr = static_cast<int>(cpu::kGemmMr);
 constexpr int kNr = static_cast<int>(cpu::kGemmNr);
 constexpr int kHalves = kNr / 8;  // 8-lane vectors across a tile row
 
-LLMK_ALWAYS_INLINE int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+#include "../common/cpu_convert_impl.h"  // min_i64
 
 // Transposes 8 rows of 8 floats in place (row r, lane j) -> (row j, lane r).
 LLMK_ALWAYS_INLINE void transpose8(__m256 r[8]) {
@@ -120,20 +121,18 @@ void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int
     a += kMr;
     b += kNr;
   }
-  // Through an aligned scratch tile: GCC keeps the accumulators in registers only when the loop
-  // above is all that reads them (stores straight to C from them spilled every update to memory).
-  alignas(32) float scratch[kMr][kNr];
-  for (int r = 0; r < kMr; ++r)
-    for (int h = 0; h < kHalves; ++h) _mm256_store_ps(scratch[r] + 8 * h, acc[r][h]);
   if (rows == kMr && cols == kNr) {
     for (int r = 0; r < kMr; ++r)
       for (int h = 0; h < kHalves; ++h) {
         float* out = c + r * ldc + 8 * h;
-        const __m256 sum = _mm256_load_ps(scratch[r] + 8 * h);
-        _mm256_storeu_ps(out, add ? _mm256_add_ps(_mm256_loadu_ps(out), sum) : sum);
+        _mm256_storeu_ps(out, add ? _mm256_add_ps(_mm256_loadu_ps(out), acc[r][h]) : acc[r][h]);
       }
     return;
   }
+  // The ragged edge of C: through a scratch tile, element by element.
+  alignas(32) float scratch[kMr][kNr];
+  for (int r = 0; r < kMr; ++r)
+    for (int h = 0; h < kHalves; ++h) _mm256_store_ps(scratch[r] + 8 * h, acc[r][h]);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < cols; ++j) c[r * ldc + j] = add ? c[r * ldc + j] + scratch[r][j] : scratch[r][j];
 }
