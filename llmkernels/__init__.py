@@ -14,6 +14,7 @@ from llmkernels.backends import BACKEND_NAMES, available_backends, use_backend
 from llmkernels.diagnostics import info
 from llmkernels.ops.attention.api import attention, attention_varlen, scaled_dot_product_attention
 from llmkernels.ops.cross_entropy.api import cross_entropy
+from llmkernels.ops.linear.api import linear
 from llmkernels.ops.distillation.api import distillation_loss, topk_distillation_loss, topk_logprobs
 from llmkernels.ops.linear_distillation.api import linear_distillation_loss, linear_topk_distillation_loss, linear_topk_logprobs
 from llmkernels.ops.linear_cross_entropy.api import linear_cross_entropy
@@ -36,6 +37,7 @@ __all__ = [
     "distillation_loss",
     "geglu",
     "info",
+    "linear",
     "linear_cross_entropy",
     "linear_distillation_loss",
     "linear_topk_distillation_loss",

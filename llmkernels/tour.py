@@ -34,6 +34,7 @@ def cases(device: str, seq: int = 256, vocab: int = 8000):
     positions = torch.randint(0, seq, (2, seq), device=device)
     x = leaf(4, seq, 256)
     norm_weight = leaf(256)
+    projection, projection_bias = leaf(320, 256), leaf(320)
     logits, target = leaf(seq, vocab), torch.randint(0, vocab, (seq,), device=device)
     hidden, lm_head = leaf(seq, 128), leaf(vocab, 128)
     teacher_logits = torch.randn(seq, vocab, device=device)
@@ -58,6 +59,7 @@ def cases(device: str, seq: int = 256, vocab: int = 8000):
             ),
             hidden, lm_head,
         ),
+        "linear": _grad_of(lambda: llmkernels.linear(x, projection, projection_bias), x, projection, projection_bias),
         "rms_norm": _grad_of(lambda: llmkernels.rms_norm(x, norm_weight, residual=x * 0.5), x, norm_weight),
         "topk_logprobs": _grad_of(lambda: llmkernels.topk_logprobs(teacher_logits, 8, temperature=2.0)),
         "linear_topk_logprobs": _grad_of(

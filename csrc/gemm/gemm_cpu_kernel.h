@@ -35,8 +35,8 @@ using GemmBlockFn = void (*)(const GemmArgs&, float* workspace);
 
 }  // namespace cpu
 
-// Only an AVX2 variant: its 6x16 FMA tile was measured against MKL on the AVX2 machines (see
-// gemm_cpu_kernel_impl.h); AVX-512 machines, where it was not measured, keep torch's GEMM.
+// One variant, on AVX2 intrinsics; the AVX-512 levels call it too (gemm_cpu.cpp): measured against
+// MKL on Zen 3 (AVX2) and Zen 4 (AVX-512), see gemm_cpu_kernel_impl.h.
 namespace cpu_avx2 { void gemm_block(const cpu::GemmArgs&, float* workspace); }
 
 }  // namespace llmkernels

@@ -1,6 +1,6 @@
 """Every op family's cases, registered by importing their modules (the one place that lists them)."""
 
-from llmkernels.bench import cases_attention, cases_distillation, cases_losses, cases_pointwise  # noqa: F401
+from llmkernels.bench import cases_attention, cases_distillation, cases_linear, cases_losses, cases_pointwise  # noqa: F401
 from llmkernels.bench.case import BUILDERS, OPS, Case, Spec  # noqa: F401
 
 

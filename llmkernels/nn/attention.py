@@ -7,6 +7,7 @@ import torch
 import llmkernels
 from llmkernels.nn import torch_baseline
 from llmkernels.nn.kv_cache import KVCache
+from llmkernels.nn.linear import Linear
 
 
 class Attention(torch.nn.Module):
@@ -47,13 +48,13 @@ class Attention(torch.nn.Module):
         self.causal, self.rotary, self.softcap, self.window = causal, rotary, softcap, window
         self.fused_kv = fused_kv
         kv_width = n_kv_heads * self.head_dim
-        self.q_proj = torch.nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
+        self.q_proj = Linear(d_model, n_heads * self.head_dim, bias=bias, ops=ops)
         if fused_kv:
-            self.kv_proj = torch.nn.Linear(d_model, 2 * kv_width, bias=bias)
+            self.kv_proj = Linear(d_model, 2 * kv_width, bias=bias, ops=ops)
         else:
-            self.k_proj = torch.nn.Linear(d_model, kv_width, bias=bias)
-            self.v_proj = torch.nn.Linear(d_model, kv_width, bias=bias)
-        self.o_proj = torch.nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
+            self.k_proj = Linear(d_model, kv_width, bias=bias, ops=ops)
+            self.v_proj = Linear(d_model, kv_width, bias=bias, ops=ops)
+        self.o_proj = Linear(n_heads * self.head_dim, d_model, bias=bias, ops=ops)
 
     def _heads(self, x, heads):
         batch, seq, _ = x.shape

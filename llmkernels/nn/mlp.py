@@ -8,6 +8,7 @@ from torch import nn
 import llmkernels
 from llmkernels import backends
 from llmkernels.nn import recompute, torch_baseline
+from llmkernels.nn.linear import Linear
 
 
 class SwiGLUMLP(nn.Module):
@@ -25,8 +26,8 @@ class SwiGLUMLP(nn.Module):
                  device=None, dtype=None):
         super().__init__()
         self.ops = torch_baseline.check_ops(ops)
-        self.gate_up = nn.Linear(d_model, 2 * hidden, bias=bias, device=device, dtype=dtype)
-        self.down = nn.Linear(hidden, d_model, bias=bias, device=device, dtype=dtype)
+        self.gate_up = Linear(d_model, 2 * hidden, bias=bias, ops=ops, device=device, dtype=dtype)
+        self.down = Linear(hidden, d_model, bias=bias, ops=ops, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate_up = self.gate_up(x)

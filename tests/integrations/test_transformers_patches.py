@@ -29,7 +29,7 @@ def _pair(name, seed=0):
 @pytest.fixture
 def op_calls(monkeypatch):
     calls = {}
-    for op in ("attention", "apply_rotary", "rms_norm", "swiglu", "geglu", "cross_entropy", "linear_cross_entropy"):
+    for op in ("attention", "apply_rotary", "rms_norm", "swiglu", "geglu", "cross_entropy", "linear_cross_entropy", "linear"):
         real = getattr(llmkernels, op)
 
         def counting(*args, _real=real, _op=op, **kwargs):
@@ -54,6 +54,7 @@ def test_patched_model_matches_and_runs_the_ops(name, op_calls):
     torch.testing.assert_close(ours[key][0], theirs[key][0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours[key][1, 3:], theirs[key][1, 3:], rtol=1e-5, atol=1e-5)
     assert op_calls.get("attention")
+    assert bool(op_calls.get("linear")) == (name != "gpt2")  # GPT-2's projections are Conv1D
     if name in ("llama", "qwen2", "qwen3", "mistral", "gemma2"):
         assert op_calls.get("apply_rotary") and op_calls.get("rms_norm")
         assert op_calls.get("geglu" if name == "gemma2" else "swiglu")

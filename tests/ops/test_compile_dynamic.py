@@ -95,6 +95,10 @@ def _linear_topk_distillation(hidden, weight, teacher, target, temperature):
     )
 
 
+def _linear(x, weight, bias):
+    return (llmkernels.linear(x, weight, bias) ** 2).sum() + llmkernels.linear(x, weight).sum()
+
+
 def _rms_norm(x, residual, weight, eps):
     y, h = llmkernels.rms_norm(x, weight, eps, residual=residual)
     return (y * y).sum() + h.sum() + llmkernels.rms_norm(x, None, eps).sum()
@@ -127,6 +131,7 @@ def _inputs(name, n):
             [torch.randn(n, d), torch.randn(vocab, d)], [torch.randn(n, d + 2), torch.randn(vocab, d + 2), target, 1.0 + 0.1 * n]
         ),
         "rms_norm": ([torch.randn(2, n, d), torch.randn(2, n, d), torch.randn(d)], [1e-6 * n]),
+        "linear": ([torch.randn(2, n, d), torch.randn(n + 3, d), torch.randn(n + 3)], []),
         "topk_logprobs": ([torch.randn(n, vocab)], [1.0 + 0.1 * n]),
         "linear_topk_logprobs": ([torch.randn(n, d), torch.randn(vocab, d)], [1.0 + 0.1 * n]),
         "topk_distillation_loss": ([torch.randn(n, vocab)], [torch.randn(n, vocab), target, 1.0 + 0.1 * n]),
@@ -151,6 +156,7 @@ FUNCTIONS = {
     "distillation_loss": _distillation,
     "linear_distillation_loss": _linear_distillation,
     "rms_norm": _rms_norm,
+    "linear": _linear,
     "topk_logprobs": _topk_logprobs,
     "linear_topk_logprobs": _linear_topk_logprobs,
     "topk_distillation_loss": _topk_distillation,

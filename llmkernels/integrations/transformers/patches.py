@@ -61,6 +61,10 @@ def _rms_norm_forward(self, hidden_states):
     return llmkernels.rms_norm(hidden_states, self.weight, eps=self._llmk_eps)
 
 
+def _linear_forward(self, x):
+    return llmkernels.linear(x, self.weight, self.bias)
+
+
 def _gated_mlp_forward(self, x):
     gate, up = self.gate_proj(x), self.up_proj(x)
     hidden = llmkernels.swiglu(gate, up) if self._llmk_act == "silu" else llmkernels.geglu(gate, up, approximate="tanh")
@@ -187,11 +191,13 @@ def _check_supported(model) -> str | None:
 
 
 def apply_llmkernels(model, *, attention=True, rope=True, cross_entropy=True, fused_linear_cross_entropy=True,
-                     rms_norm=True, swiglu=True, strict=True) -> PatchHandle:
+                     rms_norm=True, swiglu=True, linear=True, strict=True) -> PatchHandle:
     """Put one transformers model instance on llmkernels' ops; returns a handle whose ``undo()``
     restores it. Llama, Qwen2, Qwen3, Mistral and Gemma2: attention, rotary, RMSNorm, the gated
     MLP (SwiGLU; Gemma2's tanh-GELU gate), the causal-LM loss, and in training steps the fused
-    linear cross-entropy (no logits). GPT-2: attention and the losses. BERT: attention. Any other
+    linear cross-entropy (no logits). GPT-2: attention and the losses. BERT: attention. ``linear``:
+    every ``nn.Linear`` but the output head (which the fused loss reads) runs on ``llmkernels.linear``
+    (on a CPU, llmkernels' own float32 GEMM; GPT-2's projections are ``Conv1D``s and stay). Any other
     model, or a transformers release whose module layout these patches do not mirror: ``ValueError``
     (``strict=False``: a warning, and the model is left untouched)."""
     handle = PatchHandle(model)
@@ -209,9 +215,14 @@ def apply_llmkernels(model, *, attention=True, rope=True, cross_entropy=True, fu
             model.set_attn_implementation(IMPLEMENTATION)
             handle._undo.append(lambda: model.set_attn_implementation(previous))
             handle.applied.append("attention")
+        head = model.get_output_embeddings()
         for module in model.modules():
             name = type(module).__name__
-            if llama_like and rms_norm and name.endswith("RMSNorm"):
+            if linear and type(module) is torch.nn.Linear and module is not head:
+                handle._set(module, "forward", types.MethodType(_linear_forward, module))
+                if "linear" not in handle.applied:
+                    handle.applied.append("linear")
+            elif llama_like and rms_norm and name.endswith("RMSNorm"):
                 handle._set(module, "_llmk_eps", getattr(module, "variance_epsilon", getattr(module, "eps", 1e-6)))
                 handle._set(module, "_llmk_offset", family == "gemma2")
                 handle._set(module, "forward", types.MethodType(_rms_norm_forward, module))

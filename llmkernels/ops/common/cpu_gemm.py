@@ -1,12 +1,13 @@
 """The float32 GEMMs of the fused linear losses' chunk loop on the CPU: llmkernels' own packed GEMM
 (``csrc/gemm``) where it exists, torch's otherwise.
 
-On the AVX2 machines, MKL's sgemm (what ``torch.mm`` calls on a CPU) runs the products with a
-transposed operand, ``x @ W.T`` (the logits) and ``grad.T @ x`` (the weight gradient), below the
-rate of its plain product; the packed GEMM reads any layout at one rate (1.12-1.25x ``torch.mm`` on
-the losses' large transposed products, on a par elsewhere: BENCHMARKS.md, eleventh session). It is used only by the
-``cpp`` backend (the ``reference`` backend stays torch's GEMMs: it is the specification), only for
-float32 CPU tensors, and only where the selected CPU ISA level has it (AVX2; elsewhere ``torch.mm``).
+MKL's sgemm (what ``torch.mm`` calls on a CPU) runs the products with a transposed operand,
+``x @ W.T`` (the logits) and ``grad.T @ x`` (the weight gradient), below the rate of its plain
+product; the packed GEMM reads any layout at one rate (on the losses' large transposed products
+1.12-1.25x ``torch.mm`` on Zen 3 with AVX2, 1.13-1.37x on Zen 4 with AVX-512: BENCHMARKS.md,
+eleventh and twelfth sessions). It is used only by the ``cpp`` backend (the ``reference`` backend
+stays torch's GEMMs: it is the specification), only for float32 CPU tensors, and only where the
+selected CPU ISA level is AVX2 or above (elsewhere ``torch.mm``).
 """
 
 from __future__ import annotations
