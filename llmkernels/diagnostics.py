@@ -86,7 +86,7 @@ def format_report(report: dict) -> str:
     lines.append("PyTorch's bf16 matrix multiply on this CPU: " + (
         "native (oneDNN)" if report["cpu_bf16_matmul_native"]
         else "a scalar fallback, tens of times slower than float32: train in float32 here"))
-    lines.append("float32 GEMMs of the fused linear losses on this CPU (cpp backend): " + (
+    lines.append("float32 GEMMs of linear and the fused linear losses on this CPU (cpp backend): " + (
         "llmkernels' own (AVX2)" if report["cpu_gemm_own"] else "torch's"))
     lines.append(_requested_line(report))
     requested = report["requested_backend"]
