@@ -12,7 +12,7 @@ Why an op for a product torch already has: MKL's sgemm, what ``torch.mm`` calls 
 products with a transposed operand below its plain rate, and a linear layer is made of them
 (``x @ W.T`` forward, ``grad.T @ x`` for the weight). On the ``cpp`` backend the three GEMMs run on
 llmkernels' packed CPU GEMM (``csrc/gemm``, through ``ops/common/cpu_gemm.py``) in float32 where the
-CPU has AVX2, torch's GEMM otherwise (other dtypes, small products, older CPUs). The ``reference``
+CPU has AVX2 or AVX-512, torch's GEMM otherwise (other dtypes, small products, older CPUs). The ``reference``
 backend is ``F.linear`` and torch's products, and it is what runs on a GPU: cuBLAS is the GEMM to
 have there, so there is no Triton or CUDA kernel.
 
@@ -83,10 +83,11 @@ def linear_backward_op(grad: Tensor, x: Tensor, weight: Tensor, need_x: bool, ne
         if grad_weight is not None and grad_weight.numel():
             cpu_gemm.mm_into(grad_rows.t(), x_rows, grad_weight, chosen)
         grad_bias = grad_rows.sum(0) if need_bias else None
+    # Every gradient is a fresh dense product or sum: nothing to make contiguous.
     return (
-        grad_x.reshape(x.shape).contiguous() if need_x else _nothing(x),
-        grad_weight.contiguous() if need_weight else _nothing(weight),
-        grad_bias.contiguous() if need_bias else _nothing(weight),
+        grad_x.reshape(x.shape) if need_x else _nothing(x),
+        grad_weight if need_weight else _nothing(weight),
+        grad_bias if need_bias else _nothing(weight),
     )
 
 

@@ -14,7 +14,7 @@ def linear(x, weight, bias=None):
     in_features), bias (out_features,) or None; the result is (..., out_features).
 
     On the ``cpp`` backend the forward product and both backward products (``grad @ weight`` and
-    ``grad.T @ x``) run on llmkernels' packed CPU GEMM in float32 where the CPU has AVX2 (MKL runs
+    ``grad.T @ x``) run on llmkernels' packed CPU GEMM in float32 where the CPU has AVX2 or AVX-512 (MKL runs
     the transposed products below its plain rate); other dtypes and small products, and the
     ``reference`` backend (what runs on a GPU), are torch's GEMMs. Under autocast the inputs are
     cast to the region's dtype, as ``F.linear``'s are. A frozen weight (or input) gets no gradient
